@@ -1,0 +1,510 @@
+//! GPU context: adapter choice, device, buffers, pipelines, and the recorded work of a step.
+//!
+//! Everything numeric runs in `shaders/*.wgsl`; this module only moves bytes and records
+//! dispatches. The device is created with WebGPU's default limits; features beyond them
+//! (subgroups, timestamps) are requested only when the adapter has them, and the kernels
+//! that use them have portable fallbacks chosen by [`KernelCaps`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+
+/// Which graphics API to reach the GPU through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// Honour WGPU_BACKEND when set, else every native backend.
+    Auto,
+    Vulkan,
+    Gl,
+    Metal,
+    Dx12,
+}
+
+impl BackendChoice {
+    pub fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Auto => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Gl => wgpu::Backends::GL,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+        }
+    }
+}
+
+/// How to pick the adapter and which kernel variants may be used on it.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    pub backend: BackendChoice,
+    /// Case-insensitive substring of the adapter name; falls back to WGPU_ADAPTER_NAME.
+    pub adapter: Option<String>,
+    /// Use only the portable kernel variants (no subgroups), even where the adapter has more.
+    pub portable_kernels: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            backend: BackendChoice::Auto,
+            adapter: None,
+            portable_kernels: std::env::var("GAN_GPU_KERNELS").is_ok_and(|v| v == "portable"),
+        }
+    }
+}
+
+/// What the kernels may rely on, decided once per device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCaps {
+    /// Subgroup size when the device has subgroup operations with one fixed size.
+    pub subgroup_size: Option<u32>,
+    pub timestamps: bool,
+}
+
+/// One adapter as `gan-gpu devices` reports it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    pub features: Vec<String>,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub kernel_variants: Vec<String>,
+}
+
+/// Features that gan-gpu can use when the adapter has them.
+const USEFUL_FEATURES: [(wgpu::Features, &str); 3] = [
+    (wgpu::Features::SUBGROUP, "subgroup"),
+    (wgpu::Features::TIMESTAMP_QUERY, "timestamp_query"),
+    (wgpu::Features::SHADER_F16, "shader_f16"),
+];
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn caps_for(adapter: &wgpu::Adapter, portable: bool) -> KernelCaps {
+    let info = adapter.get_info();
+    let features = adapter.features();
+    // The subgroup kernels broadcast across a subgroup of a known size; adapters whose size
+    // varies from dispatch to dispatch get the portable kernels.
+    let subgroup_size = (!portable
+        && features.contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == info.subgroup_max_size
+        && crate::kernels::matmul::SUBGROUP_SIZES.contains(&info.subgroup_min_size))
+    .then_some(info.subgroup_min_size);
+    KernelCaps {
+        subgroup_size,
+        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+    }
+}
+
+fn report(adapter: &wgpu::Adapter, portable: bool) -> AdapterReport {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let features = adapter.features();
+    let caps = caps_for(adapter, portable);
+    AdapterReport {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend).to_lowercase(),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        subgroup_min_size: info.subgroup_min_size,
+        subgroup_max_size: info.subgroup_max_size,
+        features: USEFUL_FEATURES
+            .iter()
+            .filter(|(f, _)| features.contains(*f))
+            .map(|(_, name)| name.to_string())
+            .collect(),
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
+        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        kernel_variants: vec![format!("matmul: {}", crate::kernels::matmul::variant_name(&caps))],
+    }
+}
+
+/// Every adapter the chosen backends offer, best first.
+pub fn list_adapters(opts: &GpuOptions) -> Vec<AdapterReport> {
+    ranked_adapters(opts).iter().map(|a| report(a, opts.portable_kernels)).collect()
+}
+
+fn ranked_adapters(opts: &GpuOptions) -> Vec<wgpu::Adapter> {
+    let backends = opts.backend.backends();
+    let mut adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    let rank = |a: &wgpu::Adapter| {
+        let info = a.get_info();
+        let kind = match info.device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Cpu => 3,
+            wgpu::DeviceType::Other => 4,
+        };
+        // GL is the API of last resort: no subgroups, slow pipeline compiles.
+        (kind, info.backend == wgpu::Backend::Gl)
+    };
+    adapters.sort_by_key(rank);
+    adapters
+}
+
+const NO_ADAPTER_HELP: &str = "install a GPU driver with Vulkan, Metal, DX12 or OpenGL support, \
+or the CPU adapter: `apt-get install mesa-vulkan-drivers` (Debian/Ubuntu); \
+`gan-gpu devices` lists what is found";
+
+/// A device and queue with the pipelines compiled for it.
+pub struct Gpu {
+    pub info: wgpu::AdapterInfo,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub caps: KernelCaps,
+    pub limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+}
+
+impl Gpu {
+    /// Picks an adapter as `opts` says and opens a device on it.
+    pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        Self::with_limits(opts, wgpu::Limits::default())
+    }
+
+    /// Like [`Gpu::new`] with explicit limits (tests use the WebGPU and downlevel defaults).
+    pub fn with_limits(opts: &GpuOptions, limits: wgpu::Limits) -> Result<Arc<Gpu>> {
+        let wanted = opts
+            .adapter
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .map(|s| s.to_lowercase());
+        let adapters = ranked_adapters(opts);
+        if adapters.is_empty() {
+            bail!("no GPU adapter found for backend {:?}: {NO_ADAPTER_HELP}", opts.backend);
+        }
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        let adapter = match &wanted {
+            Some(w) => adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(w))
+                .with_context(|| {
+                    format!("no adapter name contains {w:?}; found: {}", names.join(", "))
+                })?,
+            None => adapters.into_iter().next().unwrap(),
+        };
+        let caps = caps_for(&adapter, opts.portable_kernels);
+        let mut features = wgpu::Features::empty();
+        if caps.subgroup_size.is_some() {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        if caps.timestamps {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        // Ask for WebGPU's defaults, or the downlevel set where the adapter is below them
+        // (GL on old drivers): the kernels stay within either.
+        let limits = if limits.check_limits(&adapter.limits()) {
+            limits
+        } else {
+            wgpu::Limits::downlevel_defaults()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("gan-gpu"),
+            required_features: features,
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        }))
+        .with_context(|| format!("could not open a device on {}", adapter.get_info().name))?;
+        Ok(Arc::new(Gpu {
+            info: adapter.get_info(),
+            device,
+            queue,
+            caps,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// "name (backend)", for logs and test output.
+    pub fn describe(&self) -> String {
+        format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// A compute pipeline for `entry` in `shader`, compiled once per override set.
+    pub fn pipeline(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> wgpu::ComputePipeline {
+        let key = format!("{}:{entry}:{constants:?}", shader.name);
+        let mut cache = self.pipelines.lock().unwrap();
+        if let Some(p) = cache.get(&key) {
+            return p.clone();
+        }
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.name),
+            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+        });
+        let constants: Vec<(&str, f64)> = constants.to_vec();
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                ..Default::default()
+            },
+            cache: None,
+        });
+        cache.insert(key, pipeline.clone());
+        pipeline
+    }
+
+    /// A zero-filled f32 tensor.
+    pub fn zeros(&self, len: usize) -> Tensor {
+        self.tensor_bytes(len, 4, None)
+    }
+
+    /// A tensor holding `data`.
+    pub fn upload(&self, data: &[f32]) -> Tensor {
+        self.tensor_bytes(data.len(), 4, Some(bytemuck::cast_slice(data)))
+    }
+
+    /// A tensor of u32 words (indices, packed bytes).
+    pub fn upload_u32(&self, data: &[u32]) -> Tensor {
+        self.tensor_bytes(data.len(), 4, Some(bytemuck::cast_slice(data)))
+    }
+
+    fn tensor_bytes(&self, len: usize, elem: usize, data: Option<&[u8]>) -> Tensor {
+        // Bindings cannot be empty, and copies need sizes that are multiples of 4 bytes.
+        let size = ((len * elem).max(4) as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: data.is_some(),
+        });
+        if let Some(data) = data {
+            buffer.get_mapped_range_mut(..).unwrap().slice(..data.len()).copy_from_slice(data);
+            buffer.unmap();
+        }
+        Tensor { buffer, len }
+    }
+
+    /// Overwrites a tensor's contents; the write lands before the next submission runs.
+    pub fn write(&self, tensor: &Tensor, data: &[f32]) {
+        assert!(data.len() <= tensor.len, "write of {} into {}", data.len(), tensor.len);
+        self.queue.write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(data));
+    }
+
+    /// A uniform buffer holding `value` (kernel parameters, fixed when the dispatch is built).
+    pub fn uniform<T: bytemuck::Pod>(&self, value: &T) -> wgpu::Buffer {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (size_of::<T>() as u64).next_multiple_of(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: true,
+        });
+        buffer
+            .get_mapped_range_mut(..)
+            .unwrap()
+            .slice(..size_of::<T>())
+            .copy_from_slice(bytemuck::bytes_of(value));
+        buffer.unmap();
+        buffer
+    }
+
+    /// A dispatch of `pipeline` with `bindings` at binding 0, 1, 2, ... of group 0.
+    pub fn dispatch(
+        &self,
+        label: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[wgpu::BindingResource],
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Dispatch { label, pipeline: pipeline.clone(), bind_group, workgroups }
+    }
+
+    /// Workgroup counts covering `threads` invocations of `workgroup_size`, folded into y
+    /// when x would pass the per-dimension limit. Kernels rebuild the flat index with
+    /// [`flat_id`](../../shaders) = gid.x + gid.y * num_workgroups.x * workgroup_size.
+    pub fn grid(&self, threads: usize, workgroup_size: u32) -> [u32; 3] {
+        let groups = (threads as u64).div_ceil(workgroup_size as u64).max(1);
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        if groups <= max {
+            [groups as u32, 1, 1]
+        } else {
+            let y = groups.div_ceil(max);
+            [groups.div_ceil(y) as u32, y as u32, 1]
+        }
+    }
+
+    /// Records `ops` into one command buffer, submits it and waits for it.
+    pub fn run(&self, ops: &[Op]) {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        record(&mut encoder, ops);
+        self.queue.submit([encoder.finish()]);
+        self.wait();
+    }
+
+    pub fn wait(&self) {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("GPU device lost");
+    }
+
+    /// Reads a tensor back (blocking; tests and checkpoints only, never inside a step).
+    pub fn read(&self, tensor: &Tensor) -> Vec<f32> {
+        bytemuck::cast_slice(&self.read_bytes(&tensor.buffer, tensor.len * 4)).to_vec()
+    }
+
+    pub fn read_u32(&self, tensor: &Tensor) -> Vec<u32> {
+        bytemuck::cast_slice(&self.read_bytes(&tensor.buffer, tensor.len * 4)).to_vec()
+    }
+
+    fn read_bytes(&self, buffer: &wgpu::Buffer, len: usize) -> Vec<u8> {
+        let staging = Staging::new(self, buffer.size());
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        staging.copy_from(&mut encoder, buffer);
+        self.queue.submit([encoder.finish()]);
+        staging.map();
+        self.wait();
+        let bytes = staging.try_take().expect("buffer mapping failed");
+        bytes[..len].to_vec()
+    }
+}
+
+/// A flat f32 (or u32) array in a storage buffer.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub buffer: wgpu::Buffer,
+    pub len: usize,
+}
+
+impl Tensor {
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        self.buffer.as_entire_binding()
+    }
+}
+
+/// A WGSL module compiled into the binary.
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// One compute dispatch with its bindings, built once and replayed every step.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub label: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+}
+
+/// A unit of recorded GPU work.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Dispatch(Dispatch),
+    /// Copy `len` f32 elements between tensors (element offsets).
+    Copy { src: Tensor, src_offset: usize, dst: Tensor, dst_offset: usize, len: usize },
+}
+
+impl From<Dispatch> for Op {
+    fn from(d: Dispatch) -> Op {
+        Op::Dispatch(d)
+    }
+}
+
+/// Records `ops` in order: consecutive dispatches share one compute pass.
+pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
+    let mut i = 0;
+    while i < ops.len() {
+        match &ops[i] {
+            Op::Copy { src, src_offset, dst, dst_offset, len } => {
+                encoder.copy_buffer_to_buffer(
+                    &src.buffer,
+                    (*src_offset * 4) as u64,
+                    &dst.buffer,
+                    (*dst_offset * 4) as u64,
+                    Some((*len * 4) as u64),
+                );
+                i += 1;
+            }
+            Op::Dispatch(_) => {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                while let Some(Op::Dispatch(d)) = ops.get(i) {
+                    pass.set_pipeline(&d.pipeline);
+                    pass.set_bind_group(0, &d.bind_group, &[]);
+                    let [x, y, z] = d.workgroups;
+                    pass.dispatch_workgroups(x, y, z);
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A mappable copy of a buffer, for reading results back without stalling the GPU.
+pub struct Staging {
+    buffer: wgpu::Buffer,
+    ready: Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>,
+}
+
+impl Staging {
+    pub fn new(gpu: &Gpu, size: u64) -> Staging {
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Staging { buffer, ready: Arc::new(Mutex::new(None)) }
+    }
+
+    pub fn copy_from(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer) {
+        encoder.copy_buffer_to_buffer(src, 0, &self.buffer, 0, Some(self.buffer.size()));
+    }
+
+    /// Asks for the mapping once the submitted copy is done; poll the device to progress it.
+    pub fn map(&self) {
+        let ready = self.ready.clone();
+        *ready.lock().unwrap() = None;
+        self.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            *ready.lock().unwrap() = Some(r);
+        });
+    }
+
+    /// The bytes, once the mapping has completed; None while it is pending.
+    pub fn try_take(&self) -> Option<Vec<u8>> {
+        let result = self.ready.lock().unwrap().take()?;
+        result.expect("buffer mapping failed");
+        let bytes = self.buffer.slice(..).get_mapped_range().unwrap().to_vec();
+        self.buffer.unmap();
+        Some(bytes)
+    }
+}

@@ -1,0 +1,44 @@
+//! Host side of every WGSL kernel family: each function builds a [`Dispatch`](crate::gpu::Dispatch)
+//! once (pipeline, bind group, parameters), which a test runs once and the trainer replays every
+//! step. Each has a twin in [`crate::cpu`] with the same name and argument order.
+
+pub mod activation;
+pub mod bias;
+pub mod gather;
+pub mod loss;
+pub mod matmul;
+pub mod metrics;
+pub mod optim;
+pub mod rng;
+
+/// An elementwise nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    LeakyRelu { alpha: f32 },
+    Tanh,
+    Sigmoid,
+}
+
+/// Adam's hyper-parameters (Keras names and defaults: eps 1e-7).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamParams {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// Clip each gradient element to [-clip, clip] before the update (Keras `clipvalue`).
+    pub clip: Option<f32>,
+}
+
+/// Per-step values that kernels read from a uniform the trainer rewrites before each
+/// submission: the optimizer step count (1-based, for Adam's bias correction) and the
+/// RNG counter, so that a step's random numbers depend only on (seed, step, stream).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepUniform {
+    pub step: u32,
+    pub seed: u32,
+    pub _pad: [u32; 2],
+}

@@ -1,0 +1,17 @@
+//! gan-gpu: a GAN trainer whose every numeric step runs in handwritten WGSL compute shaders.
+//!
+//! Layout: [`gpu`] (context, buffers, recorded work) -> [`kernels`] (host side of each WGSL
+//! kernel family in `shaders/`) with [`cpu`] (the plain-Rust twin of every kernel, same names,
+//! same argument order) -> [`nn`] (layers and models) -> [`train`] (the training loop) and
+//! [`data`] (datasets), with [`checkpoint`] and [`images`] for what training writes.
+
+pub mod check;
+pub mod checkpoint;
+pub mod cpu;
+pub mod data;
+pub mod gpu;
+pub mod images;
+pub mod kernels;
+pub mod nn;
+pub mod shaders;
+pub mod train;

@@ -1,0 +1,21 @@
+//! The WGSL modules, compiled into the binary; one file per kernel family.
+
+use crate::gpu::Shader;
+
+macro_rules! shader {
+    ($name:literal) => {
+        Shader { name: $name, source: include_str!(concat!("../shaders/", $name)) }
+    };
+}
+
+pub const MATMUL: Shader = shader!("matmul.wgsl");
+pub const BIAS: Shader = shader!("bias.wgsl");
+pub const ACTIVATION: Shader = shader!("activation.wgsl");
+pub const LOSS: Shader = shader!("loss.wgsl");
+pub const OPTIM: Shader = shader!("optim.wgsl");
+pub const RNG: Shader = shader!("rng.wgsl");
+pub const GATHER: Shader = shader!("gather.wgsl");
+pub const METRICS: Shader = shader!("metrics.wgsl");
+
+/// Every module, for the validation tests.
+pub const ALL: &[&Shader] = &[&MATMUL, &BIAS, &ACTIVATION, &LOSS, &OPTIM, &RNG, &GATHER, &METRICS];

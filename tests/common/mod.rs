@@ -1,0 +1,91 @@
+//! Shared by the integration tests: the GPUs to test on, random data, poisoned outputs.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// Every adapter to run kernel tests on: one per backend the machine offers (Vulkan, GL, ...),
+/// and for adapters with fast-path features a second device forced onto the portable kernels.
+/// GAN_GPU_TEST_BACKENDS=vulkan,gl makes a missing backend a failure instead of a skip.
+pub fn gpus() -> &'static [Arc<Gpu>] {
+    static GPUS: OnceLock<Vec<Arc<Gpu>>> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        let required: Vec<String> = std::env::var("GAN_GPU_TEST_BACKENDS")
+            .map(|s| s.split(',').map(|b| b.trim().to_lowercase()).collect())
+            .unwrap_or_default();
+        let mut gpus = Vec::new();
+        for (backend, name) in [
+            (BackendChoice::Vulkan, "vulkan"),
+            (BackendChoice::Gl, "gl"),
+            (BackendChoice::Metal, "metal"),
+            (BackendChoice::Dx12, "dx12"),
+        ] {
+            let opts = GpuOptions { backend, adapter: None, portable_kernels: false };
+            match Gpu::new(&opts) {
+                Ok(gpu) => {
+                    let fast = gpu.caps.subgroup_size.is_some();
+                    gpus.push(gpu);
+                    if fast {
+                        let portable = GpuOptions { portable_kernels: true, ..opts };
+                        gpus.push(Gpu::new(&portable).unwrap());
+                    }
+                }
+                Err(e) if required.iter().any(|r| r == name) => {
+                    panic!("GAN_GPU_TEST_BACKENDS asks for {name}, but: {e:#}")
+                }
+                Err(_) => {}
+            }
+        }
+        assert!(!gpus.is_empty(), "no GPU adapter at all: install mesa-vulkan-drivers");
+        gpus
+    })
+}
+
+/// Runs `body` on every test GPU, saying which adapter and kernel set each run used.
+pub fn on_every_gpu(test: &str, body: impl Fn(&Gpu)) {
+    for gpu in gpus() {
+        let variant = if gpu.caps.subgroup_size.is_some() { "fast" } else { "portable" };
+        eprintln!("{test}: on {} [{variant} kernels]", gpu.describe());
+        body(gpu);
+    }
+}
+
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// Uniform values in [lo, hi) with no exact zeros (a zero hides a missed term).
+pub fn random_vec(rng: &mut StdRng, len: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..len)
+        .map(|_| loop {
+            let v = rng.random_range(lo..hi);
+            if v != 0.0 {
+                break v;
+            }
+        })
+        .collect()
+}
+
+/// Output buffer contents that no kernel writes: any element left untouched fails the compare.
+pub fn poison(len: usize) -> Vec<f32> {
+    vec![f32::NAN; len]
+}
+
+/// A tensor of PyTorch's reference values from `ops.safetensors` (GAN_GPU_FIXTURES, or
+/// ../shared/fixtures beside the checkout), with its shape.
+pub fn fixture(name: &str) -> (Vec<f32>, Vec<usize>) {
+    static FILE: OnceLock<Vec<u8>> = OnceLock::new();
+    let bytes = FILE.get_or_init(|| {
+        let path = std::env::var("GAN_GPU_FIXTURES").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ops.safetensors").into()
+        });
+        std::fs::read(&path).unwrap_or_else(|e| panic!("fixtures at {path}: {e}"))
+    });
+    let tensors = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let view = tensors.tensor(name).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+    assert_eq!(view.dtype(), safetensors::Dtype::F32, "fixture {name}");
+    let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    (data, view.shape().to_vec())
+}
