@@ -1,9 +1,143 @@
-//! (in progress)
-use crate::gpu::KernelCaps;
+//! Host side of `shaders/matmul.wgsl`: C = op(A)·op(B) (+ bias), for dense layers.
+//!
+//! Two variants: `matmul_subgroup` for devices with 8-lane subgroups (lavapipe on AVX2), which
+//! shares loaded A rows across lanes with subgroupBroadcast, and `matmul_portable` for the rest
+//! (GL, WebGPU without subgroups). Transposes, bias and vec4 loads are WGSL override constants,
+//! so each combination is its own specialised pipeline.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Dispatch, Gpu, KernelCaps, Shader, Tensor};
+use crate::shaders;
 
 /// Subgroup sizes the fast matmul is written for.
 pub const SUBGROUP_SIZES: &[u32] = &[8];
 
+/// Rows x columns of C that one workgroup computes, per variant (SG_ROWS x 32 lanes' columns,
+/// and 8x8 invocations of LANE_ROWS x 4 in the WGSL).
+const SUBGROUP_TILE: (usize, usize) = (32, 32);
+const PORTABLE_TILE: (usize, usize) = (64, 32);
+
+/// Which matmul kernel runs on a device with these capabilities.
 pub fn variant_name(caps: &KernelCaps) -> &'static str {
-    if caps.subgroup_size.is_some() { "subgroup" } else { "portable" }
+    if caps.subgroup_size.is_some() {
+        "subgroup"
+    } else {
+        "portable"
+    }
+}
+
+/// The start of the subgroup section of `matmul.wgsl`.
+const SUBGROUP_MARKER: &str = "// ---- Subgroup variant.";
+
+/// The WGSL module that holds `entry` on a device with these capabilities: the whole file where
+/// subgroups are available, else only the part before the subgroup section, because naga
+/// rejects a module that uses subgroup operations anywhere when the device lacks them.
+fn module(caps: &KernelCaps) -> Shader {
+    if caps.subgroup_size.is_some() {
+        return shaders::MATMUL;
+    }
+    let source = shaders::MATMUL.source;
+    let end = source.find(SUBGROUP_MARKER).expect("matmul.wgsl has a subgroup section");
+    Shader { name: "matmul.wgsl (portable part)", source: &source[..end] }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    _pad: u32,
+}
+
+/// C[m,n] = op(A)·op(B) (+ bias[n] added to every row when Some). A is stored [m,k] row-major,
+/// or [k,m] when `trans_a`; B is stored [k,n], or [n,k] when `trans_b`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+) -> Dispatch {
+    assert!(
+        m > 0 && n > 0 && k > 0,
+        "matmul of an empty matrix: {m}x{k} · {k}x{n}"
+    );
+    assert!(
+        a.len >= m * k && b.len >= k * n && c.len >= m * n,
+        "matmul {m}x{k} · {k}x{n}: tensors of {}, {}, {} elements",
+        a.len,
+        b.len,
+        c.len
+    );
+    if let Some(bias) = bias {
+        assert!(
+            bias.len >= n,
+            "matmul: bias of {} elements for n = {n}",
+            bias.len
+        );
+    }
+    // Row length of each operand as stored: vec4 loads need it to be a multiple of 4.
+    let vec_a = if trans_a { m } else { k } % 4 == 0;
+    let vec_b = if trans_b { k } else { n } % 4 == 0;
+    let (entry, (tile_m, tile_n)) = match gpu.caps.subgroup_size {
+        Some(_) => ("matmul_subgroup", SUBGROUP_TILE),
+        None => ("matmul_portable", PORTABLE_TILE),
+    };
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let pipeline = gpu.pipeline(
+        &module(&gpu.caps),
+        entry,
+        &[
+            ("TRANS_A", flag(trans_a)),
+            ("TRANS_B", flag(trans_b)),
+            ("HAS_BIAS", flag(bias.is_some())),
+            ("VEC_A", flag(vec_a)),
+            ("VEC_B", flag(vec_b)),
+        ],
+    );
+    let params = gpu.uniform(&Params {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        _pad: 0,
+    });
+    // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
+    // a bias any read-only tensor stands in (the kernel does not read it).
+    let pad = (a.len < 4 || b.len < 4).then(|| gpu.zeros(4));
+    let vec4_view = |t: &'_ Tensor| -> wgpu::Buffer {
+        match &pad {
+            Some(pad) if t.len < 4 => pad.buffer.clone(),
+            _ => t.buffer.clone(),
+        }
+    };
+    let (a4, b4) = (vec4_view(a), vec4_view(b));
+    let bias = bias.unwrap_or(a);
+    let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    assert!(
+        groups[0] <= max && groups[1] <= max,
+        "matmul {m}x{n}: too many workgroups"
+    );
+    gpu.dispatch(
+        "matmul",
+        &pipeline,
+        &[
+            params.as_entire_binding(),
+            a.binding(),
+            a4.as_entire_binding(),
+            b.binding(),
+            b4.as_entire_binding(),
+            bias.binding(),
+            c.binding(),
+        ],
+        groups.map(|g| g as u32),
+    )
 }

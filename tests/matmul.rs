@@ -1,0 +1,298 @@
+//! The matmul family: GPU kernels against the CPU twin on every adapter, the twin against
+//! PyTorch and against finite differences, and an opt-in speed report.
+
+mod common;
+
+use std::time::Instant;
+
+use gan_gpu::check::{REDUCTION, compare};
+use gan_gpu::gpu::{Gpu, Op};
+use gan_gpu::{cpu, kernels};
+use rand::{Rng, rngs::StdRng};
+
+/// A random matmul problem and its CPU twin's answer.
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_a: bool,
+    trans_b: bool,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    want: Vec<f32>,
+}
+
+impl Case {
+    fn new(
+        rng: &mut StdRng,
+        (m, k, n): (usize, usize, usize),
+        trans_a: bool,
+        trans_b: bool,
+        bias: bool,
+    ) -> Case {
+        let a = common::random_vec(rng, m * k, -1.0, 1.0);
+        let b = common::random_vec(rng, k * n, -1.0, 1.0);
+        let bias = bias.then(|| common::random_vec(rng, n, -1.0, 1.0));
+        let mut want = vec![0.0; m * n];
+        cpu::matmul::matmul(
+            &a,
+            &b,
+            bias.as_deref(),
+            &mut want,
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+        );
+        Case {
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+            a,
+            b,
+            bias,
+            want,
+        }
+    }
+
+    fn name(&self) -> String {
+        let t = |on| if on { "T" } else { "N" };
+        format!(
+            "matmul m={} n={} k={} {}{}{}",
+            self.m,
+            self.n,
+            self.k,
+            t(self.trans_a),
+            t(self.trans_b),
+            if self.bias.is_some() { " +bias" } else { "" }
+        )
+    }
+
+    /// Uploads the operands and a NaN-filled output; returns the dispatch and the output.
+    fn dispatch(&self, gpu: &Gpu) -> (gan_gpu::gpu::Dispatch, gan_gpu::gpu::Tensor) {
+        let (a, b) = (gpu.upload(&self.a), gpu.upload(&self.b));
+        let bias = self.bias.as_ref().map(|v| gpu.upload(v));
+        let c = gpu.upload(&common::poison(self.m * self.n));
+        let d = kernels::matmul::matmul(
+            gpu,
+            &a,
+            &b,
+            bias.as_ref(),
+            &c,
+            self.m,
+            self.n,
+            self.k,
+            self.trans_a,
+            self.trans_b,
+        );
+        (d, c)
+    }
+
+    fn check(&self, gpu: &Gpu) -> Result<(), String> {
+        let (d, c) = self.dispatch(gpu);
+        gpu.run(&[d.into()]);
+        compare(&self.name(), &gpu.read(&c), &self.want, REDUCTION)
+    }
+}
+
+/// (m, k, n) of the dense layers' forward, dX and dW products for batch size `b`, each with the
+/// transposes training uses.
+fn preset_shapes(b: usize) -> Vec<((usize, usize, usize), bool, bool)> {
+    let forward = [(b, 100, 128), (b, 128, 784), (b, 784, 128), (b, 128, 1)];
+    let dx = [(b, 784, 128), (b, 1, 128), (b, 128, 784)];
+    let dw = [(100, b, 128), (128, b, 784), (784, b, 128), (128, b, 1)];
+    let mut shapes = Vec::new();
+    shapes.extend(forward.map(|s| (s, false, false)));
+    shapes.extend(dx.map(|s| (s, false, true)));
+    shapes.extend(dw.map(|s| (s, true, false)));
+    shapes
+}
+
+#[test]
+fn matmul_matches_cpu_twin() {
+    common::on_every_gpu("matmul_matches_cpu_twin", |gpu| {
+        let mut rng = common::rng(1);
+        let mut failures = Vec::new();
+        let mut check = |case: Case| {
+            if let Err(e) = case.check(gpu) {
+                failures.push(e);
+            }
+        };
+        // Edges of every tile: 1, primes, one past and one short of multiples of 4, 8, 32, 64.
+        let small = [
+            (1, 1, 1),
+            (1, 7, 1),
+            (3, 1, 5),
+            (5, 3, 1),
+            (7, 13, 11),
+            (33, 5, 31),
+            (65, 9, 33),
+            (31, 64, 63),
+            (4, 8, 4),
+            (97, 37, 67),
+        ];
+        for (i, &shape) in small.iter().enumerate() {
+            for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+                check(Case::new(
+                    &mut rng,
+                    shape,
+                    trans_a,
+                    trans_b,
+                    (i + trans_a as usize) % 2 == 0,
+                ));
+            }
+        }
+        // A few random shapes, every transpose combination with and without bias.
+        for trans_a in [false, true] {
+            for trans_b in [false, true] {
+                for bias in [false, true] {
+                    let shape = (
+                        rng.random_range(1..80),
+                        rng.random_range(1..80),
+                        rng.random_range(1..80),
+                    );
+                    check(Case::new(&mut rng, shape, trans_a, trans_b, bias));
+                }
+            }
+        }
+        // The training shapes at the smallest batch; forward with bias, as the layers use it.
+        for (shape, trans_a, trans_b) in preset_shapes(64) {
+            check(Case::new(
+                &mut rng,
+                shape,
+                trans_a,
+                trans_b,
+                !trans_a && !trans_b,
+            ));
+        }
+        assert!(
+            failures.is_empty(),
+            "on {}:\n{}",
+            gpu.describe(),
+            failures.join("\n")
+        );
+    });
+}
+
+/// PyTorch's linear layer, y = x·wᵀ + b with w [out, in], and its gradients, from the fixtures.
+#[test]
+fn cpu_twin_matches_pytorch_linear() {
+    for case in [
+        "linear_100_128",
+        "linear_128_1",
+        "linear_128_784",
+        "linear_784_128",
+    ] {
+        let get = |t: &str| common::fixture(&format!("{case}.{t}"));
+        let (x, xs) = get("x");
+        let (w, ws) = get("w");
+        let (b, _) = get("b");
+        let (gy, _) = get("gy");
+        let (batch, inp, out) = (xs[0], xs[1], ws[0]);
+        assert_eq!(ws[1], inp);
+        let run = |name: &str, a: &[f32], b2: &[f32], bias, m, n, k, ta, tb| {
+            let mut got = vec![0.0; m * n];
+            cpu::matmul::matmul(a, b2, bias, &mut got, m, n, k, ta, tb);
+            let (want, _) = get(name);
+            compare(&format!("{case}.{name}"), &got, &want, REDUCTION).unwrap();
+        };
+        run("y", &x, &w, Some(&b[..]), batch, out, inp, false, true);
+        run("gx", &gy, &w, None, batch, inp, out, false, false);
+        run("gw", &gy, &x, None, out, inp, batch, true, false);
+    }
+}
+
+/// For L = Σ gy ⊙ (x·W + b), dL/dx = gy·Wᵀ and dL/dW = xᵀ·gy, checked by central differences.
+#[test]
+fn cpu_twin_gradients_match_finite_differences() {
+    let (batch, inp, out) = (3, 5, 4);
+    let mut rng = common::rng(7);
+    let x = common::random_vec(&mut rng, batch * inp, -1.0, 1.0);
+    let w = common::random_vec(&mut rng, inp * out, -1.0, 1.0);
+    let b = common::random_vec(&mut rng, out, -1.0, 1.0);
+    let gy = common::random_vec(&mut rng, batch * out, -1.0, 1.0);
+    let loss = |x: &[f64], w: &[f64]| {
+        let mut l = 0.0;
+        for r in 0..batch {
+            for o in 0..out {
+                let y: f64 = b[o] as f64
+                    + (0..inp)
+                        .map(|i| x[r * inp + i] * w[i * out + o])
+                        .sum::<f64>();
+                l += gy[r * out + o] as f64 * y;
+            }
+        }
+        l
+    };
+    let numeric = |v: &[f32], is_x: bool| -> Vec<f32> {
+        let h = 1e-3;
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let w64: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+        (0..v.len())
+            .map(|i| {
+                let (mut xp, mut wp, mut xm, mut wm) =
+                    (x64.clone(), w64.clone(), x64.clone(), w64.clone());
+                if is_x {
+                    xp[i] += h;
+                    xm[i] -= h;
+                } else {
+                    wp[i] += h;
+                    wm[i] -= h;
+                }
+                ((loss(&xp, &wp) - loss(&xm, &wm)) / (2.0 * h)) as f32
+            })
+            .collect()
+    };
+    let mut dx = vec![0.0; batch * inp];
+    cpu::matmul::matmul(&gy, &w, None, &mut dx, batch, inp, out, false, true);
+    compare("dX = gy·Wᵀ", &dx, &numeric(&x, true), REDUCTION).unwrap();
+    let mut dw = vec![0.0; inp * out];
+    cpu::matmul::matmul(&x, &gy, None, &mut dw, inp, out, batch, true, false);
+    compare("dW = xᵀ·gy", &dw, &numeric(&w, false), REDUCTION).unwrap();
+}
+
+/// GFLOP/s of every variant on every training shape at batch 256, each validated first.
+/// Run with `cargo test --release --test matmul -- --ignored --nocapture matmul_speed`.
+#[test]
+#[ignore]
+fn matmul_speed() {
+    let mut rng = common::rng(3);
+    let cases: Vec<Case> = preset_shapes(256)
+        .into_iter()
+        .map(|(shape, ta, tb)| Case::new(&mut rng, shape, ta, tb, !ta && !tb))
+        .collect();
+    for gpu in common::gpus() {
+        let variant = kernels::matmul::variant_name(&gpu.caps);
+        println!("\n{} [{variant}]", gpu.describe());
+        println!("{:<34} {:>9} {:>9}", "shape", "ms", "GFLOP/s");
+        for case in &cases {
+            case.check(gpu).unwrap();
+            let (d, _c) = case.dispatch(gpu);
+            let flops = 2.0 * (case.m * case.n * case.k) as f64;
+            // Enough dispatches per submit to take ~0.2 s, so the submit cost vanishes.
+            let t = Instant::now();
+            gpu.run(&[d.clone().into()]);
+            let reps = ((0.2 / t.elapsed().as_secs_f64()) as usize).clamp(2, 200);
+            let ops: Vec<Op> = (0..reps).map(|_| d.clone().into()).collect();
+            let mut times: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    gpu.run(&ops);
+                    t.elapsed().as_secs_f64() / reps as f64
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            println!(
+                "{:<34} {:>9.3} {:>9.2}",
+                case.name(),
+                median * 1e3,
+                flops / median / 1e9
+            );
+        }
+    }
+}
