@@ -1,1 +1,44 @@
-// (in progress)
+// A batch of images gathered from the dataset kept on the GPU as bytes, four to a u32 word
+// (little-endian), and mapped to the pixel range: out = byte * scale + offset.
+
+struct Params {
+    count: u32,
+    row_len: u32,
+    scale: f32,
+    offset: f32,
+}
+
+@group(0) @binding(0) var<storage, read> images: array<u32>;
+@group(0) @binding(1) var<storage, read> indices: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const WG: u32 = 256u;
+
+// One thread per four consecutive pixels of an output row, so that one word load (two when
+// rows are not whole words and the four straddle a boundary) serves four outputs.
+@compute @workgroup_size(WG)
+fn gather_rows(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let q = gid.x + gid.y * groups.x * WG;
+    let quads_per_row = (p.row_len + 3u) / 4u;
+    let i = q / quads_per_row;
+    if i >= p.count {
+        return;
+    }
+    let j = (q - i * quads_per_row) * 4u;
+    let n = min(4u, p.row_len - j);
+    // Byte address of pixel j of the chosen image, and where it sits in its word.
+    let start = indices[i] * p.row_len + j;
+    let shift = (start & 3u) * 8u;
+    var bytes = images[start >> 2u] >> shift;
+    if shift + 8u * n > 32u {
+        bytes |= images[(start >> 2u) + 1u] << (32u - shift);
+    }
+    let base = i * p.row_len + j;
+    for (var b = 0u; b < n; b++) {
+        out[base + b] = f32((bytes >> (8u * b)) & 0xFFu) * p.scale + p.offset;
+    }
+}

@@ -1,1 +1,73 @@
-// (in progress)
+// Adam in PyTorch's form (eps added to sqrt(v_hat)) with Keras's eps, and Keras's clipvalue:
+// each gradient element clipped to [-clip, clip] before the update when CLIP is set.
+
+override CLIP: bool = false;
+
+struct Hyper {
+    len: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    clip: f32,
+}
+
+// The trainer's per-step uniform (kernels::StepUniform), rewritten before each submission.
+struct Step {
+    step: u32,
+    seed: u32,
+    _pad: vec2<u32>,
+}
+
+@group(0) @binding(0) var<storage, read_write> params: array<f32>;
+@group(0) @binding(1) var<storage, read> grads: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<uniform> hp: Hyper;
+@group(0) @binding(5) var<uniform> step: Step;
+
+const WG: u32 = 256u;
+
+// The bias correction 1 - b^t, as (1 - b) * (1 + b + ... + b^(t-1)) with both factors built
+// by binary powering. Every term is positive, so nothing cancels: pow(b, t) subtracted from 1
+// would lose most of its digits for b = 0.999 and small t (and WGSL's pow may be coarse).
+fn one_minus_pow(b: f32, t: u32) -> f32 {
+    // b^n and 1 + b + ... + b^(n-1) for n = the bits of t consumed so far,
+    var power = 1.0;
+    var sum = 0.0;
+    // and the same two for n = 2^i, the current bit.
+    var bit_power = b;
+    var bit_sum = 1.0;
+    for (var n = t; n != 0u; n >>= 1u) {
+        if (n & 1u) != 0u {
+            sum += power * bit_sum;
+            power *= bit_power;
+        }
+        bit_sum += bit_power * bit_sum;
+        bit_power *= bit_power;
+    }
+    return (1.0 - b) * sum;
+}
+
+// One thread per parameter: four loads, three stores, and the rest is arithmetic.
+@compute @workgroup_size(WG)
+fn adam(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if i >= hp.len {
+        return;
+    }
+    var g = grads[i];
+    if CLIP {
+        g = clamp(g, -hp.clip, hp.clip);
+    }
+    let mi = hp.beta1 * m[i] + (1.0 - hp.beta1) * g;
+    let vi = hp.beta2 * v[i] + (1.0 - hp.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    let m_hat = mi / one_minus_pow(hp.beta1, step.step);
+    let v_hat = vi / one_minus_pow(hp.beta2, step.step);
+    params[i] -= hp.lr * m_hat / (sqrt(v_hat) + hp.eps);
+}
