@@ -84,6 +84,28 @@ fn activation_forward_matches_cpu() {
     });
 }
 
+/// Past 65535 workgroups `Gpu::grid` folds the dispatch into y, and the kernels rebuild the
+/// flat index from both; every kernel here shares that expression, so one (the cheapest)
+/// checks it, at 16.8M elements (about 0.5 s per adapter on lavapipe).
+#[test]
+fn activation_forward_covers_a_grid_folded_into_y() {
+    on_every_gpu("activation_forward, folded grid", |gpu| {
+        let len = 65535 * 256 + 1;
+        let x = random_vec(&mut rng(10), len, -1.0, 1.0);
+        let t = gpu.upload(&x);
+        let d = kernels::activation::activation_forward(gpu, &t, len, Activation::Relu);
+        assert!(
+            d.workgroups[1] > 1,
+            "{len} elements gave the grid {:?}",
+            d.workgroups
+        );
+        gpu.run(&[d.into()]);
+        let mut want = x;
+        cpu::activation::activation_forward(&mut want, len, Activation::Relu);
+        assert_close("relu over a folded grid", &gpu.read(&t), &want, ELEMENTWISE);
+    });
+}
+
 #[test]
 fn activation_backward_matches_cpu() {
     on_every_gpu("activation_backward", |gpu| {

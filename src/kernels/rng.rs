@@ -48,7 +48,8 @@ fn rng_dispatch(
     )
 }
 
-fn pairs_len(len: usize) -> u32 {
+/// `len` as the shader's u32, small enough that the element index 2k + 1 cannot overflow.
+fn checked_len(len: usize) -> u32 {
     assert!(
         len < 1 << 31,
         "rng: {len} elements is past the counter range"
@@ -67,7 +68,7 @@ pub fn rng_uniform(
     step: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
-        len: pairs_len(len),
+        len: checked_len(len),
         stream,
         bound: 0,
         offset: low,
@@ -88,7 +89,7 @@ pub fn rng_normal(
     step: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
-        len: pairs_len(len),
+        len: checked_len(len),
         stream,
         bound: 0,
         offset: mean,
@@ -108,7 +109,7 @@ pub fn rng_randint(
     step: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
-        len: pairs_len(len),
+        len: checked_len(len),
         stream,
         bound,
         offset: 0.0,
