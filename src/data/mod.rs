@@ -169,7 +169,7 @@ pub fn load(name: DatasetName, split: Split, sources: &Sources) -> Result<Datase
                 return Ok(dataset);
             }
             Found::Absent(why) => {
-                tried.push(format!("{origin} {}: {why}", dir.display()));
+                tried.push(format!("{} ({origin}): {why}", dir.display()));
                 missed_explicit |= *origin == "--data-dir" || *origin == "GAN_GPU_DATA";
             }
         }
@@ -195,7 +195,7 @@ pub fn load(name: DatasetName, split: Split, sources: &Sources) -> Result<Datase
                 match look_in(cache, &files, &source)? {
                     Found::Here(dataset) => return Ok(dataset),
                     Found::Absent(why) => tried.push(format!(
-                        "user cache {} after downloading: {why}",
+                        "{} (user cache, after downloading): {why}",
                         cache.display()
                     )),
                 }
