@@ -139,47 +139,54 @@ fn matmul_portable(@builtin(global_invocation_id) gid: vec3<u32>) {
 // against the device's capabilities, so the portable pipeline is built from the text above
 // this line only (see src/kernels/matmul.rs). ----
 
-// Rows of C per subgroup in matmul_subgroup; each lane loads SG_ROWS / 8 of them per k step.
-const SG_ROWS: u32 = 32u;
-const SG_SLOTS: u32 = SG_ROWS / 8u;
+// This lane's share of the 8 x 4 block of op(A) at rows i0..i0+7, k0..k0+3: one load.
+fn a_lane_quad(i0: u32, k0: u32, lane: u32) -> vec4<f32> {
+    if TRANS_A {
+        // Stored [k,m]: lane 2q + h holds k0+q for rows i0+4h..i0+4h+3.
+        return a_quad(k0 + lane / 2u, i0 + 4u * (lane % 2u));
+    }
+    // Stored [m,k]: lane r holds row i0+r for k0..k0+3.
+    return a_quad(i0 + lane, k0);
+}
+
+// Gathers the subgroup's 8 x 4 block of op(A) from every lane's a_lane_quad: element r holds
+// op(A)[i0+r, k0..k0+3]. subgroupBroadcast takes a constant lane, hence the spelled-out lanes.
+fn share_a_rows(x: vec4<f32>) -> array<vec4<f32>, 8> {
+    let l0 = subgroupBroadcast(x, 0u);
+    let l1 = subgroupBroadcast(x, 1u);
+    let l2 = subgroupBroadcast(x, 2u);
+    let l3 = subgroupBroadcast(x, 3u);
+    let l4 = subgroupBroadcast(x, 4u);
+    let l5 = subgroupBroadcast(x, 5u);
+    let l6 = subgroupBroadcast(x, 6u);
+    let l7 = subgroupBroadcast(x, 7u);
+    if TRANS_A {
+        let lo = transpose(mat4x4(l0, l2, l4, l6));
+        let hi = transpose(mat4x4(l1, l3, l5, l7));
+        return array(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
+    }
+    return array(l0, l1, l2, l3, l4, l5, l6, l7);
+}
 
 // Fast variant for subgroups of exactly 8 lanes (one workgroup = one subgroup): a tile of
-// SG_ROWS rows x 32 columns of C. Lane L owns columns 4L..4L+3 and loads their B values
-// itself; A rows are loaded once per subgroup, slot s of lane L holding row
-// 32(s/4) + 4L + s%4, and reach the other lanes through subgroupBroadcast.
+// 8 rows x 32 columns of C. Lane L owns columns 4L..4L+3 and loads their B values itself;
+// each A value is loaded by one lane and broadcast to the rest, so a k step costs 5 loads
+// per lane for 128 FMAs. Larger tiles were slower: past ~32 accumulators per lane llvmpipe
+// spills them, and the spills cost more than the loads saved.
 @compute @workgroup_size(8)
 fn matmul_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32) {
-    let i0 = wg.y * SG_ROWS;
+    let i0 = wg.y * 8u;
     let j = wg.x * 32u + lane * 4u;
-    // acc[8s + L] is the row that lane L's slot s holds.
-    var acc: array<vec4<f32>, SG_ROWS>;
+    var acc: array<vec4<f32>, 8>;
     for (var k0 = 0u; k0 < p.k; k0 += 4u) {
         let brows = b_rows4(k0, j);
-        var mine: array<vec4<f32>, SG_SLOTS>;
-        for (var g = 0u; g < SG_SLOTS / 4u; g++) {
-            let r = a_rows4(i0 + 32u * g + 4u * lane, k0);
-            for (var q = 0u; q < 4u; q++) {
-                mine[4u * g + q] = r[q];
-            }
-        }
-        // subgroupBroadcast takes a constant lane, hence the eight spelled-out lines.
-        for (var s = 0u; s < SG_SLOTS; s++) {
-            let x = mine[s];
-            let at = 8u * s;
-            acc[at] = fma_row(acc[at], subgroupBroadcast(x, 0u), brows);
-            acc[at + 1u] = fma_row(acc[at + 1u], subgroupBroadcast(x, 1u), brows);
-            acc[at + 2u] = fma_row(acc[at + 2u], subgroupBroadcast(x, 2u), brows);
-            acc[at + 3u] = fma_row(acc[at + 3u], subgroupBroadcast(x, 3u), brows);
-            acc[at + 4u] = fma_row(acc[at + 4u], subgroupBroadcast(x, 4u), brows);
-            acc[at + 5u] = fma_row(acc[at + 5u], subgroupBroadcast(x, 5u), brows);
-            acc[at + 6u] = fma_row(acc[at + 6u], subgroupBroadcast(x, 6u), brows);
-            acc[at + 7u] = fma_row(acc[at + 7u], subgroupBroadcast(x, 7u), brows);
+        let arows = share_a_rows(a_lane_quad(i0, k0, lane));
+        for (var r = 0u; r < 8u; r++) {
+            acc[r] = fma_row(acc[r], arows[r], brows);
         }
     }
-    for (var s = 0u; s < SG_SLOTS; s++) {
-        for (var l = 0u; l < 8u; l++) {
-            store_row(i0 + 32u * (s / 4u) + 4u * l + s % 4u, j, acc[8u * s + l]);
-        }
+    for (var r = 0u; r < 8u; r++) {
+        store_row(i0 + r, j, acc[r]);
     }
 }

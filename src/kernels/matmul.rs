@@ -13,18 +13,14 @@ use crate::shaders;
 /// Subgroup sizes the fast matmul is written for.
 pub const SUBGROUP_SIZES: &[u32] = &[8];
 
-/// Rows x columns of C that one workgroup computes, per variant (SG_ROWS x 32 lanes' columns,
-/// and 8x8 invocations of LANE_ROWS x 4 in the WGSL).
-const SUBGROUP_TILE: (usize, usize) = (32, 32);
+/// Rows x columns of C that one workgroup computes, per variant (8 lanes of 8 x 4 in
+/// `matmul_subgroup`, 8 x 8 invocations of LANE_ROWS x 4 in `matmul_portable`).
+const SUBGROUP_TILE: (usize, usize) = (8, 32);
 const PORTABLE_TILE: (usize, usize) = (64, 32);
 
 /// Which matmul kernel runs on a device with these capabilities.
 pub fn variant_name(caps: &KernelCaps) -> &'static str {
-    if caps.subgroup_size.is_some() {
-        "subgroup"
-    } else {
-        "portable"
-    }
+    if caps.subgroup_size.is_some() { "subgroup" } else { "portable" }
 }
 
 /// The start of the subgroup section of `matmul.wgsl`.
@@ -66,10 +62,7 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
 ) -> Dispatch {
-    assert!(
-        m > 0 && n > 0 && k > 0,
-        "matmul of an empty matrix: {m}x{k} · {k}x{n}"
-    );
+    assert!(m > 0 && n > 0 && k > 0, "matmul of an empty matrix: {m}x{k} · {k}x{n}");
     assert!(
         a.len >= m * k && b.len >= k * n && c.len >= m * n,
         "matmul {m}x{k} · {k}x{n}: tensors of {}, {}, {} elements",
@@ -78,11 +71,7 @@ pub fn matmul(
         c.len
     );
     if let Some(bias) = bias {
-        assert!(
-            bias.len >= n,
-            "matmul: bias of {} elements for n = {n}",
-            bias.len
-        );
+        assert!(bias.len >= n, "matmul: bias of {} elements for n = {n}", bias.len);
     }
     // Row length of each operand as stored: vec4 loads need it to be a multiple of 4.
     let vec_a = if trans_a { m } else { k } % 4 == 0;
@@ -103,12 +92,7 @@ pub fn matmul(
             ("VEC_B", flag(vec_b)),
         ],
     );
-    let params = gpu.uniform(&Params {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        _pad: 0,
-    });
+    let params = gpu.uniform(&Params { m: m as u32, n: n as u32, k: k as u32, _pad: 0 });
     // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
     // a bias any read-only tensor stands in (the kernel does not read it).
     let pad = (a.len < 4 || b.len < 4).then(|| gpu.zeros(4));
@@ -122,10 +106,7 @@ pub fn matmul(
     let bias = bias.unwrap_or(a);
     let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    assert!(
-        groups[0] <= max && groups[1] <= max,
-        "matmul {m}x{n}: too many workgroups"
-    );
+    assert!(groups[0] <= max && groups[1] <= max, "matmul {m}x{n}: too many workgroups");
     gpu.dispatch(
         "matmul",
         &pipeline,
