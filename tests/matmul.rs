@@ -35,28 +35,8 @@ impl Case {
         let b = common::random_vec(rng, k * n, -1.0, 1.0);
         let bias = bias.then(|| common::random_vec(rng, n, -1.0, 1.0));
         let mut want = vec![0.0; m * n];
-        cpu::matmul::matmul(
-            &a,
-            &b,
-            bias.as_deref(),
-            &mut want,
-            m,
-            n,
-            k,
-            trans_a,
-            trans_b,
-        );
-        Case {
-            m,
-            n,
-            k,
-            trans_a,
-            trans_b,
-            a,
-            b,
-            bias,
-            want,
-        }
+        cpu::matmul::matmul(&a, &b, bias.as_deref(), &mut want, m, n, k, trans_a, trans_b);
+        Case { m, n, k, trans_a, trans_b, a, b, bias, want }
     }
 
     fn name(&self) -> String {
@@ -150,43 +130,24 @@ fn matmul_matches_cpu_twin() {
         for trans_a in [false, true] {
             for trans_b in [false, true] {
                 for bias in [false, true] {
-                    let shape = (
-                        rng.random_range(1..80),
-                        rng.random_range(1..80),
-                        rng.random_range(1..80),
-                    );
+                    let shape =
+                        (rng.random_range(1..80), rng.random_range(1..80), rng.random_range(1..80));
                     check(Case::new(&mut rng, shape, trans_a, trans_b, bias));
                 }
             }
         }
         // The training shapes at the smallest batch; forward with bias, as the layers use it.
         for (shape, trans_a, trans_b) in preset_shapes(64) {
-            check(Case::new(
-                &mut rng,
-                shape,
-                trans_a,
-                trans_b,
-                !trans_a && !trans_b,
-            ));
+            check(Case::new(&mut rng, shape, trans_a, trans_b, !trans_a && !trans_b));
         }
-        assert!(
-            failures.is_empty(),
-            "on {}:\n{}",
-            gpu.describe(),
-            failures.join("\n")
-        );
+        assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });
 }
 
 /// PyTorch's linear layer, y = x·wᵀ + b with w [out, in], and its gradients, from the fixtures.
 #[test]
 fn cpu_twin_matches_pytorch_linear() {
-    for case in [
-        "linear_100_128",
-        "linear_128_1",
-        "linear_128_784",
-        "linear_784_128",
-    ] {
+    for case in ["linear_100_128", "linear_128_1", "linear_128_784", "linear_784_128"] {
         let get = |t: &str| common::fixture(&format!("{case}.{t}"));
         let (x, xs) = get("x");
         let (w, ws) = get("w");
@@ -219,10 +180,8 @@ fn cpu_twin_gradients_match_finite_differences() {
         let mut l = 0.0;
         for r in 0..batch {
             for o in 0..out {
-                let y: f64 = b[o] as f64
-                    + (0..inp)
-                        .map(|i| x[r * inp + i] * w[i * out + o])
-                        .sum::<f64>();
+                let y: f64 =
+                    b[o] as f64 + (0..inp).map(|i| x[r * inp + i] * w[i * out + o]).sum::<f64>();
                 l += gy[r * out + o] as f64 * y;
             }
         }
@@ -287,12 +246,7 @@ fn matmul_speed() {
                 .collect();
             times.sort_by(f64::total_cmp);
             let median = times[times.len() / 2];
-            println!(
-                "{:<34} {:>9.3} {:>9.2}",
-                case.name(),
-                median * 1e3,
-                flops / median / 1e9
-            );
+            println!("{:<34} {:>9.3} {:>9.2}", case.name(), median * 1e3, flops / median / 1e9);
         }
     }
 }

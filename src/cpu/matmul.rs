@@ -14,10 +14,7 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
 ) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "matmul: short slice"
-    );
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul: short slice");
     if let Some(bias) = bias {
         assert!(bias.len() >= n, "matmul: bias shorter than n");
     }

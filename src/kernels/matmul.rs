@@ -73,6 +73,10 @@ pub fn matmul(
     if let Some(bias) = bias {
         assert!(bias.len >= n, "matmul: bias of {} elements for n = {n}", bias.len);
     }
+    // A vector is the same bytes whether stored as a row or as a column: pick the layout whose
+    // row runs along the longer side, so that it can be read with vec4 loads.
+    let trans_a = if m == 1 || k == 1 { k == 1 } else { trans_a };
+    let trans_b = if n == 1 || k == 1 { n == 1 } else { trans_b };
     // Row length of each operand as stored: vec4 loads need it to be a multiple of 4.
     let vec_a = if trans_a { m } else { k } % 4 == 0;
     let vec_b = if trans_b { k } else { n } % 4 == 0;
@@ -96,7 +100,7 @@ pub fn matmul(
     // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
     // a bias any read-only tensor stands in (the kernel does not read it).
     let pad = (a.len < 4 || b.len < 4).then(|| gpu.zeros(4));
-    let vec4_view = |t: &'_ Tensor| -> wgpu::Buffer {
+    let vec4_view = |t: &Tensor| -> wgpu::Buffer {
         match &pad {
             Some(pad) if t.len < 4 => pad.buffer.clone(),
             _ => t.buffer.clone(),
