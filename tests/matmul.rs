@@ -122,7 +122,7 @@ fn matmul_matches_cpu_twin() {
                     shape,
                     trans_a,
                     trans_b,
-                    (i + trans_a as usize) % 2 == 0,
+                    (i + trans_a as usize).is_multiple_of(2),
                 ));
             }
         }
