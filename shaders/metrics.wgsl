@@ -27,7 +27,7 @@ fn batch_metrics(@builtin(local_invocation_index) lid: u32) {
     for (var i = lid; i < p.count; i += WG) {
         let z = logits[p.start + i];
         loss += losses[p.start + i];
-        let right = select(z < 0.0, z > 0.0, p.positive == 1u);
+        let right = select((z < 0.0), (z > 0.0), p.positive == 1u);
         correct += select(0.0, 1.0, right);
     }
     loss_sum[lid] = loss;

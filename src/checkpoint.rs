@@ -1,1 +1,136 @@
-//! (in progress)
+//! Checkpoints: both networks, the optimizers' moments, the step and the RNG state, in one
+//! safetensors file (readable by PyTorch, numpy and others), written atomically.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::nn::NetSpec;
+use crate::nn::presets::GanSpec;
+
+const FORMAT: &str = "gan-gpu-checkpoint-1";
+
+/// The tensors of one network and of its optimizer, in `NetSpec::params` order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetState {
+    pub params: Vec<Vec<f32>>,
+    pub adam_m: Vec<Vec<f32>>,
+    pub adam_v: Vec<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub spec: GanSpec,
+    /// Training iterations completed.
+    pub step: u64,
+    /// Seed of the counter-based RNG: with `step`, the whole RNG state.
+    pub seed: u32,
+    pub generator: NetState,
+    pub discriminator: NetState,
+}
+
+fn tensor_names(prefix: &str, spec: &NetSpec) -> Vec<(String, Vec<usize>)> {
+    spec.params().into_iter().map(|p| (format!("{prefix}.{}", p.name), p.shape)).collect()
+}
+
+impl Checkpoint {
+    /// Writes to a temporary file beside `path`, syncs it and renames it over `path`, so a crash
+    /// at any moment leaves either the old checkpoint or the new one, never a torn file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+        for (prefix, spec, state) in [
+            ("generator", &self.spec.generator, &self.generator),
+            ("discriminator", &self.spec.discriminator, &self.discriminator),
+        ] {
+            for (i, (name, shape)) in tensor_names(prefix, spec).into_iter().enumerate() {
+                tensors.push((format!("{name}.adam_m"), shape.clone(), &state.adam_m[i]));
+                tensors.push((format!("{name}.adam_v"), shape.clone(), &state.adam_v[i]));
+                tensors.push((name, shape, &state.params[i]));
+            }
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, shape, data)| {
+                let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(data))?;
+                Ok((name.clone(), view))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("step".to_string(), self.step.to_string()),
+            ("seed".to_string(), self.seed.to_string()),
+            ("spec".to_string(), serde_json::to_string(&self.spec)?),
+        ]);
+        let bytes = safetensors::serialize(views, Some(metadata))?;
+        write_atomically(path, &bytes)
+    }
+
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+        Self::from_bytes(&bytes).with_context(|| {
+            format!("{} is not a gan-gpu checkpoint (damaged or another format)", path.display())
+        })
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
+        let (_, metadata) = SafeTensors::read_metadata(bytes)?;
+        let meta = metadata.metadata().clone().unwrap_or_default();
+        let field = |key: &str| meta.get(key).with_context(|| format!("metadata has no {key:?}"));
+        if field("format")? != FORMAT {
+            bail!("format {:?}, expected {FORMAT:?}", field("format")?);
+        }
+        let spec: GanSpec = serde_json::from_str(field("spec")?)?;
+        let tensors = SafeTensors::deserialize(bytes)?;
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let view = tensors.tensor(name).with_context(|| format!("tensor {name} missing"))?;
+            if view.dtype() != Dtype::F32 || view.shape() != shape {
+                bail!("tensor {name} is {:?} {:?}, expected F32 {shape:?}", view.dtype(), view.shape());
+            }
+            Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+        };
+        let state = |prefix: &str, spec: &NetSpec| -> Result<NetState> {
+            let mut state = NetState { params: vec![], adam_m: vec![], adam_v: vec![] };
+            for (name, shape) in tensor_names(prefix, spec) {
+                state.params.push(read(&name, &shape)?);
+                state.adam_m.push(read(&format!("{name}.adam_m"), &shape)?);
+                state.adam_v.push(read(&format!("{name}.adam_v"), &shape)?);
+            }
+            Ok(state)
+        };
+        Ok(Checkpoint {
+            step: field("step")?.parse()?,
+            seed: field("seed")?.parse()?,
+            generator: state("generator", &spec.generator)?,
+            discriminator: state("discriminator", &spec.discriminator)?,
+            spec,
+        })
+    }
+}
+
+/// Temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().context("checkpoint path has no file name")?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself must reach the disk too; directories cannot be opened on Windows.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}

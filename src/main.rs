@@ -1,1 +1,302 @@
-fn main() {}
+//! The `gan-gpu` command line: a thin layer over the library.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use gan_gpu::checkpoint::Checkpoint;
+use gan_gpu::data::{self, DatasetName};
+use gan_gpu::generate;
+use gan_gpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
+use gan_gpu::nn::presets;
+use gan_gpu::train::{self, TrainOptions, Trainer};
+
+#[derive(Parser)]
+#[command(name = "gan-gpu", version, about = "Train GANs on any GPU with handwritten WGSL kernels")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the GPU adapters found, with the features and limits gan-gpu uses.
+    Devices {
+        #[command(flatten)]
+        gpu: GpuArgs,
+        /// One JSON object per adapter.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the built-in models with their parameter counts.
+    Models {
+        /// One JSON object per model.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a GAN.
+    Train(TrainArgs),
+    /// Generate images from a checkpoint: FILE.png (a grid) and FILE.idx (IDX3, as MNIST).
+    Generate {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        /// Output path without extension (an extension given is replaced).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
+}
+
+#[derive(Args)]
+struct GpuArgs {
+    /// Graphics API: auto honours WGPU_BACKEND, else picks the best adapter of any.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Use the adapter whose name contains this (also WGPU_ADAPTER_NAME).
+    #[arg(long)]
+    adapter: Option<String>,
+    /// `portable` forces the kernels that need no optional GPU feature (also GAN_GPU_KERNELS).
+    #[arg(long, value_parser = ["auto", "portable"])]
+    kernels: Option<String>,
+}
+
+impl GpuArgs {
+    fn options(&self) -> GpuOptions {
+        let mut opts = GpuOptions { backend: self.backend, adapter: self.adapter.clone(), ..Default::default() };
+        if let Some(k) = &self.kernels {
+            opts.portable_kernels = k == "portable";
+        }
+        opts
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Built-in model (see `gan-gpu models`); default mlp, or the checkpoint's with --resume.
+    #[arg(long)]
+    model: Option<String>,
+    /// Train until this many iterations are done in all (a resumed run counts its own).
+    #[arg(long, conflicts_with = "epochs")]
+    iters: Option<u64>,
+    /// Train for this many passes over the dataset (iterations = epochs * images / batch).
+    #[arg(long)]
+    epochs: Option<f64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate of both optimizers (default: the model's recipe).
+    #[arg(long)]
+    lr: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Directory for samples, metrics, checkpoints and the configuration.
+    #[arg(long, default_value = "runs/gan")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_every: u64,
+    #[arg(long, default_value_t = 50)]
+    log_every: u64,
+    /// Continue from a checkpoint (default: OUT/checkpoints/latest.safetensors).
+    #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT")]
+    resume: Option<Option<PathBuf>>,
+    #[arg(long, value_enum, default_value_t = DatasetName::Mnist)]
+    dataset: DatasetName,
+    /// Directory holding the dataset's IDX files (also GAN_GPU_DATA).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Devices { gpu, json } => devices(&gpu.options(), json),
+        Command::Models { json } => models(json),
+        Command::Train(args) => train_command(args),
+        Command::Generate { checkpoint, count, seed, out, gpu } => {
+            if count == 0 {
+                bail!("--count must be at least 1");
+            }
+            let ck = Checkpoint::load(&checkpoint)?;
+            let gpu = Gpu::new(&gpu.options())?;
+            let (png, idx) = generate::write_images(&gpu, &ck, count, seed, &out)?;
+            println!("wrote {} and {}", png.display(), idx.display());
+            Ok(())
+        }
+    }
+}
+
+fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
+    let adapters = gpu::list_adapters(opts);
+    if adapters.is_empty() {
+        // Gpu::new gives the explanatory error.
+        Gpu::new(opts)?;
+    }
+    for a in adapters {
+        if json {
+            println!("{}", serde_json::to_string(&a)?);
+        } else {
+            println!("{} ({}, {}, driver {} {})", a.name, a.backend, a.device_type, a.driver, a.driver_info);
+            println!("  features: {}", if a.features.is_empty() { "-".into() } else { a.features.join(", ") });
+            println!(
+                "  subgroup size {}..{}, storage binding {} MiB, workgroup storage {} KiB, {} invocations/workgroup",
+                a.subgroup_min_size,
+                a.subgroup_max_size,
+                a.max_storage_buffer_binding_size >> 20,
+                a.max_compute_workgroup_storage_size >> 10,
+                a.max_compute_invocations_per_workgroup
+            );
+            println!("  kernels: {}", a.kernel_variants.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn models(json: bool) -> Result<()> {
+    for name in presets::NAMES {
+        let spec = presets::preset(name)?;
+        let (g, d) = (spec.generator.param_count(), spec.discriminator.param_count());
+        if json {
+            let line = serde_json::json!({
+                "name": name, "params_g": g, "params_d": d, "trainable_g": g, "trainable_d": d,
+                "batch": spec.recipe.batch,
+            });
+            println!("{line}");
+        } else {
+            println!("{name:<12} G {g:>9} params   D {d:>9} params   batch {}", spec.recipe.batch);
+        }
+    }
+    Ok(())
+}
+
+fn train_command(args: TrainArgs) -> Result<()> {
+    let resume_path = args.resume.as_ref().map(|p| {
+        p.clone().unwrap_or_else(|| args.out.join("checkpoints/latest.safetensors"))
+    });
+    let resume = resume_path.as_deref().map(Checkpoint::load).transpose()?;
+    let spec = match (&resume, &args.model) {
+        (Some(ck), Some(model)) if &ck.spec.name != model => {
+            bail!("the checkpoint is of model {:?}, not {model:?}: drop --model or --resume", ck.spec.name)
+        }
+        (Some(ck), _) => {
+            if args.batch_size.is_some() || args.lr.is_some() {
+                bail!("--batch-size and --lr cannot change when resuming: the checkpoint fixes them");
+            }
+            ck.spec.clone()
+        }
+        (None, model) => {
+            let mut spec = presets::preset(model.as_deref().unwrap_or("mlp"))?;
+            if let Some(b) = args.batch_size {
+                if b == 0 {
+                    bail!("--batch-size must be at least 1");
+                }
+                spec.recipe.batch = b;
+            }
+            if let Some(lr) = args.lr {
+                if !(lr > 0.0 && lr.is_finite()) {
+                    bail!("--lr must be a positive number");
+                }
+                spec.recipe.g_optimizer.lr = lr;
+                spec.recipe.d_optimizer.lr = lr;
+            }
+            spec
+        }
+    };
+    for (flag, value) in [("--log-every", args.log_every)] {
+        if value == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    let dataset = data::load_training_set(args.dataset, args.data_dir.as_deref())?;
+    let iters = match (args.iters, args.epochs) {
+        (Some(i), _) => i,
+        (None, Some(e)) if e > 0.0 => (e * dataset.count as f64 / spec.recipe.batch as f64).ceil() as u64,
+        (None, Some(_)) => bail!("--epochs must be positive"),
+        (None, None) => 3000,
+    };
+    let gpu = Gpu::new(&args.gpu.options())?;
+    eprintln!("training {} on {} with {} images from {}", spec.name, gpu.describe(), dataset.count, dataset.source);
+    let seed = resume.as_ref().map_or(args.seed, |ck| ck.seed);
+    let start = resume.as_ref().map_or(0, |ck| ck.step);
+    if start >= iters {
+        bail!("the checkpoint is already at step {start}; ask for more with --iters N (N > {start})");
+    }
+    let opts = TrainOptions {
+        iters,
+        seed,
+        out: args.out.clone(),
+        sample_every: args.sample_every,
+        checkpoint_every: args.checkpoint_every,
+        log_every: args.log_every,
+        progress: !args.quiet,
+    };
+    write_config(&args.out, &spec, &opts, &gpu, &dataset.source, resume_path.as_deref())?;
+    let mut trainer = Trainer::new(gpu, spec, &dataset, seed, resume)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C while the checkpoint is being written: give up at once.
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: finishing the step and writing a checkpoint (Ctrl-C again to abort)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let summary = train::train(&mut trainer, &opts, &stop)?;
+    let per_s = summary.steps_done as f64 / summary.seconds.max(1e-9);
+    eprintln!(
+        "{} {} iterations in {:.1} s ({per_s:.1} it/s); now at step {}; outputs in {}",
+        if summary.interrupted { "interrupted after" } else { "trained" },
+        summary.steps_done,
+        summary.seconds,
+        trainer.step,
+        args.out.display()
+    );
+    if let Some(m) = summary.last {
+        eprintln!("last: d_loss {:.4} g_loss {:.4} d_acc_real {:.3} d_acc_fake {:.3}", m.d_loss, m.g_loss, m.d_acc_real, m.d_acc_fake);
+    }
+    if summary.interrupted {
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn write_config(
+    out: &Path,
+    spec: &presets::GanSpec,
+    opts: &TrainOptions,
+    gpu: &Gpu,
+    data_source: &str,
+    resumed_from: Option<&Path>,
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let config = serde_json::json!({
+        "model": spec,
+        "train": opts,
+        "device": { "name": gpu.info.name, "backend": format!("{:?}", gpu.info.backend), "caps": gpu.caps },
+        "dataset": data_source,
+        "resumed_from": resumed_from,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    gan_gpu::checkpoint::write_atomically(&out.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())
+}
