@@ -48,7 +48,8 @@ struct Params {
 }
 
 /// C[m,n] = op(A)·op(B) (+ bias[n] added to every row when Some). A is stored [m,k] row-major,
-/// or [k,m] when `trans_a`; B is stored [k,n], or [n,k] when `trans_b`.
+/// or [k,m] when `trans_a`; B is stored [k,n], or [n,k] when `trans_b`. `c` must be a tensor
+/// of its own (wgpu rejects binding it both read-only and writable).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     gpu: &Gpu,
