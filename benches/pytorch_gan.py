@@ -31,7 +31,16 @@ def load_images(data_dir):
     return torch.from_numpy(raw.reshape(-1, 784).copy())
 
 
-def run(name, images, iters, batch):
+def write_idx(path, pixels):
+    """IDX3 ubyte, the format gan-gpu generate writes, so one judge scores both."""
+    with open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, 3]))
+        for d in pixels.shape:
+            f.write(int(d).to_bytes(4, "big"))
+        f.write(pixels.tobytes())
+
+
+def run(name, images, iters, batch, samples=None):
     act, d_loss_form, real_label, lr, beta1 = PRESETS[name]
     g = nn.Sequential(nn.Linear(100, 128), act(), nn.Linear(128, 784), nn.Tanh())
     d = nn.Sequential(nn.Linear(784, 128), act(), nn.Linear(128, 1))
@@ -71,9 +80,13 @@ def run(name, images, iters, batch):
     for _ in range(iters):
         d_loss, g_loss = step()
     seconds = time.perf_counter() - start
+    if samples:
+        with torch.no_grad():
+            out = g(torch.rand(1000, 100) * 2 - 1)
+        write_idx(samples.replace("{model}", name), ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).reshape(-1, 28, 28).numpy())
     return {"model": name, "peer": "pytorch", "batch": batch, "iters": iters, "seconds": round(seconds, 3),
             "ms_per_iter": round(1000 * seconds / iters, 4), "images_per_s": round(iters * batch / seconds, 1),
-            "threads": torch.get_num_threads(), "d_loss": float(d_loss), "g_loss": float(g_loss)}
+            "threads": torch.get_num_threads(), "d_loss": d_loss.item(), "g_loss": g_loss.item()}
 
 
 def main():
@@ -83,12 +96,13 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="mlp,mlp-relu")
+    ap.add_argument("--samples", help="write 1000 generated images to this IDX file ({model} is replaced)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = load_images(args.data)
     for name in args.models.split(","):
-        print(json.dumps(run(name, images, args.iters, args.batch)), flush=True)
+        print(json.dumps(run(name, images, args.iters, args.batch, args.samples)), flush=True)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ pub fn compare(name: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Result<
     let mut worst: Option<(usize, f32)> = None;
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs();
-        // NaN compares false: a poisoned element that the kernel never wrote fails here.
-        if !(err <= limit) && worst.is_none_or(|(_, e)| !(err <= e)) {
+        // A poisoned (NaN) element that the kernel never wrote fails here too.
+        let bad = err.is_nan() || err > limit;
+        if bad && worst.is_none_or(|(_, e)| err.is_nan() || err > e) {
             worst = Some((i, err));
         }
     }

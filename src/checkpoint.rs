@@ -89,9 +89,17 @@ impl Checkpoint {
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let view = tensors.tensor(name).with_context(|| format!("tensor {name} missing"))?;
             if view.dtype() != Dtype::F32 || view.shape() != shape {
-                bail!("tensor {name} is {:?} {:?}, expected F32 {shape:?}", view.dtype(), view.shape());
+                bail!(
+                    "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                    view.dtype(),
+                    view.shape()
+                );
             }
-            Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+            Ok(view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect())
         };
         let state = |prefix: &str, spec: &NetSpec| -> Result<NetState> {
             let mut state = NetState { params: vec![], adam_m: vec![], adam_v: vec![] };

@@ -24,7 +24,9 @@ pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32>
     let noise = gpu.zeros(chunk * spec.noise_dim());
     let step = gpu.uniform(&StepUniform::default());
     let draw = match spec.recipe.noise {
-        Noise::Uniform { low, high } => rng::rng_uniform(gpu, &noise, noise.len, low, high, 0, &step),
+        Noise::Uniform { low, high } => {
+            rng::rng_uniform(gpu, &noise, noise.len, low, high, 0, &step)
+        }
         Noise::Normal { mean, std } => rng::rng_normal(gpu, &noise, noise.len, mean, std, 0, &step),
     };
     let pass = generator.pass(gpu, chunk, &noise, None, None);
@@ -45,7 +47,13 @@ pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32>
 }
 
 /// Writes OUT.png (a grid) and OUT.idx (IDX3 ubyte, readable by any MNIST loader).
-pub fn write_images(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32, out: &Path) -> Result<(PathBuf, PathBuf)> {
+pub fn write_images(
+    gpu: &Gpu,
+    ck: &Checkpoint,
+    count: usize,
+    seed: u32,
+    out: &Path,
+) -> Result<(PathBuf, PathBuf)> {
     let pixels = images::to_bytes(&generate(gpu, ck, count, seed), ck.spec.recipe.pixel_range);
     let (png, idx) = (out.with_extension("png"), out.with_extension("idx"));
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

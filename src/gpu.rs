@@ -105,10 +105,7 @@ fn caps_for(adapter: &wgpu::Adapter, portable: bool) -> KernelCaps {
         && info.subgroup_min_size == info.subgroup_max_size
         && crate::kernels::matmul::SUBGROUP_SIZES.contains(&info.subgroup_min_size))
     .then_some(info.subgroup_min_size);
-    KernelCaps {
-        subgroup_size,
-        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-    }
+    KernelCaps { subgroup_size, timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY) }
 }
 
 fn report(adapter: &wgpu::Adapter, portable: bool) -> AdapterReport {
@@ -129,7 +126,7 @@ fn report(adapter: &wgpu::Adapter, portable: bool) -> AdapterReport {
             .filter(|(f, _)| features.contains(*f))
             .map(|(_, name)| name.to_string())
             .collect(),
-        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
         max_buffer_size: limits.max_buffer_size,
         max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
@@ -431,7 +428,13 @@ pub struct Dispatch {
 pub enum Op {
     Dispatch(Dispatch),
     /// Copy `len` f32 elements between tensors (element offsets).
-    Copy { src: Tensor, src_offset: usize, dst: Tensor, dst_offset: usize, len: usize },
+    Copy {
+        src: Tensor,
+        src_offset: usize,
+        dst: Tensor,
+        dst_offset: usize,
+        len: usize,
+    },
 }
 
 impl From<Dispatch> for Op {

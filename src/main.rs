@@ -70,7 +70,11 @@ struct GpuArgs {
 
 impl GpuArgs {
     fn options(&self) -> GpuOptions {
-        let mut opts = GpuOptions { backend: self.backend, adapter: self.adapter.clone(), ..Default::default() };
+        let mut opts = GpuOptions {
+            backend: self.backend,
+            adapter: self.adapter.clone(),
+            ..Default::default()
+        };
         if let Some(k) = &self.kernels {
             opts.portable_kernels = k == "portable";
         }
@@ -156,8 +160,14 @@ fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
         if json {
             println!("{}", serde_json::to_string(&a)?);
         } else {
-            println!("{} ({}, {}, driver {} {})", a.name, a.backend, a.device_type, a.driver, a.driver_info);
-            println!("  features: {}", if a.features.is_empty() { "-".into() } else { a.features.join(", ") });
+            println!(
+                "{} ({}, {}, driver {} {})",
+                a.name, a.backend, a.device_type, a.driver, a.driver_info
+            );
+            println!(
+                "  features: {}",
+                if a.features.is_empty() { "-".into() } else { a.features.join(", ") }
+            );
             println!(
                 "  subgroup size {}..{}, storage binding {} MiB, workgroup storage {} KiB, {} invocations/workgroup",
                 a.subgroup_min_size,
@@ -190,17 +200,23 @@ fn models(json: bool) -> Result<()> {
 }
 
 fn train_command(args: TrainArgs) -> Result<()> {
-    let resume_path = args.resume.as_ref().map(|p| {
-        p.clone().unwrap_or_else(|| args.out.join("checkpoints/latest.safetensors"))
-    });
+    let resume_path = args
+        .resume
+        .as_ref()
+        .map(|p| p.clone().unwrap_or_else(|| args.out.join("checkpoints/latest.safetensors")));
     let resume = resume_path.as_deref().map(Checkpoint::load).transpose()?;
     let spec = match (&resume, &args.model) {
         (Some(ck), Some(model)) if &ck.spec.name != model => {
-            bail!("the checkpoint is of model {:?}, not {model:?}: drop --model or --resume", ck.spec.name)
+            bail!(
+                "the checkpoint is of model {:?}, not {model:?}: drop --model or --resume",
+                ck.spec.name
+            )
         }
         (Some(ck), _) => {
             if args.batch_size.is_some() || args.lr.is_some() {
-                bail!("--batch-size and --lr cannot change when resuming: the checkpoint fixes them");
+                bail!(
+                    "--batch-size and --lr cannot change when resuming: the checkpoint fixes them"
+                );
             }
             ck.spec.clone()
         }
@@ -230,16 +246,26 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let dataset = data::load_training_set(args.dataset, args.data_dir.as_deref())?;
     let iters = match (args.iters, args.epochs) {
         (Some(i), _) => i,
-        (None, Some(e)) if e > 0.0 => (e * dataset.count as f64 / spec.recipe.batch as f64).ceil() as u64,
+        (None, Some(e)) if e > 0.0 => {
+            (e * dataset.count as f64 / spec.recipe.batch as f64).ceil() as u64
+        }
         (None, Some(_)) => bail!("--epochs must be positive"),
         (None, None) => 3000,
     };
     let gpu = Gpu::new(&args.gpu.options())?;
-    eprintln!("training {} on {} with {} images from {}", spec.name, gpu.describe(), dataset.count, dataset.source);
+    eprintln!(
+        "training {} on {} with {} images from {}",
+        spec.name,
+        gpu.describe(),
+        dataset.count,
+        dataset.source
+    );
     let seed = resume.as_ref().map_or(args.seed, |ck| ck.seed);
     let start = resume.as_ref().map_or(0, |ck| ck.step);
     if start >= iters {
-        bail!("the checkpoint is already at step {start}; ask for more with --iters N (N > {start})");
+        bail!(
+            "the checkpoint is already at step {start}; ask for more with --iters N (N > {start})"
+        );
     }
     let opts = TrainOptions {
         iters,
@@ -259,7 +285,9 @@ fn train_command(args: TrainArgs) -> Result<()> {
             // A second Ctrl-C while the checkpoint is being written: give up at once.
             std::process::exit(130);
         }
-        eprintln!("\nstopping: finishing the step and writing a checkpoint (Ctrl-C again to abort)");
+        eprintln!(
+            "\nstopping: finishing the step and writing a checkpoint (Ctrl-C again to abort)"
+        );
     })
     .context("installing the Ctrl-C handler")?;
     let summary = train::train(&mut trainer, &opts, &stop)?;
@@ -273,7 +301,10 @@ fn train_command(args: TrainArgs) -> Result<()> {
         args.out.display()
     );
     if let Some(m) = summary.last {
-        eprintln!("last: d_loss {:.4} g_loss {:.4} d_acc_real {:.3} d_acc_fake {:.3}", m.d_loss, m.g_loss, m.d_acc_real, m.d_acc_fake);
+        eprintln!(
+            "last: d_loss {:.4} g_loss {:.4} d_acc_real {:.3} d_acc_fake {:.3}",
+            m.d_loss, m.g_loss, m.d_acc_real, m.d_acc_fake
+        );
     }
     if summary.interrupted {
         std::process::exit(130);
@@ -298,5 +329,8 @@ fn write_config(
         "resumed_from": resumed_from,
         "version": env!("CARGO_PKG_VERSION"),
     });
-    gan_gpu::checkpoint::write_atomically(&out.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())
+    gan_gpu::checkpoint::write_atomically(
+        &out.join("config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )
 }

@@ -5,7 +5,7 @@
 
 use crate::cpu;
 use crate::data::Dataset;
-use crate::kernels::{StepUniform, AdamParams};
+use crate::kernels::{AdamParams, StepUniform};
 use crate::nn::presets::{DiscriminatorLoss, GanSpec, Noise};
 use crate::nn::{LayerSpec, NetSpec};
 use crate::train::{
@@ -30,7 +30,17 @@ impl CpuNet {
                 LayerSpec::Dense { units } => {
                     let mut y = vec![0.0; batch * units];
                     let (w, b) = (&self.params[2 * dense], &self.params[2 * dense + 1]);
-                    cpu::matmul::matmul(acts.last().unwrap(), w, Some(b), &mut y, batch, *units, width, false, false);
+                    cpu::matmul::matmul(
+                        acts.last().unwrap(),
+                        w,
+                        Some(b),
+                        &mut y,
+                        batch,
+                        *units,
+                        width,
+                        false,
+                        false,
+                    );
                     acts.push(y);
                     width = *units;
                     dense += 1;
@@ -68,14 +78,34 @@ impl CpuNet {
                     let width = acts[index].len() / batch;
                     if param_grads {
                         let mut dw = vec![0.0; width * units];
-                        cpu::matmul::matmul(&acts[index], &grad, None, &mut dw, width, *units, batch, true, false);
+                        cpu::matmul::matmul(
+                            &acts[index],
+                            &grad,
+                            None,
+                            &mut dw,
+                            width,
+                            *units,
+                            batch,
+                            true,
+                            false,
+                        );
                         let mut db = vec![0.0; *units];
                         cpu::bias::bias_grad(&grad, &mut db, batch, *units);
                         grads[2 * dense] = dw;
                         grads[2 * dense + 1] = db;
                     }
                     let mut dx = vec![0.0; batch * width];
-                    cpu::matmul::matmul(&grad, &self.params[2 * dense], None, &mut dx, batch, width, *units, false, true);
+                    cpu::matmul::matmul(
+                        &grad,
+                        &self.params[2 * dense],
+                        None,
+                        &mut dx,
+                        batch,
+                        width,
+                        *units,
+                        false,
+                        true,
+                    );
                     grad = dx;
                 }
             }
@@ -94,7 +124,15 @@ impl Optimized {
     fn update(&mut self, grads: &[Vec<f32>], hp: AdamParams, step: &StepUniform) {
         for (i, g) in grads.iter().enumerate() {
             let len = g.len();
-            cpu::optim::adam(&mut self.net.params[i], g, &mut self.m[i], &mut self.v[i], len, hp, step);
+            cpu::optim::adam(
+                &mut self.net.params[i],
+                g,
+                &mut self.m[i],
+                &mut self.v[i],
+                len,
+                hp,
+                step,
+            );
         }
     }
 }
@@ -142,7 +180,8 @@ impl ReferenceTrainer {
         self.step += 1;
         let uniform = StepUniform { step: self.step as u32, seed: self.seed, _pad: [0; 2] };
         let r = self.spec.recipe.clone();
-        let (batch, nz, image_len) = (r.batch, self.spec.noise_dim(), self.spec.discriminator.input);
+        let (batch, nz, image_len) =
+            (r.batch, self.spec.noise_dim(), self.spec.discriminator.input);
         let mut out = [0.0; METRIC_SLOTS];
 
         let mut z = vec![0.0; batch * nz];
@@ -151,7 +190,15 @@ impl ReferenceTrainer {
         cpu::rng::rng_randint(&mut indices, batch, self.count as u32, STREAM_BATCH, &uniform);
         let mut d_input = vec![0.0; 2 * batch * image_len];
         let (lo, hi) = r.pixel_range;
-        cpu::gather::gather_rows(&self.images, &indices, &mut d_input, batch, image_len, (hi - lo) / 255.0, lo);
+        cpu::gather::gather_rows(
+            &self.images,
+            &indices,
+            &mut d_input,
+            batch,
+            image_len,
+            (hi - lo) / 255.0,
+            lo,
+        );
         let fake = self.generator.net.forward(batch, &z).pop().unwrap();
         d_input[batch * image_len..].copy_from_slice(&fake);
         let acts = self.discriminator.net.forward(2 * batch, &d_input);
@@ -174,7 +221,14 @@ impl ReferenceTrainer {
         let d_acts = self.discriminator.net.forward(batch, g_acts.last().unwrap());
         let logits = d_acts.last().unwrap();
         let (mut dz, mut losses) = (vec![0.0; batch], vec![0.0; batch]);
-        cpu::loss::bce_with_logits(logits, &vec![1.0; batch], &mut dz, &mut losses, batch, 1.0 / batch as f32);
+        cpu::loss::bce_with_logits(
+            logits,
+            &vec![1.0; batch],
+            &mut dz,
+            &mut losses,
+            batch,
+            1.0 / batch as f32,
+        );
         let (_, through_d) = self.discriminator.net.backward(batch, &d_acts, dz, false);
         let (g_grads, _) = self.generator.net.backward(batch, &g_acts, through_d, true);
         cpu::metrics::batch_metrics(logits, &losses, &mut out, SLOT_GEN, 0, batch, true);

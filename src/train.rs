@@ -76,21 +76,40 @@ pub struct Trainer {
 
 fn noise(gpu: &Gpu, noise: Noise, out: &Tensor, stream: u32, step: &wgpu::Buffer) -> Dispatch {
     match noise {
-        Noise::Uniform { low, high } => rng::rng_uniform(gpu, out, out.len, low, high, stream, step),
+        Noise::Uniform { low, high } => {
+            rng::rng_uniform(gpu, out, out.len, low, high, stream, step)
+        }
         Noise::Normal { mean, std } => rng::rng_normal(gpu, out, out.len, mean, std, stream, step),
     }
 }
 
-fn adam_ops(gpu: &Gpu, net: &Net, grads: &[Tensor], m: &[Tensor], v: &[Tensor], hp: AdamParams, step: &wgpu::Buffer) -> Vec<Op> {
+fn adam_ops(
+    gpu: &Gpu,
+    net: &Net,
+    grads: &[Tensor],
+    m: &[Tensor],
+    v: &[Tensor],
+    hp: AdamParams,
+    step: &wgpu::Buffer,
+) -> Vec<Op> {
     (0..net.params.len())
-        .map(|i| optim::adam(gpu, &net.params[i], &grads[i], &m[i], &v[i], net.params[i].len, hp, step).into())
+        .map(|i| {
+            optim::adam(gpu, &net.params[i], &grads[i], &m[i], &v[i], net.params[i].len, hp, step)
+                .into()
+        })
         .collect()
 }
 
 impl Trainer {
     /// Builds the networks (from `resume` when given, else freshly initialised from `seed`),
     /// uploads the dataset and records one training iteration.
-    pub fn new(gpu: Arc<Gpu>, spec: GanSpec, dataset: &Dataset, seed: u32, resume: Option<Checkpoint>) -> Result<Trainer> {
+    pub fn new(
+        gpu: Arc<Gpu>,
+        spec: GanSpec,
+        dataset: &Dataset,
+        seed: u32,
+        resume: Option<Checkpoint>,
+    ) -> Result<Trainer> {
         let image_len = dataset.rows * dataset.cols;
         anyhow::ensure!(
             image_len == spec.discriminator.input,
@@ -100,11 +119,22 @@ impl Trainer {
             spec.name,
             spec.discriminator.input
         );
-        anyhow::ensure!(spec.discriminator.output() == 1, "the discriminator must end in one logit");
-        anyhow::ensure!(spec.generator.output() == image_len, "the generator must produce {image_len} pixels");
+        anyhow::ensure!(
+            spec.discriminator.output() == 1,
+            "the discriminator must end in one logit"
+        );
+        anyhow::ensure!(
+            spec.generator.output() == image_len,
+            "the generator must produce {image_len} pixels"
+        );
         let (seed, step, g_state, d_state) = match resume {
             Some(ck) => {
-                anyhow::ensure!(ck.spec == spec, "the checkpoint holds model {:?}, not {:?}", ck.spec.name, spec.name);
+                anyhow::ensure!(
+                    ck.spec == spec,
+                    "the checkpoint holds model {:?}, not {:?}",
+                    ck.spec.name,
+                    spec.name
+                );
                 (ck.seed, ck.step, ck.generator, ck.discriminator)
             }
             None => {
@@ -145,8 +175,26 @@ impl Trainer {
 
         let mut ops: Vec<Op> = vec![
             noise(&gpu, r.noise, &d_noise, STREAM_D_NOISE, &step_uniform).into(),
-            rng::rng_randint(&gpu, &indices, batch, dataset.count as u32, STREAM_BATCH, &step_uniform).into(),
-            gather::gather_rows(&gpu, &dataset_words, &indices, &d_input, batch, image_len, (hi - lo) / 255.0, lo).into(),
+            rng::rng_randint(
+                &gpu,
+                &indices,
+                batch,
+                dataset.count as u32,
+                STREAM_BATCH,
+                &step_uniform,
+            )
+            .into(),
+            gather::gather_rows(
+                &gpu,
+                &dataset_words,
+                &indices,
+                &d_input,
+                batch,
+                image_len,
+                (hi - lo) / 255.0,
+                lo,
+            )
+            .into(),
         ];
         ops.extend(g_fake.forward.iter().cloned());
         ops.push(Op::Copy {
@@ -157,34 +205,123 @@ impl Trainer {
             len: batch * image_len,
         });
         ops.extend(d_train.forward.iter().cloned());
-        ops.push(loss::bce_with_logits(&gpu, &d_train.output, &d_targets, &d_train.output_grad, &d_losses, 2 * batch, d_grad_scale).into());
+        ops.push(
+            loss::bce_with_logits(
+                &gpu,
+                &d_train.output,
+                &d_targets,
+                &d_train.output_grad,
+                &d_losses,
+                2 * batch,
+                d_grad_scale,
+            )
+            .into(),
+        );
         ops.extend(d_train.backward.iter().cloned());
-        ops.push(metrics::batch_metrics(&gpu, &d_train.output, &d_losses, &metrics_buf, SLOT_REAL, 0, batch, true).into());
-        ops.push(metrics::batch_metrics(&gpu, &d_train.output, &d_losses, &metrics_buf, SLOT_FAKE, batch, batch, false).into());
-        ops.extend(adam_ops(&gpu, &discriminator, &d_grads, &d_moments.0, &d_moments.1, r.d_optimizer, &step_uniform));
+        ops.push(
+            metrics::batch_metrics(
+                &gpu,
+                &d_train.output,
+                &d_losses,
+                &metrics_buf,
+                SLOT_REAL,
+                0,
+                batch,
+                true,
+            )
+            .into(),
+        );
+        ops.push(
+            metrics::batch_metrics(
+                &gpu,
+                &d_train.output,
+                &d_losses,
+                &metrics_buf,
+                SLOT_FAKE,
+                batch,
+                batch,
+                false,
+            )
+            .into(),
+        );
+        ops.extend(adam_ops(
+            &gpu,
+            &discriminator,
+            &d_grads,
+            &d_moments.0,
+            &d_moments.1,
+            r.d_optimizer,
+            &step_uniform,
+        ));
 
         // Generator update: fakes labelled real, gradients through D into G; D's weights stay.
         let g_noise = gpu.zeros(batch * nz);
         let g_train = generator.pass(&gpu, batch, &g_noise, Some(&g_grads), None);
         // D's input gradient is G's output gradient: the two passes share that buffer.
-        let d_judge = discriminator.pass(&gpu, batch, &g_train.output, None, Some(&g_train.output_grad));
+        let d_judge =
+            discriminator.pass(&gpu, batch, &g_train.output, None, Some(&g_train.output_grad));
         let g_targets = gpu.upload(&vec![1.0; batch]);
         let g_losses = gpu.zeros(batch);
         ops.push(noise(&gpu, r.noise, &g_noise, STREAM_G_NOISE, &step_uniform).into());
         ops.extend(g_train.forward.iter().cloned());
         ops.extend(d_judge.forward.iter().cloned());
-        ops.push(loss::bce_with_logits(&gpu, &d_judge.output, &g_targets, &d_judge.output_grad, &g_losses, batch, 1.0 / batch as f32).into());
+        ops.push(
+            loss::bce_with_logits(
+                &gpu,
+                &d_judge.output,
+                &g_targets,
+                &d_judge.output_grad,
+                &g_losses,
+                batch,
+                1.0 / batch as f32,
+            )
+            .into(),
+        );
         ops.extend(d_judge.backward.iter().cloned());
         ops.extend(g_train.backward.iter().cloned());
-        ops.push(metrics::batch_metrics(&gpu, &d_judge.output, &g_losses, &metrics_buf, SLOT_GEN, 0, batch, true).into());
-        ops.extend(adam_ops(&gpu, &generator, &g_grads, &g_moments.0, &g_moments.1, r.g_optimizer, &step_uniform));
+        ops.push(
+            metrics::batch_metrics(
+                &gpu,
+                &d_judge.output,
+                &g_losses,
+                &metrics_buf,
+                SLOT_GEN,
+                0,
+                batch,
+                true,
+            )
+            .into(),
+        );
+        ops.extend(adam_ops(
+            &gpu,
+            &generator,
+            &g_grads,
+            &g_moments.0,
+            &g_moments.1,
+            r.g_optimizer,
+            &step_uniform,
+        ));
 
         // The sample grid's noise is fixed for the whole run (and across resumes).
         let mut sample_noise = vec![0.0; SAMPLE_COUNT * nz];
         let sample_step = StepUniform { step: 0, seed, _pad: [0; 2] };
         match r.noise {
-            Noise::Uniform { low, high } => cpu::rng::rng_uniform(&mut sample_noise, SAMPLE_COUNT * nz, low, high, STREAM_SAMPLES, &sample_step),
-            Noise::Normal { mean, std } => cpu::rng::rng_normal(&mut sample_noise, SAMPLE_COUNT * nz, mean, std, STREAM_SAMPLES, &sample_step),
+            Noise::Uniform { low, high } => cpu::rng::rng_uniform(
+                &mut sample_noise,
+                SAMPLE_COUNT * nz,
+                low,
+                high,
+                STREAM_SAMPLES,
+                &sample_step,
+            ),
+            Noise::Normal { mean, std } => cpu::rng::rng_normal(
+                &mut sample_noise,
+                SAMPLE_COUNT * nz,
+                mean,
+                std,
+                STREAM_SAMPLES,
+                &sample_step,
+            ),
         }
         let sampler = generator.pass(&gpu, SAMPLE_COUNT, &gpu.upload(&sample_noise), None, None);
 
@@ -216,7 +353,10 @@ impl Trainer {
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record(&mut encoder, &self.iteration);
         let staging = log.then(|| {
-            let s = self.free_staging.pop().unwrap_or_else(|| Staging::new(&self.gpu, (METRIC_SLOTS * 4) as u64));
+            let s = self
+                .free_staging
+                .pop()
+                .unwrap_or_else(|| Staging::new(&self.gpu, (METRIC_SLOTS * 4) as u64));
             s.copy_from(&mut encoder, &self.metrics.buffer);
             s
         });
@@ -243,7 +383,8 @@ impl Trainer {
         let mut done = Vec::new();
         while let Some((step, staging)) = self.pending_metrics.front() {
             let Some(bytes) = staging.try_take() else { break };
-            let values: [f32; METRIC_SLOTS] = bytemuck::cast_slice(&bytes)[..METRIC_SLOTS].try_into().unwrap();
+            let values: [f32; METRIC_SLOTS] =
+                bytemuck::cast_slice(&bytes)[..METRIC_SLOTS].try_into().unwrap();
             done.push((*step, values));
             let (_, staging) = self.pending_metrics.pop_front().unwrap();
             self.free_staging.push(staging);
@@ -278,7 +419,12 @@ impl Trainer {
     }
 
     /// The loss and accuracy figures of one metrics readback, combined as the recipe defines.
-    pub fn metrics_from(&self, step: u64, values: [f32; METRIC_SLOTS], images_per_s: f64) -> Metrics {
+    pub fn metrics_from(
+        &self,
+        step: u64,
+        values: [f32; METRIC_SLOTS],
+        images_per_s: f64,
+    ) -> Metrics {
         let d_loss = match self.spec.recipe.d_loss {
             DiscriminatorLoss::MeanOverBoth => (values[SLOT_REAL] + values[SLOT_FAKE]) / 2.0,
             DiscriminatorLoss::SumOfMeans => values[SLOT_REAL] + values[SLOT_FAKE],
@@ -356,13 +502,20 @@ fn save_samples(trainer: &Trainer, out: &Path) -> Result<()> {
     let pixels = images::to_bytes(&trainer.samples(), trainer.spec.recipe.pixel_range);
     let dir = out.join("samples");
     std::fs::create_dir_all(&dir)?;
-    images::save_grid(&dir.join(format!("step-{:06}.png", trainer.step)), &pixels, SAMPLE_COUNT, 28, 28)
+    images::save_grid(
+        &dir.join(format!("step-{:06}.png", trainer.step)),
+        &pixels,
+        SAMPLE_COUNT,
+        28,
+        28,
+    )
 }
 
 /// Runs the training loop until `opts.iters` or until `stop` is raised (Ctrl-C): the step in
 /// progress finishes, a checkpoint is written, and the run ends cleanly.
 pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> Result<Summary> {
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -375,9 +528,11 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
-            .unwrap()
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+        )
+        .unwrap()
+        .progress_chars("=> "),
     );
     bar.set_position(start_step);
     let started = Instant::now();
@@ -386,14 +541,22 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
     let mut interrupted = false;
     let batch = trainer.spec.recipe.batch as f64;
 
-    let mut write_metrics = |trainer: &Trainer, ready: Vec<(u64, [f32; METRIC_SLOTS])>, last: &mut Option<Metrics>, last_log: &mut (u64, Instant)| -> Result<()> {
+    let mut write_metrics = |trainer: &Trainer,
+                             ready: Vec<(u64, [f32; METRIC_SLOTS])>,
+                             last: &mut Option<Metrics>,
+                             last_log: &mut (u64, Instant)|
+     -> Result<()> {
         for (step, values) in ready {
             let now = Instant::now();
-            let rate = (step - last_log.0) as f64 * batch / now.duration_since(last_log.1).as_secs_f64().max(1e-9);
+            let rate = (step - last_log.0) as f64 * batch
+                / now.duration_since(last_log.1).as_secs_f64().max(1e-9);
             *last_log = (step, now);
             let m = trainer.metrics_from(step, values, rate);
             writeln!(log, "{}", serde_json::to_string(&m)?)?;
-            bar.set_message(format!("d_loss {:.3} g_loss {:.3} acc {:.2}/{:.2}", m.d_loss, m.g_loss, m.d_acc_real, m.d_acc_fake));
+            bar.set_message(format!(
+                "d_loss {:.3} g_loss {:.3} acc {:.2}/{:.2}",
+                m.d_loss, m.g_loss, m.d_acc_real, m.d_acc_fake
+            ));
             *last = Some(m);
         }
         Ok(())
@@ -401,19 +564,22 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
 
     while trainer.step < opts.iters {
         let next = trainer.step + 1;
-        let log_step = next % opts.log_every == 0 || next == opts.iters;
+        let log_step = next.is_multiple_of(opts.log_every) || next == opts.iters;
         trainer.step(log_step);
         bar.set_position(trainer.step);
         let ready = trainer.poll_metrics(false);
         write_metrics(trainer, ready, &mut last, &mut last_log)?;
-        if opts.sample_every > 0 && trainer.step % opts.sample_every == 0 {
+        if opts.sample_every > 0 && trainer.step.is_multiple_of(opts.sample_every) {
             save_samples(trainer, &opts.out)?;
         }
         if stop.load(Ordering::SeqCst) {
             interrupted = true;
             break;
         }
-        if opts.checkpoint_every > 0 && trainer.step % opts.checkpoint_every == 0 && trainer.step < opts.iters {
+        if opts.checkpoint_every > 0
+            && trainer.step.is_multiple_of(opts.checkpoint_every)
+            && trainer.step < opts.iters
+        {
             save_checkpoint(trainer, &opts.out)?;
         }
     }
@@ -421,7 +587,7 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
     write_metrics(trainer, ready, &mut last, &mut last_log)?;
     log.sync_all()?;
     if trainer.step > start_step {
-        if opts.sample_every == 0 || trainer.step % opts.sample_every != 0 {
+        if opts.sample_every == 0 || !trainer.step.is_multiple_of(opts.sample_every) {
             save_samples(trainer, &opts.out)?;
         }
         save_checkpoint(trainer, &opts.out)?;

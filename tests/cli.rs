@@ -34,7 +34,13 @@ fn bad_checkpoint_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.safetensors");
     write(&path, b"this is not a checkpoint");
-    let out = gan_gpu(&["generate", "--checkpoint", path.to_str().unwrap(), "--out", dir.path().join("x").to_str().unwrap()]);
+    let out = gan_gpu(&[
+        "generate",
+        "--checkpoint",
+        path.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
     assert_clean_error(&out, "is not a gan-gpu checkpoint");
     let missing = dir.path().join("missing.safetensors");
     let out = gan_gpu(&["generate", "--checkpoint", missing.to_str().unwrap(), "--out", "x"]);
@@ -47,14 +53,30 @@ fn bad_dataset_files_are_clear_errors() {
     // A gzip that is not one, and an IDX file with the wrong magic number.
     write(&dir.path().join("train-images-idx3-ubyte.gz"), &[0x1f, 0x8b, 8, 0, 1, 2, 3]);
     write(&dir.path().join("train-labels-idx1-ubyte"), &[0, 0, 8, 1, 0, 0, 0, 0]);
-    let out = gan_gpu(&["train", "--iters", "1", "--data-dir", dir.path().to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()]);
+    let out = gan_gpu(&[
+        "train",
+        "--iters",
+        "1",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--out",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
     assert_clean_error(&out, "train-images-idx3-ubyte");
     let mut magic = vec![0u8, 0, 8, 4, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28];
     magic.extend(vec![0u8; 784]);
     write(&dir.path().join("train-images-idx3-ubyte.gz"), &[]);
     std::fs::remove_file(dir.path().join("train-images-idx3-ubyte.gz")).unwrap();
     write(&dir.path().join("train-images-idx3-ubyte"), &magic);
-    let out = gan_gpu(&["train", "--iters", "1", "--data-dir", dir.path().to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap()]);
+    let out = gan_gpu(&[
+        "train",
+        "--iters",
+        "1",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--out",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
     assert_clean_error(&out, "magic");
 }
 
@@ -81,13 +103,35 @@ fn train_resume_generate() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
-    let out = gan_gpu(&["train", "--iters", "6", "--batch-size", "16", "--out", run_s, "--quiet", "--log-every", "3"]);
+    let out = gan_gpu(&[
+        "train",
+        "--iters",
+        "6",
+        "--batch-size",
+        "16",
+        "--out",
+        run_s,
+        "--quiet",
+        "--log-every",
+        "3",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = gan_gpu(&["train", "--resume", "--iters", "9", "--out", run_s, "--quiet", "--log-every", "3"]);
+    let out = gan_gpu(&[
+        "train",
+        "--resume",
+        "--iters",
+        "9",
+        "--out",
+        run_s,
+        "--quiet",
+        "--log-every",
+        "3",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 3);
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["model"]["name"], "mlp");
     // Resuming a finished run asks for a larger --iters rather than silently doing nothing.
     let out = gan_gpu(&["train", "--resume", "--iters", "9", "--out", run_s]);
@@ -95,16 +139,52 @@ fn train_resume_generate() {
 
     let images = dir.path().join("gen");
     let ck = run.join("checkpoints/latest.safetensors");
-    let out = gan_gpu(&["generate", "--checkpoint", ck.to_str().unwrap(), "--count", "7", "--seed", "5", "--out", images.to_str().unwrap()]);
+    let out = gan_gpu(&[
+        "generate",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--count",
+        "7",
+        "--seed",
+        "5",
+        "--out",
+        images.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let idx = gan_gpu::data::idx::read_images(&images.with_extension("idx")).unwrap();
     assert_eq!((idx.count, idx.rows, idx.cols), (7, 28, 28));
     assert!(images.with_extension("png").is_file());
     // The same seed gives the same images; another seed gives others.
     let again = dir.path().join("again");
-    gan_gpu(&["generate", "--checkpoint", ck.to_str().unwrap(), "--count", "7", "--seed", "5", "--out", again.to_str().unwrap()]);
-    assert_eq!(std::fs::read(images.with_extension("idx")).unwrap(), std::fs::read(again.with_extension("idx")).unwrap());
+    gan_gpu(&[
+        "generate",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--count",
+        "7",
+        "--seed",
+        "5",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(images.with_extension("idx")).unwrap(),
+        std::fs::read(again.with_extension("idx")).unwrap()
+    );
     let other = dir.path().join("other");
-    gan_gpu(&["generate", "--checkpoint", ck.to_str().unwrap(), "--count", "7", "--seed", "6", "--out", other.to_str().unwrap()]);
-    assert_ne!(std::fs::read(images.with_extension("idx")).unwrap(), std::fs::read(other.with_extension("idx")).unwrap());
+    gan_gpu(&[
+        "generate",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--count",
+        "7",
+        "--seed",
+        "6",
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_ne!(
+        std::fs::read(images.with_extension("idx")).unwrap(),
+        std::fs::read(other.with_extension("idx")).unwrap()
+    );
 }

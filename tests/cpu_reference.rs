@@ -60,23 +60,11 @@ fn adam_matches_pytorch() {
     let cases = [
         (
             "adam_clip1_s001",
-            AdamParams {
-                lr: 4e-4,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-7,
-                clip: Some(1.0),
-            },
+            AdamParams { lr: 4e-4, beta1: 0.9, beta2: 0.999, eps: 1e-7, clip: Some(1.0) },
         ),
         (
             "adam_keras_s003",
-            AdamParams {
-                lr: 2e-4,
-                beta1: 0.5,
-                beta2: 0.999,
-                eps: 1e-7,
-                clip: None,
-            },
+            AdamParams { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-7, clip: None },
         ),
     ];
     for (case, hp) in cases {
@@ -86,32 +74,19 @@ fn adam_matches_pytorch() {
         let (mut w, mut m, mut v) = (w0.clone(), vec![0.0; len], vec![0.0; len]);
         for t in 0..3 {
             let (grad, _) = fixture(&format!("{case}.grad{t}"));
-            let step = StepUniform {
-                step: t + 1,
-                ..Default::default()
-            };
+            let step = StepUniform { step: t + 1, ..Default::default() };
             cpu::optim::adam(&mut w, &grad, &mut m, &mut v, len, hp, &step);
         }
         assert_close(case, &w, &w3, ELEMENTWISE);
         // The updates themselves (about 3 lr), which the weights' tolerance would blur.
         let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0).map(|(a, b)| a - b).collect() };
-        assert_close(
-            &format!("{case} update"),
-            &delta(&w),
-            &delta(&w3),
-            ELEMENTWISE,
-        );
+        assert_close(&format!("{case} update"), &delta(&w), &delta(&w3), ELEMENTWISE);
     }
 }
 
 #[test]
 fn bias_grad_matches_pytorch() {
-    for case in [
-        "linear_100_128",
-        "linear_128_1",
-        "linear_128_784",
-        "linear_784_128",
-    ] {
+    for case in ["linear_100_128", "linear_128_1", "linear_128_784", "linear_784_128"] {
         let (gy, shape) = fixture(&format!("{case}.gy"));
         let (gb, _) = fixture(&format!("{case}.gb"));
         let (rows, cols) = (shape[0], shape[1]);
@@ -126,23 +101,11 @@ fn threefry_matches_random123_known_answers() {
     // Random123's kat_vectors for threefry2x32_20: (counter, key) -> output.
     let known = [
         ([0, 0], [0, 0], [0x6B20_0159, 0x99BA_4EFE]),
-        (
-            [u32::MAX, u32::MAX],
-            [u32::MAX, u32::MAX],
-            [0x1CB9_96FC, 0xBB00_2BE7],
-        ),
-        (
-            [0x243F_6A88, 0x85A3_08D3],
-            [0x1319_8A2E, 0x0370_7344],
-            [0xC492_3A9C, 0x483D_F7A0],
-        ),
+        ([u32::MAX, u32::MAX], [u32::MAX, u32::MAX], [0x1CB9_96FC, 0xBB00_2BE7]),
+        ([0x243F_6A88, 0x85A3_08D3], [0x1319_8A2E, 0x0370_7344], [0xC492_3A9C, 0x483D_F7A0]),
     ];
     for (counter, key, want) in known {
-        assert_eq!(
-            cpu::rng::threefry2x32(key, counter),
-            want,
-            "counter {counter:x?} key {key:x?}"
-        );
+        assert_eq!(cpu::rng::threefry2x32(key, counter), want, "counter {counter:x?} key {key:x?}");
     }
 }
 
@@ -163,10 +126,7 @@ fn central_difference(x: f32, h: f32, f: impl Fn(f32) -> f32) -> f64 {
 
 /// Finite differences of f32 functions with a step of 1e-2: rounding contributes about
 /// 3e-5 and truncation (h^2/6 times the third derivative, at most 2 for tanh) about 3e-5.
-const FINITE_DIFFERENCE: Tolerance = Tolerance {
-    abs: 2e-4,
-    rel: 0.0,
-};
+const FINITE_DIFFERENCE: Tolerance = Tolerance { abs: 2e-4, rel: 0.0 };
 const H: f32 = 1e-2;
 
 #[test]
@@ -176,13 +136,7 @@ fn activation_backward_matches_finite_differences() {
     // Away from ReLU's kink, where the derivative has no finite difference.
     let x: Vec<f32> = random_vec(&mut r, len, -4.0, 4.0)
         .into_iter()
-        .map(|v| {
-            if v.abs() < 2.0 * H {
-                v + 4.0 * H.copysign(v)
-            } else {
-                v
-            }
-        })
+        .map(|v| if v.abs() < 2.0 * H { v + 4.0 * H.copysign(v) } else { v })
         .collect();
     let gy = random_vec(&mut r, len, -1.0, 1.0);
     for (name, act) in ACTIVATIONS {

@@ -30,17 +30,12 @@ fn real(file: &str) -> PathBuf {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .unwrap();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
     out
 }
 
@@ -62,11 +57,8 @@ fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
 /// A synthetic MNIST-shaped split in `dir`: `count` images whose pixels all equal `count`.
 fn write_set(dir: &Path, prefix: &str, count: usize, gz: bool) {
     fs::create_dir_all(dir).unwrap();
-    let images = idx_bytes(
-        IMAGES_MAGIC,
-        &[count as u32, 28, 28],
-        &vec![count as u8; count * PIXELS],
-    );
+    let images =
+        idx_bytes(IMAGES_MAGIC, &[count as u32, 28, 28], &vec![count as u8; count * PIXELS]);
     let labels = idx_bytes(
         LABELS_MAGIC,
         &[count as u32],
@@ -140,32 +132,20 @@ fn raw_and_gzipped_files_read_the_same() {
     let from_raw = load(
         DatasetName::Mnist,
         Split::Test,
-        &Sources {
-            data_dir: Some(tmp.path().into()),
-            ..nowhere(&tmp)
-        },
+        &Sources { data_dir: Some(tmp.path().into()), ..nowhere(&tmp) },
     )
     .unwrap();
     let from_gz = load(
         DatasetName::Mnist,
         Split::Test,
-        &Sources {
-            data_dir: Some(mnist_dir()),
-            ..nowhere(&tmp)
-        },
+        &Sources { data_dir: Some(mnist_dir()), ..nowhere(&tmp) },
     )
     .unwrap();
-    assert_eq!(
-        (from_raw.count, from_raw.rows, from_raw.cols),
-        (10000, 28, 28)
-    );
+    assert_eq!((from_raw.count, from_raw.rows, from_raw.cols), (10000, 28, 28));
     assert_eq!(from_raw.images, from_gz.images);
     assert_eq!(from_raw.labels, from_gz.labels);
     let t10k_sha = "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7";
-    assert_eq!(
-        sha256_hex(&idx_bytes(IMAGES_MAGIC, &[10000, 28, 28], &from_raw.images)),
-        t10k_sha
-    );
+    assert_eq!(sha256_hex(&idx_bytes(IMAGES_MAGIC, &[10000, 28, 28], &from_raw.images)), t10k_sha);
 }
 
 #[test]
@@ -174,10 +154,7 @@ fn written_images_read_back_identically() {
     let path = tmp.path().join("samples.idx");
     let pixels: Vec<u8> = (0..3 * 5 * 7).map(|i| (i * 37 % 256) as u8).collect();
     idx::write_images(&path, 3, 5, 7, &pixels).unwrap();
-    assert_eq!(
-        fs::read(&path).unwrap(),
-        idx_bytes(IMAGES_MAGIC, &[3, 5, 7], &pixels)
-    );
+    assert_eq!(fs::read(&path).unwrap(), idx_bytes(IMAGES_MAGIC, &[3, 5, 7], &pixels));
     let back = idx::read_images(&path).unwrap();
     assert_eq!((back.count, back.rows, back.cols), (3, 5, 7));
     assert_eq!(back.pixels, pixels);
@@ -187,17 +164,8 @@ fn written_images_read_back_identically() {
     idx::write_images(&path, real_images.count, 28, 28, &real_images.pixels).unwrap();
     assert_eq!(idx::read_images(&path).unwrap(), real_images);
 
-    let e = err_text(idx::write_images(
-        &tmp.path().join("bad.idx"),
-        2,
-        28,
-        28,
-        &pixels,
-    ));
-    assert!(
-        e.contains("bad.idx") && e.contains("1568 bytes, got 105"),
-        "{e}"
-    );
+    let e = err_text(idx::write_images(&tmp.path().join("bad.idx"), 2, 28, 28, &pixels));
+    assert!(e.contains("bad.idx") && e.contains("1568 bytes, got 105"), "{e}");
 }
 
 #[test]
@@ -217,54 +185,19 @@ fn every_corruption_is_an_error_naming_the_file_and_the_fault() {
     let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
         // (file, content, read as images?, expected fault)
         ("flipped.gz", flipped, false, "bad or truncated gzip data"),
-        (
-            "cut.gz",
-            labels_gz[..labels_gz.len() / 2].to_vec(),
-            false,
-            "bad or truncated gzip data",
-        ),
+        ("cut.gz", labels_gz[..labels_gz.len() / 2].to_vec(), false, "bad or truncated gzip data"),
         (
             "no-footer.gz",
             labels_gz[..labels_gz.len() - 4].to_vec(),
             false,
             "bad or truncated gzip data",
         ),
-        (
-            "empty",
-            Vec::new(),
-            true,
-            "0 bytes, too short for an IDX header",
-        ),
-        (
-            "zip",
-            b"PK\x03\x04 not idx".to_vec(),
-            true,
-            "not an IDX file: magic number 0x504b0304",
-        ),
-        (
-            "magic",
-            with(&images, 1, 0x01),
-            true,
-            "not an IDX file: magic number 0x00010803",
-        ),
-        (
-            "float",
-            with(&images, 2, 0x0d),
-            true,
-            "IDX element type 0x0d (f32)",
-        ),
-        (
-            "labels-as-images",
-            labels.clone(),
-            true,
-            "says 1 dimension(s) (that of a label file)",
-        ),
-        (
-            "images-as-labels",
-            images.clone(),
-            false,
-            "says 3 dimension(s) (that of an image file)",
-        ),
+        ("empty", Vec::new(), true, "0 bytes, too short for an IDX header"),
+        ("zip", b"PK\x03\x04 not idx".to_vec(), true, "not an IDX file: magic number 0x504b0304"),
+        ("magic", with(&images, 1, 0x01), true, "not an IDX file: magic number 0x00010803"),
+        ("float", with(&images, 2, 0x0d), true, "IDX element type 0x0d (f32)"),
+        ("labels-as-images", labels.clone(), true, "says 1 dimension(s) (that of a label file)"),
+        ("images-as-labels", images.clone(), false, "says 3 dimension(s) (that of an image file)"),
         (
             "short-header",
             images[..10].to_vec(),
@@ -312,10 +245,7 @@ fn every_corruption_is_an_error_naming_the_file_and_the_fault() {
     }
     let missing = tmp.path().join("missing");
     let e = err_text(idx::read_images(&missing));
-    assert!(
-        e.contains("cannot open") && e.contains(&missing.display().to_string()),
-        "{e}"
-    );
+    assert!(e.contains("cannot open") && e.contains(&missing.display().to_string()), "{e}");
 }
 
 #[test]
@@ -326,19 +256,13 @@ fn images_and_labels_that_do_not_fit_together_are_errors() {
         load(
             DatasetName::Mnist,
             Split::Test,
-            &Sources {
-                data_dir: Some(dir.into()),
-                ..nowhere(&tmp)
-            },
+            &Sources { data_dir: Some(dir.into()), ..nowhere(&tmp) },
         )
     };
 
     write_set(&dir, "t10k", 3, false);
-    fs::write(
-        dir.join("t10k-labels-idx1-ubyte"),
-        idx_bytes(LABELS_MAGIC, &[4], &[1, 2, 3, 4]),
-    )
-    .unwrap();
+    fs::write(dir.join("t10k-labels-idx1-ubyte"), idx_bytes(LABELS_MAGIC, &[4], &[1, 2, 3, 4]))
+        .unwrap();
     let e = err_text(mnist(&dir));
     assert!(
         e.contains("t10k-images-idx3-ubyte has 3 images but")
@@ -346,22 +270,16 @@ fn images_and_labels_that_do_not_fit_together_are_errors() {
         "{e}"
     );
 
-    fs::write(
-        dir.join("t10k-labels-idx1-ubyte"),
-        idx_bytes(LABELS_MAGIC, &[3], &[1, 10, 3]),
-    )
-    .unwrap();
+    fs::write(dir.join("t10k-labels-idx1-ubyte"), idx_bytes(LABELS_MAGIC, &[3], &[1, 10, 3]))
+        .unwrap();
     let e = err_text(mnist(&dir));
     assert!(
         e.contains("t10k-labels-idx1-ubyte: label 10 at index 1; MNIST has classes 0 to 9"),
         "{e}"
     );
 
-    fs::write(
-        dir.join("t10k-labels-idx1-ubyte"),
-        idx_bytes(LABELS_MAGIC, &[3], &[1, 2, 3]),
-    )
-    .unwrap();
+    fs::write(dir.join("t10k-labels-idx1-ubyte"), idx_bytes(LABELS_MAGIC, &[3], &[1, 2, 3]))
+        .unwrap();
     fs::write(
         dir.join("t10k-images-idx3-ubyte"),
         idx_bytes(IMAGES_MAGIC, &[3, 32, 32], &[0; 3 * 32 * 32]),
@@ -373,16 +291,9 @@ fn images_and_labels_that_do_not_fit_together_are_errors() {
         "{e}"
     );
 
-    fs::write(
-        dir.join("t10k-labels-idx1-ubyte"),
-        idx_bytes(LABELS_MAGIC, &[0], &[]),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("t10k-images-idx3-ubyte"),
-        idx_bytes(IMAGES_MAGIC, &[0, 28, 28], &[]),
-    )
-    .unwrap();
+    fs::write(dir.join("t10k-labels-idx1-ubyte"), idx_bytes(LABELS_MAGIC, &[0], &[])).unwrap();
+    fs::write(dir.join("t10k-images-idx3-ubyte"), idx_bytes(IMAGES_MAGIC, &[0, 28, 28], &[]))
+        .unwrap();
     let e = err_text(mnist(&dir));
     assert!(e.contains("t10k-images-idx3-ubyte: no images"), "{e}");
 
@@ -423,71 +334,38 @@ fn lookup_order_is_flag_then_env_then_cache_then_system() {
     assert_eq!((d.count, d.images[0]), (3, 3));
     assert_eq!(
         d.source,
-        format!(
-            "Fashion-MNIST training set from {} (--data-dir)",
-            flag.display()
-        )
+        format!("Fashion-MNIST training set from {} (--data-dir)", flag.display())
     );
 
-    let d = fashion(&Sources {
-        data_dir: None,
-        ..all.clone()
-    });
+    let d = fashion(&Sources { data_dir: None, ..all.clone() });
     assert_eq!((d.count, d.images[0]), (4, 4));
     assert_eq!(
         d.source,
-        format!(
-            "Fashion-MNIST training set from {} (GAN_GPU_DATA)",
-            env.display()
-        )
+        format!("Fashion-MNIST training set from {} (GAN_GPU_DATA)", env.display())
     );
 
     // A flag naming a directory without the files falls through to the next place.
     let empty = tmp.path().join("empty");
     fs::create_dir(&empty).unwrap();
-    let d = fashion(&Sources {
-        data_dir: Some(empty),
-        ..all.clone()
-    });
+    let d = fashion(&Sources { data_dir: Some(empty), ..all.clone() });
     assert_eq!(d.count, 4);
 
-    let d = fashion(&Sources {
-        data_dir: None,
-        env_dir: None,
-        ..all.clone()
-    });
+    let d = fashion(&Sources { data_dir: None, env_dir: None, ..all.clone() });
     assert_eq!(d.count, 5);
     assert!(d.source.ends_with("(user cache)"), "{}", d.source);
 
-    let d = fashion(&Sources {
-        data_dir: None,
-        env_dir: None,
-        cache_dir: None,
-        ..all.clone()
-    });
+    let d = fashion(&Sources { data_dir: None, env_dir: None, cache_dir: None, ..all.clone() });
     assert_eq!(d.count, 6);
-    assert!(
-        d.source.ends_with("(Debian package dataset-fashion-mnist)"),
-        "{}",
-        d.source
-    );
+    assert!(d.source.ends_with("(Debian package dataset-fashion-mnist)"), "{}", d.source);
 
     // The Debian directory is for Fashion-MNIST only.
     write_set(&system.join("mnist"), "t10k", 7, true);
     let e = err_text(load(
         DatasetName::Mnist,
         Split::Test,
-        &Sources {
-            data_dir: None,
-            env_dir: None,
-            cache_dir: None,
-            ..all
-        },
+        &Sources { data_dir: None, env_dir: None, cache_dir: None, ..all },
     ));
-    assert!(
-        e.starts_with("no MNIST test set found") && !e.contains("Debian"),
-        "{e}"
-    );
+    assert!(e.starts_with("no MNIST test set found") && !e.contains("Debian"), "{e}");
 }
 
 #[test]
@@ -496,49 +374,23 @@ fn a_data_directory_may_hold_both_datasets_in_subdirectories() {
     write_set(tmp.path(), "t10k", 9, false);
     write_set(&tmp.path().join("mnist"), "t10k", 7, false);
     write_set(&tmp.path().join("fashion-mnist"), "t10k", 8, true);
-    let sources = Sources {
-        env_dir: Some(tmp.path().into()),
-        ..nowhere(&tmp)
-    };
-    assert_eq!(
-        load(DatasetName::Mnist, Split::Test, &sources)
-            .unwrap()
-            .count,
-        7
-    );
-    assert_eq!(
-        load(DatasetName::FashionMnist, Split::Test, &sources)
-            .unwrap()
-            .count,
-        8
-    );
+    let sources = Sources { env_dir: Some(tmp.path().into()), ..nowhere(&tmp) };
+    assert_eq!(load(DatasetName::Mnist, Split::Test, &sources).unwrap().count, 7);
+    assert_eq!(load(DatasetName::FashionMnist, Split::Test, &sources).unwrap().count, 8);
     fs::remove_dir_all(tmp.path().join("mnist")).unwrap();
-    assert_eq!(
-        load(DatasetName::Mnist, Split::Test, &sources)
-            .unwrap()
-            .count,
-        9
-    );
+    assert_eq!(load(DatasetName::Mnist, Split::Test, &sources).unwrap().count, 9);
 }
 
 #[test]
 fn mnist_files_are_not_taken_for_fashion_mnist() {
     let tmp = TempDir::new().unwrap();
-    let sources = Sources {
-        env_dir: Some(mnist_dir()),
-        ..nowhere(&tmp)
-    };
+    let sources = Sources { env_dir: Some(mnist_dir()), ..nowhere(&tmp) };
     let e = err_text(load(DatasetName::FashionMnist, Split::Test, &sources));
     assert!(
         e.contains("t10k-labels-idx1-ubyte.gz holds the MNIST labels, not Fashion-MNIST"),
         "{e}"
     );
-    assert_eq!(
-        load(DatasetName::Mnist, Split::Test, &sources)
-            .unwrap()
-            .count,
-        10000
-    );
+    assert_eq!(load(DatasetName::Mnist, Split::Test, &sources).unwrap().count, 10000);
 }
 
 #[test]
@@ -549,16 +401,9 @@ fn broken_files_are_an_error_not_skipped() {
     write_set(&cache.join("mnist"), "t10k", 4, false);
     let bad = flag.join("t10k-images-idx3-ubyte");
     fs::write(&bad, idx_bytes(IMAGES_MAGIC, &[3, 28, 28], &[0; 100])).unwrap();
-    let sources = Sources {
-        data_dir: Some(flag),
-        cache_dir: Some(cache),
-        ..nowhere(&tmp)
-    };
+    let sources = Sources { data_dir: Some(flag), cache_dir: Some(cache), ..nowhere(&tmp) };
     let e = err_text(load(DatasetName::Mnist, Split::Test, &sources));
-    assert!(
-        e.contains(&bad.display().to_string()) && e.contains("truncated"),
-        "{e}"
-    );
+    assert!(e.contains(&bad.display().to_string()) && e.contains("truncated"), "{e}");
 }
 
 #[test]
@@ -576,11 +421,7 @@ fn shipped_subset_is_the_first_ten_thousand_training_digits() {
     let tmp = TempDir::new().unwrap();
     let d = load(DatasetName::Mnist, Split::Train, &nowhere(&tmp)).unwrap();
     assert_eq!((d.count, d.rows, d.cols), (10000, 28, 28));
-    assert!(
-        d.source.contains("10,000-digit subset shipped"),
-        "{}",
-        d.source
-    );
+    assert!(d.source.contains("10,000-digit subset shipped"), "{}", d.source);
     let images = idx::read_images(&real("train-images-idx3-ubyte.gz")).unwrap();
     let labels = idx::read_labels(&real("train-labels-idx1-ubyte.gz")).unwrap();
     assert!(
@@ -592,15 +433,11 @@ fn shipped_subset_is_the_first_ten_thousand_training_digits() {
     // The asset files themselves are IDX files whose headers say 10000.
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
     assert_eq!(
-        idx::read_images(&assets.join("mnist-train-10k-images-idx3-ubyte.gz"))
-            .unwrap()
-            .count,
+        idx::read_images(&assets.join("mnist-train-10k-images-idx3-ubyte.gz")).unwrap().count,
         10000
     );
     assert_eq!(
-        idx::read_labels(&assets.join("mnist-train-10k-labels-idx1-ubyte.gz"))
-            .unwrap()
-            .len(),
+        idx::read_labels(&assets.join("mnist-train-10k-labels-idx1-ubyte.gz")).unwrap().len(),
         10000
     );
 
@@ -618,10 +455,7 @@ fn when_nothing_works_the_error_lists_every_place_tried() {
     fs::write(cache.join("fashion-mnist/train-images-idx3-ubyte.gz"), b"").unwrap();
     let closed = format!(
         "http://{}/fashion",
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
+        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
     );
     let sources = Sources {
         data_dir: Some(flag.clone()),
@@ -666,27 +500,15 @@ fn when_nothing_works_the_error_lists_every_place_tried() {
     let e = err_text(load(
         DatasetName::FashionMnist,
         Split::Test,
-        &Sources {
-            cache_dir: None,
-            ..sources.clone()
-        },
+        &Sources { cache_dir: None, ..sources.clone() },
     ));
-    assert!(
-        e.contains("download: no user cache directory to download into"),
-        "{e}"
-    );
+    assert!(e.contains("download: no user cache directory to download into"), "{e}");
     let e = err_text(load(
         DatasetName::FashionMnist,
         Split::Test,
-        &Sources {
-            mirrors: Some(Vec::new()),
-            ..sources
-        },
+        &Sources { mirrors: Some(Vec::new()), ..sources },
     ));
-    assert!(
-        e.contains("download: no mirrors (GAN_GPU_MIRRORS is empty)"),
-        "{e}"
-    );
+    assert!(e.contains("download: no mirrors (GAN_GPU_MIRRORS is empty)"), "{e}");
 }
 
 // ---- downloads from a loopback server ----
@@ -742,12 +564,7 @@ fn respond(
 fn t10k_routes(prefix: &str) -> HashMap<String, Reply> {
     ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
         .into_iter()
-        .map(|f| {
-            (
-                format!("{prefix}/{f}"),
-                Reply::Ok(fs::read(real(f)).unwrap()),
-            )
-        })
+        .map(|f| (format!("{prefix}/{f}"), Reply::Ok(fs::read(real(f)).unwrap())))
         .collect()
 }
 
@@ -773,12 +590,7 @@ fn a_download_is_verified_and_placed_in_the_cache() {
     };
     let d = load(DatasetName::Mnist, Split::Test, &sources).unwrap();
     assert_eq!((d.count, d.rows, d.cols), (10000, 28, 28));
-    assert_eq!(
-        d.images,
-        idx::read_images(&real("t10k-images-idx3-ubyte.gz"))
-            .unwrap()
-            .pixels
-    );
+    assert_eq!(d.images, idx::read_images(&real("t10k-images-idx3-ubyte.gz")).unwrap().pixels);
     assert_eq!(
         d.source,
         format!(
@@ -787,10 +599,7 @@ fn a_download_is_verified_and_placed_in_the_cache() {
         )
     );
     let dir = cache.join("mnist");
-    assert_eq!(
-        names_in(&dir),
-        ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-    );
+    assert_eq!(names_in(&dir), ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]);
     for f in names_in(&dir) {
         assert_eq!(fs::read(dir.join(&f)).unwrap(), fs::read(real(&f)).unwrap());
     }
@@ -826,17 +635,9 @@ fn only_the_missing_file_is_downloaded() {
         mirrors: Some(vec![base]),
         ..nowhere(&tmp)
     };
-    assert_eq!(
-        load(DatasetName::Mnist, Split::Test, &sources)
-            .unwrap()
-            .count,
-        10000
-    );
+    assert_eq!(load(DatasetName::Mnist, Split::Test, &sources).unwrap().count, 10000);
     assert_eq!(*asked.lock().unwrap(), ["/t10k-images-idx3-ubyte.gz"]);
-    assert_eq!(
-        names_in(&dir),
-        ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte"]
-    );
+    assert_eq!(names_in(&dir), ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte"]);
 }
 
 #[test]
@@ -845,11 +646,7 @@ fn bad_downloads_are_rejected_and_leave_no_file() {
     let mut content = gunzip(&real_images);
     content[5000] ^= 1;
     let bad: [(&str, Reply, &str); 4] = [
-        (
-            "one-pixel",
-            Reply::Ok(gzip(&content)),
-            "checksum mismatch: SHA-256 of the 7840016 bytes",
-        ),
+        ("one-pixel", Reply::Ok(gzip(&content)), "checksum mismatch: SHA-256 of the 7840016 bytes"),
         (
             "html",
             Reply::Ok(b"<html>moved</html>".to_vec()),
@@ -860,11 +657,7 @@ fn bad_downloads_are_rejected_and_leave_no_file() {
             Reply::Ok([&[0x1f, 0x8b][..], &[0; 64]].concat()),
             "bad or truncated gzip data",
         ),
-        (
-            "cut",
-            Reply::Cut(real_images[..real_images.len() / 2].to_vec()),
-            "download interrupted",
-        ),
+        ("cut", Reply::Cut(real_images[..real_images.len() / 2].to_vec()), "download interrupted"),
     ];
     for (name, reply, fault) in bad {
         let mut routes = t10k_routes(&format!("/{name}"));
@@ -896,22 +689,10 @@ fn bad_downloads_are_rejected_and_leave_no_file() {
 #[test]
 fn dataset_names_parse_and_serialize_in_kebab_case() {
     use clap::ValueEnum;
-    assert_eq!(
-        DatasetName::from_str("fashion-mnist", false).unwrap(),
-        DatasetName::FashionMnist
-    );
-    assert_eq!(
-        DatasetName::from_str("mnist", false).unwrap(),
-        DatasetName::Mnist
-    );
-    assert_eq!(
-        serde_json::to_string(&DatasetName::FashionMnist).unwrap(),
-        "\"fashion-mnist\""
-    );
-    assert_eq!(
-        serde_json::from_str::<DatasetName>("\"mnist\"").unwrap(),
-        DatasetName::Mnist
-    );
+    assert_eq!(DatasetName::from_str("fashion-mnist", false).unwrap(), DatasetName::FashionMnist);
+    assert_eq!(DatasetName::from_str("mnist", false).unwrap(), DatasetName::Mnist);
+    assert_eq!(serde_json::to_string(&DatasetName::FashionMnist).unwrap(), "\"fashion-mnist\"");
+    assert_eq!(serde_json::from_str::<DatasetName>("\"mnist\"").unwrap(), DatasetName::Mnist);
     assert_eq!(DatasetName::FashionMnist.to_string(), "Fashion-MNIST");
 }
 
@@ -920,9 +701,7 @@ fn sources_from_env_follow_the_flag_and_the_environment() {
     let flag = Path::new("/some/data");
     let s = Sources::from_env(Some(flag));
     assert_eq!(s.data_dir.as_deref(), Some(flag));
-    let env = std::env::var_os("GAN_GPU_DATA")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    let env = std::env::var_os("GAN_GPU_DATA").filter(|v| !v.is_empty()).map(PathBuf::from);
     assert_eq!(s.env_dir, env);
     assert_eq!(s.cache_dir, dirs::cache_dir().map(|c| c.join("gan-gpu")));
     assert_eq!(s.system_dir, Path::new("/usr/share/datasets"));

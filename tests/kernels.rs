@@ -20,43 +20,25 @@ fn assert_close(name: &str, got: &[f32], want: &[f32], tol: Tolerance) {
 /// Lengths for elementwise kernels: one element, less than a workgroup (256), and several
 /// workgroups with a ragged end.
 fn lengths(r: &mut impl Rng) -> [usize; 4] {
-    [
-        1,
-        r.random_range(2..256),
-        256 + r.random_range(1..256),
-        256 * 5 + r.random_range(1..256),
-    ]
+    [1, r.random_range(2..256), 256 + r.random_range(1..256), 256 * 5 + r.random_range(1..256)]
 }
 
-const ACTIVATIONS: [Activation; 4] = [
-    Activation::Relu,
-    Activation::LeakyRelu { alpha: 0.2 },
-    Activation::Tanh,
-    Activation::Sigmoid,
-];
+const ACTIVATIONS: [Activation; 4] =
+    [Activation::Relu, Activation::LeakyRelu { alpha: 0.2 }, Activation::Tanh, Activation::Sigmoid];
 
 #[test]
 fn bias_grad_matches_cpu() {
     on_every_gpu("bias_grad", |gpu| {
         let mut r = rng(1);
-        let shapes = [
-            (1, 1),
-            (300, 1),
-            (1, 300),
-            (r.random_range(2..64), r.random_range(257..900)),
-        ];
+        let shapes =
+            [(1, 1), (300, 1), (1, 300), (r.random_range(2..64), r.random_range(257..900))];
         for (rows, cols) in shapes {
             let dy = random_vec(&mut r, rows * cols, -1.0, 1.0);
             let db = gpu.upload(&poison(cols));
             gpu.run(&[kernels::bias::bias_grad(gpu, &gpu.upload(&dy), &db, rows, cols).into()]);
             let mut want = vec![0.0; cols];
             cpu::bias::bias_grad(&dy, &mut want, rows, cols);
-            assert_close(
-                &format!("bias_grad {rows}x{cols}"),
-                &gpu.read(&db),
-                &want,
-                REDUCTION,
-            );
+            assert_close(&format!("bias_grad {rows}x{cols}"), &gpu.read(&db), &want, REDUCTION);
         }
     });
 }
@@ -73,12 +55,7 @@ fn activation_forward_matches_cpu() {
                 gpu.run(&[kernels::activation::activation_forward(gpu, &t, len, act).into()]);
                 let mut want = x.clone();
                 cpu::activation::activation_forward(&mut want, len, act);
-                assert_close(
-                    &format!("{act:?} forward, {len}"),
-                    &gpu.read(&t),
-                    &want,
-                    ELEMENTWISE,
-                );
+                assert_close(&format!("{act:?} forward, {len}"), &gpu.read(&t), &want, ELEMENTWISE);
             }
         }
     });
@@ -94,11 +71,7 @@ fn activation_forward_covers_a_grid_folded_into_y() {
         let x = random_vec(&mut rng(10), len, -1.0, 1.0);
         let t = gpu.upload(&x);
         let d = kernels::activation::activation_forward(gpu, &t, len, Activation::Relu);
-        assert!(
-            d.workgroups[1] > 1,
-            "{len} elements gave the grid {:?}",
-            d.workgroups
-        );
+        assert!(d.workgroups[1] > 1, "{len} elements gave the grid {:?}", d.workgroups);
         gpu.run(&[d.into()]);
         let mut want = x;
         cpu::activation::activation_forward(&mut want, len, Activation::Relu);
@@ -160,12 +133,7 @@ fn bce_with_logits_matches_cpu() {
                 &want_losses,
                 ELEMENTWISE,
             );
-            assert_close(
-                &format!("bce gradient, {n}"),
-                &gpu.read(&dz),
-                &want_dz,
-                ELEMENTWISE,
-            );
+            assert_close(&format!("bce gradient, {n}"), &gpu.read(&dz), &want_dz, ELEMENTWISE);
         }
     });
 }
@@ -176,13 +144,7 @@ fn adam_three_steps_match_cpu() {
         let mut r = rng(5);
         let clips = [None, Some(0.5)];
         for (len, clip) in lengths(&mut r).into_iter().zip(clips.into_iter().cycle()) {
-            let hp = AdamParams {
-                lr: 1e-2,
-                beta1: 0.5,
-                beta2: 0.999,
-                eps: 1e-7,
-                clip,
-            };
+            let hp = AdamParams { lr: 1e-2, beta1: 0.5, beta2: 0.999, eps: 1e-7, clip };
             let w0 = random_vec(&mut r, len, -1.0, 1.0);
             let (params, grads) = (gpu.upload(&w0), gpu.zeros(len));
             let (m, v) = (gpu.zeros(len), gpu.zeros(len));
@@ -192,14 +154,9 @@ fn adam_three_steps_match_cpu() {
             let (mut w, mut cm, mut cv) = (w0.clone(), vec![0.0; len], vec![0.0; len]);
             for t in 1..=3 {
                 let g = random_vec(&mut r, len, -1.0, 1.0);
-                let step = StepUniform {
-                    step: t,
-                    seed: 9,
-                    _pad: [0; 2],
-                };
+                let step = StepUniform { step: t, seed: 9, _pad: [0; 2] };
                 gpu.write(&grads, &g);
-                gpu.queue
-                    .write_buffer(&step_buffer, 0, bytemuck::bytes_of(&step));
+                gpu.queue.write_buffer(&step_buffer, 0, bytemuck::bytes_of(&step));
                 gpu.run(&[d.clone().into()]);
                 cpu::optim::adam(&mut w, &g, &mut cm, &mut cv, len, hp, &step);
             }
@@ -207,12 +164,7 @@ fn adam_three_steps_match_cpu() {
             let got = gpu.read(&params);
             assert_close(&format!("{name}: params"), &got, &w, ELEMENTWISE);
             let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0).map(|(a, b)| a - b).collect() };
-            assert_close(
-                &format!("{name}: updates"),
-                &delta(&got),
-                &delta(&w),
-                ELEMENTWISE,
-            );
+            assert_close(&format!("{name}: updates"), &delta(&got), &delta(&w), ELEMENTWISE);
             assert_close(&format!("{name}: m"), &gpu.read(&m), &cm, ELEMENTWISE);
             assert_close(&format!("{name}: v"), &gpu.read(&v), &cv, ELEMENTWISE);
         }
@@ -220,11 +172,7 @@ fn adam_three_steps_match_cpu() {
 }
 
 fn step_uniform(step: u32, seed: u32) -> StepUniform {
-    StepUniform {
-        step,
-        seed,
-        _pad: [0; 2],
-    }
+    StepUniform { step, seed, _pad: [0; 2] }
 }
 
 /// The GPU's random floats for (seed, step, stream).
@@ -295,10 +243,7 @@ fn rng_randint_is_exact_and_flat() {
                 counts[v as usize] += 1;
             }
             let expected = len as f64 / bound as f64;
-            let chi2: f64 = counts
-                .iter()
-                .map(|&c| (c as f64 - expected).powi(2) / expected)
-                .sum();
+            let chi2: f64 = counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
             let dof = (bound - 1) as f64;
             assert!(
                 (chi2 - dof).abs() < 6.0 * (2.0 * dof).sqrt(),
@@ -323,19 +268,11 @@ fn rng_uniform_matches_cpu_and_is_uniform() {
             // elsewhere the GPU may fuse the scaling into one rounding.
             let got = gpu_uniform(gpu, len, -2.0, 5.0, 3, step);
             cpu::rng::rng_uniform(&mut want, len, -2.0, 5.0, 3, &step);
-            assert_close(
-                &format!("uniform on [-2, 5), {len}"),
-                &got,
-                &want,
-                ELEMENTWISE,
-            );
+            assert_close(&format!("uniform on [-2, 5), {len}"), &got, &want, ELEMENTWISE);
         }
         let n = 100_000;
         let got = gpu_uniform(gpu, n, -1.0, 3.0, 4, step);
-        assert!(
-            got.iter().all(|&x| (-1.0..3.0).contains(&x)),
-            "uniform value outside [-1, 3)"
-        );
+        assert!(got.iter().all(|&x| (-1.0..3.0).contains(&x)), "uniform value outside [-1, 3)");
         // Mean 1 (standard error 0.0037), variance 16/12 (standard error 0.0038).
         let (mean, var) = moments(&got);
         assert!((mean - 1.0).abs() < 0.02, "uniform mean {mean}");
@@ -366,10 +303,7 @@ fn rng_normal_matches_cpu_and_is_normal() {
         assert!((mean - 3.0).abs() < 0.04, "normal mean {mean}");
         assert!((var - 4.0).abs() < 0.1, "normal variance {var}");
         let inside = got.iter().filter(|&&x| (x - 3.0).abs() < 2.0).count() as f64 / n as f64;
-        assert!(
-            (inside - 0.6827).abs() < 0.008,
-            "normal: {inside} within one std"
-        );
+        assert!((inside - 0.6827).abs() < 0.008, "normal: {inside} within one std");
     });
 }
 
@@ -381,35 +315,17 @@ fn rng_depends_on_seed_step_stream_and_index_only() {
         // A value does not depend on how many were asked for.
         let short = gpu_uniform(gpu, 5, 0.0, 1.0, 0, step_uniform(1, 42));
         assert_eq!(short, base[..5]);
-        assert_eq!(
-            gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(1, 42)),
-            base
-        );
+        assert_eq!(gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(1, 42)), base);
         let distinct = |v: &[f32], w: &[f32]| v.iter().zip(w).filter(|(a, b)| a != b).count();
         // With 24 random bits, each coincidence has probability 2^-24.
         for (what, other) in [
-            (
-                "stream",
-                gpu_uniform(gpu, len, 0.0, 1.0, 1, step_uniform(1, 42)),
-            ),
-            (
-                "step",
-                gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(2, 42)),
-            ),
-            (
-                "seed",
-                gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(1, 43)),
-            ),
+            ("stream", gpu_uniform(gpu, len, 0.0, 1.0, 1, step_uniform(1, 42))),
+            ("step", gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(2, 42))),
+            ("seed", gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(1, 43))),
         ] {
-            assert!(
-                distinct(&base, &other) >= len - 1,
-                "another {what} repeats the numbers"
-            );
+            assert!(distinct(&base, &other) >= len - 1, "another {what} repeats the numbers");
         }
-        assert!(
-            distinct(&base[1..], &base[..len - 1]) >= len - 2,
-            "neighbours repeat"
-        );
+        assert!(distinct(&base[1..], &base[..len - 1]) >= len - 2, "neighbours repeat");
     });
 }
 
@@ -418,13 +334,9 @@ fn gather_rows_matches_cpu() {
     on_every_gpu("gather_rows", |gpu| {
         let mut r = rng(9);
         // Rows of whole words (784 = 28*28) and rows that straddle word boundaries.
-        for (count, row_len) in [
-            (1, 1),
-            (300, 1),
-            (7, 3),
-            (64, 784),
-            (37, r.random_range(5..60) | 1),
-        ] {
+        for (count, row_len) in
+            [(1, 1), (300, 1), (7, 3), (64, 784), (37, r.random_range(5..60) | 1)]
+        {
             let rows = 23;
             let images: Vec<u8> = (0..rows * row_len).map(|_| r.random()).collect();
             let words: Vec<u32> = images
@@ -437,13 +349,7 @@ fn gather_rows_matches_cpu() {
                 .collect();
             // The last row (ends at the buffer's end) and repeats among the rest.
             let indices: Vec<u32> = (0..count)
-                .map(|i| {
-                    if i == 0 {
-                        rows as u32 - 1
-                    } else {
-                        r.random_range(0..rows as u32)
-                    }
-                })
+                .map(|i| if i == 0 { rows as u32 - 1 } else { r.random_range(0..rows as u32) })
                 .collect();
             let out = gpu.upload(&poison(count * row_len));
             let (scale, offset) = (1.0 / 127.5, -1.0);

@@ -10,7 +10,9 @@ use gan_gpu::train::{self, TrainOptions, Trainer};
 
 fn mnist() -> &'static Dataset {
     static DATA: std::sync::OnceLock<Dataset> = std::sync::OnceLock::new();
-    DATA.get_or_init(|| data::load_training_set(DatasetName::Mnist, None).expect("MNIST (set GAN_GPU_DATA)"))
+    DATA.get_or_init(|| {
+        data::load_training_set(DatasetName::Mnist, None).expect("MNIST (set GAN_GPU_DATA)")
+    })
 }
 
 fn small(name: &str, batch: usize) -> presets::GanSpec {
@@ -110,15 +112,23 @@ fn train_loop_writes_outputs() {
     for key in ["d_loss", "g_loss", "d_acc_real", "d_acc_fake", "images_per_s"] {
         assert!(lines.iter().all(|l| l[key].as_f64().unwrap().is_finite()), "{key}");
     }
-    for f in ["samples/step-000005.png", "samples/step-000010.png", "samples/step-000012.png",
-              "checkpoints/step-000005.safetensors", "checkpoints/step-000010.safetensors",
-              "checkpoints/step-000012.safetensors", "checkpoints/latest.safetensors"] {
+    for f in [
+        "samples/step-000005.png",
+        "samples/step-000010.png",
+        "samples/step-000012.png",
+        "checkpoints/step-000005.safetensors",
+        "checkpoints/step-000010.safetensors",
+        "checkpoints/step-000012.safetensors",
+        "checkpoints/latest.safetensors",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
     let grid = image::open(dir.path().join("samples/step-000012.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (10 * 30 + 2, 10 * 30 + 2));
     // An interrupted run stops after the step in progress and still checkpoints it.
-    let ck = gan_gpu::checkpoint::Checkpoint::load(&dir.path().join("checkpoints/latest.safetensors")).unwrap();
+    let ck =
+        gan_gpu::checkpoint::Checkpoint::load(&dir.path().join("checkpoints/latest.safetensors"))
+            .unwrap();
     let mut resumed = Trainer::new(gpu.clone(), ck.spec.clone(), mnist(), 0, Some(ck)).unwrap();
     let stop = AtomicBool::new(true);
     let summary = train::train(&mut resumed, &TrainOptions { iters: 100, ..opts }, &stop).unwrap();
@@ -136,7 +146,8 @@ fn gpu_training_follows_the_cpu_reference() {
     for gpu in common::gpus() {
         for name in presets::NAMES {
             let spec = small(name, 32);
-            let mut reference = gan_gpu::reference::ReferenceTrainer::new(spec.clone(), mnist(), 11);
+            let mut reference =
+                gan_gpu::reference::ReferenceTrainer::new(spec.clone(), mnist(), 11);
             let mut trainer = Trainer::new(gpu.clone(), spec, mnist(), 11, None).unwrap();
             for step in 1..=20u64 {
                 let want = reference.step();
@@ -146,7 +157,11 @@ fn gpu_training_follows_the_cpu_reference() {
                 let (s, got) = got[0];
                 assert_eq!(s, step);
                 for (i, (g, w)) in got.iter().zip(want).enumerate() {
-                    assert!((g - w).abs() <= LOSS_TOLERANCE, "{name} on {} step {step} metric {i}: GPU {g} vs CPU {w}\n{got:?}\n{want:?}", gpu.describe());
+                    assert!(
+                        (g - w).abs() <= LOSS_TOLERANCE,
+                        "{name} on {} step {step} metric {i}: GPU {g} vs CPU {w}\n{got:?}\n{want:?}",
+                        gpu.describe()
+                    );
                 }
             }
         }

@@ -14,11 +14,7 @@ pub fn bce_with_logits(
         let (z, t) = (z[i], t[i]);
         let e = (-z.abs()).exp();
         losses[i] = z.max(0.0) - z * t + e.ln_1p();
-        let sigmoid = if z >= 0.0 {
-            1.0 / (1.0 + e)
-        } else {
-            e / (1.0 + e)
-        };
+        let sigmoid = if z >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
         dz[i] = (sigmoid - t) * grad_scale;
     }
 }

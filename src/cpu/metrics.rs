@@ -14,7 +14,8 @@ pub fn batch_metrics(
 ) {
     let range = start..start + count;
     let loss: f32 = losses[range.clone()].iter().sum();
-    let correct = logits[range].iter().filter(|&&z| if positive { z > 0.0 } else { z < 0.0 }).count();
+    let correct =
+        logits[range].iter().filter(|&&z| if positive { z > 0.0 } else { z < 0.0 }).count();
     out[slot] = loss / count as f32;
     out[slot + 1] = correct as f32 / count as f32;
 }

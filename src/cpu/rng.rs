@@ -15,10 +15,7 @@ const PARITY: u32 = 0x1BD1_1BDA;
 /// under `key`.
 pub fn threefry2x32(key: [u32; 2], counter: [u32; 2]) -> [u32; 2] {
     let ks = [key[0], key[1], PARITY ^ key[0] ^ key[1]];
-    let mut x = [
-        counter[0].wrapping_add(ks[0]),
-        counter[1].wrapping_add(ks[1]),
-    ];
+    let mut x = [counter[0].wrapping_add(ks[0]), counter[1].wrapping_add(ks[1])];
     for round in 0..20 {
         x[0] = x[0].wrapping_add(x[1]);
         x[1] = x[1].rotate_left(ROTATIONS[round % 8]) ^ x[0];
@@ -73,11 +70,7 @@ pub fn rng_normal(
         let u2 = (word(k + 1, stream, step) >> 8) as f64 / (1u64 << 24) as f64;
         let radius = (-2.0 * u1.ln()).sqrt();
         let angle = std::f64::consts::PI * (2.0 * u2 - 1.0);
-        let z = if i % 2 == 0 {
-            radius * angle.cos()
-        } else {
-            radius * angle.sin()
-        };
+        let z = if i % 2 == 0 { radius * angle.cos() } else { radius * angle.sin() };
         *o = mean + std * z as f32;
     }
 }

@@ -22,19 +22,13 @@ const MAX_BYTES: u64 = 64 << 20;
 pub(crate) fn download(url: &str, dir: &Path, stem: &str, sha256: &str) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let temp = temp_path(dir, stem);
-    let placed = fetch(url, &temp)
-        .and_then(|()| verify(&temp, sha256))
-        .and_then(|gzipped| {
-            let dest = dir.join(if gzipped {
-                format!("{stem}.gz")
-            } else {
-                stem.to_string()
-            });
-            fs::rename(&temp, &dest)
-                .and_then(|()| sync_dir(dir))
-                .with_context(|| format!("cannot move {} to {}", temp.display(), dest.display()))?;
-            Ok(dest)
-        });
+    let placed = fetch(url, &temp).and_then(|()| verify(&temp, sha256)).and_then(|gzipped| {
+        let dest = dir.join(if gzipped { format!("{stem}.gz") } else { stem.to_string() });
+        fs::rename(&temp, &dest)
+            .and_then(|()| sync_dir(dir))
+            .with_context(|| format!("cannot move {} to {}", temp.display(), dest.display()))?;
+        Ok(dest)
+    });
     if placed.is_err() {
         // Best effort: the temporary name is never read as data, whether or not this works.
         let _ = fs::remove_file(&temp);
@@ -74,9 +68,8 @@ fn fetch(url: &str, temp: &Path) -> Result<()> {
             )?
             .progress_chars("=> "),
         ),
-        None => ProgressBar::no_length().with_style(ProgressStyle::with_template(
-            "{msg} {spinner} {bytes} {bytes_per_sec}",
-        )?),
+        None => ProgressBar::no_length()
+            .with_style(ProgressStyle::with_template("{msg} {spinner} {bytes} {bytes_per_sec}")?),
     };
     let bar = bar.with_message(url.rsplit('/').next().unwrap_or(url).to_string());
     let mut reader = bar.wrap_read(body.into_with_config().limit(MAX_BYTES).reader());
@@ -90,8 +83,7 @@ fn fetch(url: &str, temp: &Path) -> Result<()> {
     bar.finish_and_clear();
     copied.context("download interrupted")?;
     let file = writer.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()
-        .with_context(|| format!("cannot write {}", temp.display()))
+    file.sync_all().with_context(|| format!("cannot write {}", temp.display()))
 }
 
 /// Checks the SHA-256 of the decompressed content of `path`; says whether the file is gzipped.

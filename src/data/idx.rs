@@ -89,10 +89,8 @@ pub(crate) fn decode_bytes(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
 }
 
 fn decode(mut reader: impl BufRead, size: usize, name: &str) -> Result<Vec<u8>> {
-    let gzipped = reader
-        .fill_buf()
-        .with_context(|| format!("cannot read {name}"))?
-        .starts_with(&GZIP_MAGIC);
+    let gzipped =
+        reader.fill_buf().with_context(|| format!("cannot read {name}"))?.starts_with(&GZIP_MAGIC);
     let mut content = Vec::new();
     if gzipped {
         MultiGzDecoder::new(reader)
@@ -100,9 +98,7 @@ fn decode(mut reader: impl BufRead, size: usize, name: &str) -> Result<Vec<u8>> 
             .with_context(|| format!("{name}: bad or truncated gzip data"))?;
     } else {
         content.reserve_exact(size);
-        reader
-            .read_to_end(&mut content)
-            .with_context(|| format!("cannot read {name}"))?;
+        reader.read_to_end(&mut content).with_context(|| format!("cannot read {name}"))?;
     }
     Ok(content)
 }
@@ -110,12 +106,7 @@ fn decode(mut reader: impl BufRead, size: usize, name: &str) -> Result<Vec<u8>> 
 /// Parses decompressed IDX image content; `name` (the file) is quoted in errors.
 pub(crate) fn images_from_content(content: Vec<u8>, name: &str) -> Result<Images> {
     let (dims, pixels) = parse(content, name, IMAGES_MAGIC)?;
-    Ok(Images {
-        count: dims[0],
-        rows: dims[1],
-        cols: dims[2],
-        pixels,
-    })
+    Ok(Images { count: dims[0], rows: dims[1], cols: dims[2], pixels })
 }
 
 /// Parses decompressed IDX label content; `name` (the file) is quoted in errors.
@@ -124,17 +115,10 @@ pub(crate) fn labels_from_content(content: Vec<u8>, name: &str) -> Result<Vec<u8
 }
 
 fn parse(mut content: Vec<u8>, name: &str, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
-    let kind = if magic == IMAGES_MAGIC {
-        "image"
-    } else {
-        "label"
-    };
+    let kind = if magic == IMAGES_MAGIC { "image" } else { "label" };
     let ndims = (magic & 0xff) as usize;
     let Some(head) = content.first_chunk::<4>() else {
-        bail!(
-            "{name}: {} bytes, too short for an IDX header",
-            content.len()
-        );
+        bail!("{name}: {} bytes, too short for an IDX header", content.len());
     };
     let found = u32::from_be_bytes(*head);
     if head[..2] != [0, 0] {
@@ -180,11 +164,7 @@ fn parse(mut content: Vec<u8>, name: &str, magic: u32) -> Result<(Vec<usize>, Ve
         .chunks_exact(4)
         .map(|d| u32::from_be_bytes(d.try_into().unwrap()) as usize)
         .collect();
-    let shape = dims
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" x ");
+    let shape = dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(" x ");
     let expected = dims.iter().map(|&d| d as u64).product::<u64>();
     let data_len = (content.len() - header_len) as u64;
     if data_len < expected {

@@ -99,9 +99,7 @@ impl Sources {
     pub fn from_env(data_dir: Option<&Path>) -> Sources {
         Sources {
             data_dir: data_dir.map(Path::to_path_buf),
-            env_dir: std::env::var_os("GAN_GPU_DATA")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            env_dir: std::env::var_os("GAN_GPU_DATA").filter(|v| !v.is_empty()).map(PathBuf::from),
             cache_dir: dirs::cache_dir().map(|c| c.join("gan-gpu")),
             system_dir: PathBuf::from("/usr/share/datasets"),
             mirrors: std::env::var("GAN_GPU_MIRRORS").ok().map(|list| {
@@ -133,10 +131,7 @@ pub fn load(name: DatasetName, split: Split, sources: &Sources) -> Result<Datase
         DatasetName::FashionMnist => "fashion-mnist",
     };
     let mut places: Vec<(PathBuf, &str)> = Vec::new();
-    for (dir, origin) in [
-        (&sources.data_dir, "--data-dir"),
-        (&sources.env_dir, "GAN_GPU_DATA"),
-    ] {
+    for (dir, origin) in [(&sources.data_dir, "--data-dir"), (&sources.env_dir, "GAN_GPU_DATA")] {
         if let Some(dir) = dir {
             let sub = dir.join(subdir);
             places.push((if sub.is_dir() { sub } else { dir.clone() }, origin));
@@ -147,10 +142,7 @@ pub fn load(name: DatasetName, split: Split, sources: &Sources) -> Result<Datase
         places.push((cache.clone(), "user cache"));
     }
     if name == DatasetName::FashionMnist {
-        places.push((
-            sources.system_dir.join(subdir),
-            "Debian package dataset-fashion-mnist",
-        ));
+        places.push((sources.system_dir.join(subdir), "Debian package dataset-fashion-mnist"));
     }
 
     let mut tried = Vec::new();
@@ -212,10 +204,7 @@ pub fn load(name: DatasetName, split: Split, sources: &Sources) -> Result<Datase
             indent(&tried),
             files.images,
             files.labels,
-            cache
-                .as_ref()
-                .map(|c| format!(" into {}", c.display()))
-                .unwrap_or_default()
+            cache.as_ref().map(|c| format!(" into {}", c.display())).unwrap_or_default()
         );
         return shipped_subset();
     }
@@ -230,10 +219,7 @@ pub fn load(name: DatasetName, split: Split, sources: &Sources) -> Result<Datase
         } else {
             ""
         },
-        cache
-            .as_ref()
-            .map(|c| format!(" into {}", c.display()))
-            .unwrap_or_default()
+        cache.as_ref().map(|c| format!(" into {}", c.display())).unwrap_or_default()
     )
 }
 
@@ -289,12 +275,7 @@ impl Files {
             Split::Test => (1, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
         };
         let (own, other, other_sums, mirrors) = match name {
-            DatasetName::Mnist => (
-                MNIST[i],
-                DatasetName::FashionMnist,
-                FASHION[i],
-                MNIST_MIRRORS,
-            ),
+            DatasetName::Mnist => (MNIST[i], DatasetName::FashionMnist, FASHION[i], MNIST_MIRRORS),
             DatasetName::FashionMnist => {
                 (FASHION[i], DatasetName::Mnist, MNIST[i], FASHION_MIRRORS)
             }
@@ -320,9 +301,7 @@ enum Found {
 
 /// `stem` or `stem.gz` in `dir`, whichever exists (the raw file first).
 fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
-    [dir.join(stem), dir.join(format!("{stem}.gz"))]
-        .into_iter()
-        .find(|p| p.is_file())
+    [dir.join(stem), dir.join(format!("{stem}.gz"))].into_iter().find(|p| p.is_file())
 }
 
 /// The dataset in `dir`, or why it is not there. Files that are there but broken are an error.
@@ -333,11 +312,7 @@ fn look_in(dir: &Path, files: &Files, source: &str) -> Result<Found> {
     let (images, labels) = match (find(dir, files.images), find(dir, files.labels)) {
         (Some(images), Some(labels)) => (images, labels),
         (images, _) => {
-            let missing = if images.is_none() {
-                files.images
-            } else {
-                files.labels
-            };
+            let missing = if images.is_none() { files.images } else { files.labels };
             return Ok(Found::Absent(format!("no {missing} or {missing}.gz")));
         }
     };
@@ -353,14 +328,8 @@ fn look_in(dir: &Path, files: &Files, source: &str) -> Result<Found> {
     let labels = idx::labels_from_content(content, &labels_name)?;
     let images_name = images.display().to_string();
     let images = idx::read_images(&images)?;
-    let dataset = assemble(
-        files.name,
-        images,
-        labels,
-        &images_name,
-        &labels_name,
-        source.to_string(),
-    )?;
+    let dataset =
+        assemble(files.name, images, labels, &images_name, &labels_name, source.to_string())?;
     Ok(Found::Here(dataset))
 }
 
@@ -415,10 +384,8 @@ fn fetch_missing(
     mirrors: &[String],
 ) -> Result<Vec<String>, Vec<String>> {
     let mut used = Vec::new();
-    for (stem, sha256) in [
-        (files.images, files.images_sha256),
-        (files.labels, files.labels_sha256),
-    ] {
+    for (stem, sha256) in [(files.images, files.images_sha256), (files.labels, files.labels_sha256)]
+    {
         if find(dir, stem).is_some() {
             continue;
         }
@@ -455,27 +422,13 @@ fn shipped_subset() -> Result<Dataset> {
     let labels =
         idx::labels_from_content(idx::decode_bytes(SHIPPED_LABELS, labels_name)?, labels_name)?;
     let source = "MNIST training set, the 10,000-digit subset shipped inside gan-gpu".to_string();
-    assemble(
-        DatasetName::Mnist,
-        images,
-        labels,
-        images_name,
-        labels_name,
-        source,
-    )
+    assemble(DatasetName::Mnist, images, labels, images_name, labels_name, source)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn indent(lines: &[String]) -> String {
-    lines
-        .iter()
-        .map(|l| format!("  {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
 }

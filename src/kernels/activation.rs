@@ -28,14 +28,8 @@ fn constants(act: Activation) -> [(&'static str, f64); 2] {
 
 /// x = act(x) for the first `len` elements.
 pub fn activation_forward(gpu: &Gpu, x: &Tensor, len: usize, act: Activation) -> Dispatch {
-    assert!(
-        len <= x.len,
-        "activation_forward: {len} elements of {}",
-        x.len
-    );
-    let params = gpu.uniform(&Params {
-        len: u32::try_from(len).unwrap(),
-    });
+    assert!(len <= x.len, "activation_forward: {len} elements of {}", x.len);
+    let params = gpu.uniform(&Params { len: u32::try_from(len).unwrap() });
     let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_forward", &constants(act));
     gpu.dispatch(
         "activation_forward",
@@ -54,13 +48,8 @@ pub fn activation_backward(
     len: usize,
     act: Activation,
 ) -> Dispatch {
-    assert!(
-        len <= y.len && len <= dy.len,
-        "activation_backward: tensors too small"
-    );
-    let params = gpu.uniform(&Params {
-        len: u32::try_from(len).unwrap(),
-    });
+    assert!(len <= y.len && len <= dy.len, "activation_backward: tensors too small");
+    let params = gpu.uniform(&Params { len: u32::try_from(len).unwrap() });
     let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_backward", &constants(act));
     gpu.dispatch(
         "activation_backward",

@@ -17,14 +17,8 @@ struct Params {
 
 /// db[c] = sum over rows of dy[r*cols + c]: column sums of a row-major [rows, cols] matrix.
 pub fn bias_grad(gpu: &Gpu, dy: &Tensor, db: &Tensor, rows: usize, cols: usize) -> Dispatch {
-    assert!(
-        rows * cols <= dy.len && cols <= db.len,
-        "bias_grad: tensors too small"
-    );
-    let params = gpu.uniform(&Params {
-        rows: u32::try_from(rows).unwrap(),
-        cols: cols as u32,
-    });
+    assert!(rows * cols <= dy.len && cols <= db.len, "bias_grad: tensors too small");
+    let params = gpu.uniform(&Params { rows: u32::try_from(rows).unwrap(), cols: cols as u32 });
     let pipeline = gpu.pipeline(&shaders::BIAS, "bias_grad", &[]);
     gpu.dispatch(
         "bias_grad",

@@ -31,14 +31,8 @@ pub fn gather_rows(
     scale: f32,
     offset: f32,
 ) -> Dispatch {
-    assert!(
-        count <= indices.len && count * row_len <= out.len,
-        "gather_rows: tensors too small"
-    );
-    assert!(
-        row_len > 0 && row_len <= images.len * 4,
-        "gather_rows: row of {row_len} bytes"
-    );
+    assert!(count <= indices.len && count * row_len <= out.len, "gather_rows: tensors too small");
+    assert!(row_len > 0 && row_len <= images.len * 4, "gather_rows: row of {row_len} bytes");
     let params = gpu.uniform(&Params {
         count: u32::try_from(count).unwrap(),
         row_len: row_len as u32,
@@ -49,12 +43,7 @@ pub fn gather_rows(
     gpu.dispatch(
         "gather_rows",
         &pipeline,
-        &[
-            images.binding(),
-            indices.binding(),
-            out.binding(),
-            params.as_entire_binding(),
-        ],
+        &[images.binding(), indices.binding(), out.binding(), params.as_entire_binding()],
         gpu.grid(count * row_len.div_ceil(4), WG),
     )
 }

@@ -29,21 +29,12 @@ pub fn bce_with_logits(
         n <= z.len && n <= t.len && n <= dz.len && n <= losses.len,
         "bce_with_logits: tensors too small"
     );
-    let params = gpu.uniform(&Params {
-        n: u32::try_from(n).unwrap(),
-        grad_scale,
-    });
+    let params = gpu.uniform(&Params { n: u32::try_from(n).unwrap(), grad_scale });
     let pipeline = gpu.pipeline(&shaders::LOSS, "bce_with_logits", &[]);
     gpu.dispatch(
         "bce_with_logits",
         &pipeline,
-        &[
-            z.binding(),
-            t.binding(),
-            dz.binding(),
-            losses.binding(),
-            params.as_entire_binding(),
-        ],
+        &[z.binding(), t.binding(), dz.binding(), losses.binding(), params.as_entire_binding()],
         gpu.grid(n, WG),
     )
 }

@@ -28,32 +28,20 @@ fn rng_dispatch(
     params: Params,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    assert!(
-        params.len as usize <= out.len,
-        "{entry}: {} elements of {}",
-        params.len,
-        out.len
-    );
+    assert!(params.len as usize <= out.len, "{entry}: {} elements of {}", params.len, out.len);
     let uniform = gpu.uniform(&params);
     let pipeline = gpu.pipeline(&shaders::RNG, entry, &[]);
     gpu.dispatch(
         entry,
         &pipeline,
-        &[
-            out.binding(),
-            uniform.as_entire_binding(),
-            step.as_entire_binding(),
-        ],
+        &[out.binding(), uniform.as_entire_binding(), step.as_entire_binding()],
         gpu.grid((params.len as usize).div_ceil(2), WG),
     )
 }
 
 /// `len` as the shader's u32, small enough that the element index 2k + 1 cannot overflow.
 fn checked_len(len: usize) -> u32 {
-    assert!(
-        len < 1 << 31,
-        "rng: {len} elements is past the counter range"
-    );
+    assert!(len < 1 << 31, "rng: {len} elements is past the counter range");
     len as u32
 }
 
@@ -67,13 +55,7 @@ pub fn rng_uniform(
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = Params {
-        len: checked_len(len),
-        stream,
-        bound: 0,
-        offset: low,
-        scale: high - low,
-    };
+    let params = Params { len: checked_len(len), stream, bound: 0, offset: low, scale: high - low };
     rng_dispatch(gpu, "rng_uniform", out, params, step)
 }
 
@@ -88,13 +70,7 @@ pub fn rng_normal(
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = Params {
-        len: checked_len(len),
-        stream,
-        bound: 0,
-        offset: mean,
-        scale: std,
-    };
+    let params = Params { len: checked_len(len), stream, bound: 0, offset: mean, scale: std };
     rng_dispatch(gpu, "rng_normal", out, params, step)
 }
 
@@ -108,12 +84,6 @@ pub fn rng_randint(
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = Params {
-        len: checked_len(len),
-        stream,
-        bound,
-        offset: 0.0,
-        scale: 0.0,
-    };
+    let params = Params { len: checked_len(len), stream, bound, offset: 0.0, scale: 0.0 };
     rng_dispatch(gpu, "rng_randint", out, params, step)
 }

@@ -15,8 +15,12 @@ use crate::kernels::{Activation, activation, bias, matmul};
 #[serde(tag = "layer", rename_all = "snake_case")]
 pub enum LayerSpec {
     /// Fully connected: y = x·W + b, W stored [in, out] (Keras's layout).
-    Dense { units: usize },
-    Activation { activation: Activation },
+    Dense {
+        units: usize,
+    },
+    Activation {
+        activation: Activation,
+    },
 }
 
 /// A network: its input width and its layers, in order.
@@ -34,7 +38,8 @@ pub struct ParamShape {
 }
 
 impl ParamShape {
-    pub fn len(&self) -> usize {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
 }
@@ -65,7 +70,7 @@ impl NetSpec {
     }
 
     pub fn param_count(&self) -> usize {
-        self.params().iter().map(ParamShape::len).sum()
+        self.params().iter().map(ParamShape::numel).sum()
     }
 
     fn dense_layers(&self) -> impl Iterator<Item = (usize, &LayerSpec)> {
@@ -80,9 +85,9 @@ impl NetSpec {
             .map(|p| match p.shape[..] {
                 [fan_in, fan_out] => {
                     let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
-                    (0..p.len()).map(|_| rng.random_range(-limit..limit)).collect()
+                    (0..p.numel()).map(|_| rng.random_range(-limit..limit)).collect()
                 }
-                _ => vec![0.0; p.len()],
+                _ => vec![0.0; p.numel()],
             })
             .collect()
     }
@@ -102,7 +107,7 @@ impl Net {
             .iter()
             .zip(values)
             .map(|(shape, v)| {
-                assert_eq!(shape.len(), v.len(), "parameter {}", shape.name);
+                assert_eq!(shape.numel(), v.len(), "parameter {}", shape.name);
                 gpu.upload(v)
             })
             .collect();
@@ -148,7 +153,8 @@ impl Net {
                     dense_index += 1;
                 }
                 LayerSpec::Activation { activation: act } => {
-                    forward.push(activation::activation_forward(gpu, &x, batch * width, *act).into());
+                    forward
+                        .push(activation::activation_forward(gpu, &x, batch * width, *act).into());
                 }
             }
         }
@@ -162,7 +168,8 @@ impl Net {
             match layer {
                 LayerSpec::Activation { activation: act } => {
                     let y = &acts[act_index];
-                    backward.push(activation::activation_backward(gpu, y, &grad, y.len, *act).into());
+                    backward
+                        .push(activation::activation_backward(gpu, y, &grad, y.len, *act).into());
                 }
                 LayerSpec::Dense { units } => {
                     dense_index -= 1;
@@ -173,8 +180,10 @@ impl Net {
                     if let Some(grads) = param_grads {
                         let (dw, db) = (&grads[2 * dense_index], &grads[2 * dense_index + 1]);
                         backward.push(
-                            matmul::matmul(gpu, x, &grad, None, dw, width, *units, batch, true, false)
-                                .into(),
+                            matmul::matmul(
+                                gpu, x, &grad, None, dw, width, *units, batch, true, false,
+                            )
+                            .into(),
                         );
                         backward.push(bias::bias_grad(gpu, &grad, db, batch, *units).into());
                     }
@@ -185,8 +194,10 @@ impl Net {
                     };
                     if let Some(dx) = dx {
                         backward.push(
-                            matmul::matmul(gpu, &grad, w, None, &dx, batch, width, *units, false, true)
-                                .into(),
+                            matmul::matmul(
+                                gpu, &grad, w, None, &dx, batch, width, *units, false, true,
+                            )
+                            .into(),
                         );
                         grad = dx;
                     }

@@ -59,10 +59,12 @@ pub fn rng(seed: u64) -> StdRng {
 /// Uniform values in [lo, hi) with no exact zeros (a zero hides a missed term).
 pub fn random_vec(rng: &mut StdRng, len: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..len)
-        .map(|_| loop {
-            let v = rng.random_range(lo..hi);
-            if v != 0.0 {
-                break v;
+        .map(|_| {
+            loop {
+                let v = rng.random_range(lo..hi);
+                if v != 0.0 {
+                    break v;
+                }
             }
         })
         .collect()
@@ -86,6 +88,7 @@ pub fn fixture(name: &str) -> (Vec<f32>, Vec<usize>) {
     let tensors = safetensors::SafeTensors::deserialize(bytes).unwrap();
     let view = tensors.tensor(name).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
     assert_eq!(view.dtype(), safetensors::Dtype::F32, "fixture {name}");
-    let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let data =
+        view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     (data, view.shape().to_vec())
 }
