@@ -172,6 +172,17 @@ pub struct Gpu {
     pub caps: KernelCaps,
     pub limits: wgpu::Limits,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    compiled: Mutex<Vec<CompiledPipeline>>,
+}
+
+/// A pipeline that [`Gpu::pipeline`] compiled: the WGSL module, entry point and override
+/// constants, so that tests can put exactly what the program builds through other backends.
+#[derive(Clone, Debug)]
+pub struct CompiledPipeline {
+    pub shader: &'static str,
+    pub source: &'static str,
+    pub entry: String,
+    pub constants: Vec<(String, f64)>,
 }
 
 impl Gpu {
@@ -231,6 +242,7 @@ impl Gpu {
             caps,
             limits,
             pipelines: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(Vec::new()),
         }))
     }
 
@@ -268,7 +280,18 @@ impl Gpu {
             cache: None,
         });
         cache.insert(key, pipeline.clone());
+        self.compiled.lock().unwrap().push(CompiledPipeline {
+            shader: shader.name,
+            source: shader.source,
+            entry: entry.to_string(),
+            constants: constants.iter().map(|&(name, value)| (name.to_string(), value)).collect(),
+        });
         pipeline
+    }
+
+    /// Every pipeline compiled so far, in the order [`Gpu::pipeline`] first built them.
+    pub fn compiled_pipelines(&self) -> Vec<CompiledPipeline> {
+        self.compiled.lock().unwrap().clone()
     }
 
     /// A zero-filled f32 tensor.
