@@ -1,6 +1,8 @@
 //! Shared by the integration tests: the GPUs to test on, random data, poisoned outputs.
 #![allow(dead_code)]
 
+use std::io::Write;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
@@ -39,15 +41,26 @@ pub fn gpus() -> &'static [Arc<Gpu>] {
             }
         }
         assert!(!gpus.is_empty(), "no GPU adapter at all: install mesa-vulkan-drivers");
+        // Straight to stderr, past the test harness's capture, so CI logs show the adapters.
+        let names: Vec<String> = gpus.iter().map(|g| describe(g)).collect();
+        let exe = std::env::args().next().unwrap_or_default();
+        let binary = Path::new(&exe).file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let line = format!("[{binary}] GPU tests run on: {}\n", names.join("; "));
+        let _ = std::io::stderr().write_all(line.as_bytes());
         gpus
     })
+}
+
+/// "adapter (backend) [fast|portable kernels]".
+pub fn describe(gpu: &Gpu) -> String {
+    let variant = if gpu.caps.subgroup_size.is_some() { "fast" } else { "portable" };
+    format!("{} [{variant} kernels]", gpu.describe())
 }
 
 /// Runs `body` on every test GPU, saying which adapter and kernel set each run used.
 pub fn on_every_gpu(test: &str, body: impl Fn(&Gpu)) {
     for gpu in gpus() {
-        let variant = if gpu.caps.subgroup_size.is_some() { "fast" } else { "portable" };
-        eprintln!("{test}: on {} [{variant} kernels]", gpu.describe());
+        eprintln!("{test}: on {}", describe(gpu));
         body(gpu);
     }
 }
