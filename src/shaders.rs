@@ -16,6 +16,8 @@ pub const OPTIM: Shader = shader!("optim.wgsl");
 pub const RNG: Shader = shader!("rng.wgsl");
 pub const GATHER: Shader = shader!("gather.wgsl");
 pub const METRICS: Shader = shader!("metrics.wgsl");
+pub const CONV: Shader = shader!("conv.wgsl");
 
 /// Every module, for the validation tests.
-pub const ALL: &[&Shader] = &[&MATMUL, &BIAS, &ACTIVATION, &LOSS, &OPTIM, &RNG, &GATHER, &METRICS];
+pub const ALL: &[&Shader] =
+    &[&MATMUL, &BIAS, &ACTIVATION, &LOSS, &OPTIM, &RNG, &GATHER, &METRICS, &CONV];

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod bias;
+pub mod conv;
 pub mod gather;
 pub mod loss;
 pub mod matmul;

@@ -1,0 +1,511 @@
+// 2-D convolution family on NHWC activations and [kh, kw, in_c, out_c] weights, as implicit
+// GEMMs. Seen as a matrix [batch*out_h*out_w, out_c], a conv's output is im2col(x)·W; im2col(x)
+// is never stored: each load gathers its elements from x.
+//
+// - conv_gather_*: y = conv(x, W) (+ bias), or with BACKWARD_DATA its adjoint dx = convᵀ(dy, W)
+//   (+ bias), which is also the transposed convolution's forward. Both are "each pixel of one
+//   image = Σ over taps of a pixel of the other image times that tap's [in_c, out_c] slice of W".
+// - conv_weight_grad_*: dW = im2col(x)ᵀ·dy, rows (kh, kw, in_c), reduced over the output pixels.
+//
+// Written for lavapipe as matmul.wgsl is (see there): each invocation keeps an 8 x 4 block of
+// the output in registers, loads 4 channels at once (one vec4 when the channel count allows),
+// and in the subgroup kernels each gathered value is loaded by one lane and shared with
+// subgroupBroadcast.
+//
+// A gather tile is one pixel of 8 images, so all its rows need the same taps: the taps that
+// land in the padding (forward) or between the strides (backward data) are never visited rather
+// than visited and masked. For a strided transposed conv that is the phase decomposition; for
+// 'same' convs on 4x4 maps it halves the work. A weight-gradient tile is 8 rows of dW, which
+// share a tap whenever in_c is a multiple of 8: it then sums over only the output pixels whose
+// input pixel for that tap lies inside the image.
+
+struct Params {
+    batch: u32,
+    // Conv input x [batch, x_h, x_w, x_c] and output y [batch, y_h, y_w, y_c].
+    x_h: u32,
+    x_w: u32,
+    x_c: u32,
+    y_h: u32,
+    y_w: u32,
+    y_c: u32,
+    k_h: u32,
+    k_w: u32,
+    s_h: u32,
+    s_w: u32,
+    // x pixel (oh*s_h + kh - pad_top, ow*s_w + kw - pad_left) feeds y pixel (oh, ow) via tap (kh, kw).
+    pad_top: u32,
+    pad_left: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// conv_gather computes dx from dy (the tiles are pixels of x, the gathered image is dy).
+override BACKWARD_DATA: bool = false;
+override HAS_BIAS: bool = false;
+// The gathered image's channel count is a multiple of 4: read 4 channels through a4.
+override VEC_A: bool = false;
+// conv_gather: a tap's weight slice, as op(W) [gathered channels, output channels], is stored
+// transposed ([output, gathered]); when one side is 1 the launcher picks the layout whose rows
+// run along the other, so that they can be read as vec4.
+override TRANS_B: bool = false;
+// The stored rows of b (weight slices, or dy in conv_weight_grad) have a multiple of 4 elements.
+override VEC_B: bool = false;
+// Portable kernels' workgroup: WG_X blocks of 4 columns by WG_Y blocks of 8 rows. Fewer columns
+// than 32 get narrower, taller workgroups instead of idle invocations.
+override WG_X: u32 = 8u;
+override WG_Y: u32 = 8u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// The gathered image: x (forward, weight gradient) or dy (backward data).
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
+// W (conv_gather) or dy (conv_weight_grad).
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
+// y (forward), dx (backward data) or dW (weight gradient).
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+// Last, because only conv_gather has it (a pipeline's layout holds the bindings it uses).
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
+
+// acc + Σ_q arow[q] · brows[q]: one output row (4 columns) over 4 reduction steps.
+fn fma_row(acc: vec4<f32>, arow: vec4<f32>, brows: array<vec4<f32>, 4>) -> vec4<f32> {
+    var s = fma(vec4(arow.x), brows[0], acc);
+    s = fma(vec4(arow.y), brows[1], s);
+    s = fma(vec4(arow.z), brows[2], s);
+    return fma(vec4(arow.w), brows[3], s);
+}
+
+// acc[r] += arows[r] · brows for the 8 rows of a block.
+fn fma_block(acc: ptr<function, array<vec4<f32>, 8>>, arows: array<vec4<f32>, 8>,
+             brows: array<vec4<f32>, 4>) {
+    for (var r = 0u; r < 8u; r++) {
+        (*acc)[r] = fma_row((*acc)[r], arows[r], brows);
+    }
+}
+
+// Channels c0..c0+3 of the gathered image's pixel at `base`, zero past its `len` channels.
+fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
+    if VEC_A {
+        return a4[(base + c0) / 4u];
+    }
+    var v = vec4(0.0);
+    for (var q = 0u; q < 4u; q++) {
+        if c0 + q < len {
+            v[q] = a[base + c0 + q];
+        }
+    }
+    return v;
+}
+
+// Elements c0..c0+3 of the `len`-element row of b at `base`, with the vec4 read kept inside
+// the row and the scalar reads skipped past its end (their lanes are never stored).
+fn b_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
+    if VEC_B {
+        return b4[(base + min(c0, len - 4u)) / 4u];
+    }
+    var v = vec4(0.0);
+    for (var q = 0u; q < 4u; q++) {
+        if c0 + q < len {
+            v[q] = b[base + c0 + q];
+        }
+    }
+    return v;
+}
+
+// ---- conv_gather: the tiles are pixels of the output image ("dst": y, or x when
+// BACKWARD_DATA); the reduction runs over taps and the channels of the gathered image ("src").
+
+fn dst_dims() -> vec3<u32> {
+    return select(vec3(p.y_h, p.y_w, p.y_c), vec3(p.x_h, p.x_w, p.x_c), BACKWARD_DATA);
+}
+
+fn src_dims() -> vec3<u32> {
+    return select(vec3(p.x_h, p.x_w, p.x_c), vec3(p.y_h, p.y_w, p.y_c), BACKWARD_DATA);
+}
+
+// The taps along one axis that connect dst coordinate d to a src coordinate inside [0, len):
+// first, last and step. Empty when first > last.
+struct Taps {
+    first: i32,
+    last: i32,
+    step: i32,
+}
+
+fn taps(d: u32, len: u32, k: u32, s: u32, pad: u32) -> Taps {
+    let last = i32(k) - 1;
+    let si = i32(s);
+    if BACKWARD_DATA {
+        // d + pad = src*s + t: t ≡ d + pad (mod s), src = (d + pad - t) / s in [0, len).
+        let dp = i32(d + pad);
+        var first = max(dp - (i32(len) - 1) * si, 0);
+        first += (dp - first) % si;
+        return Taps(first, min(dp, last), si);
+    }
+    // src = d*s + t - pad in [0, len).
+    let before = i32(pad) - i32(d) * si;
+    return Taps(max(before, 0), min(before + i32(len) - 1, last), 1);
+}
+
+// The src coordinate that tap t connects to dst coordinate d (t from `taps`).
+fn src_coord(d: u32, t: i32, s: u32, pad: u32) -> u32 {
+    if BACKWARD_DATA {
+        return u32(i32(d + pad) - t) / s;
+    }
+    return u32(i32(d * s) + t - i32(pad));
+}
+
+// One gather tile: images n0..n0+7 at dst pixel `pix`, the taps it needs, and its sizes.
+struct GatherTile {
+    n0: u32,
+    pix: u32,
+    dh: u32,
+    dw: u32,
+    th: Taps,
+    tw: Taps,
+    dst: vec3<u32>,
+    src: vec3<u32>,
+    // Floats per src image.
+    src_image: u32,
+}
+
+// Tile number `group` (pixel-major: the 8-image blocks of one pixel are neighbours, so they
+// share the weights in cache), or a tile with n0 = batch when `group` is past the end.
+fn gather_tile(group: u32) -> GatherTile {
+    let dst = dst_dims();
+    let src = src_dims();
+    let blocks = (p.batch + 7u) / 8u;
+    var t: GatherTile;
+    t.dst = dst;
+    t.src = src;
+    t.src_image = src.x * src.y * src.z;
+    if group >= dst.x * dst.y * blocks {
+        t.n0 = p.batch;
+        return t;
+    }
+    t.pix = group / blocks;
+    t.n0 = (group % blocks) * 8u;
+    t.dh = t.pix / dst.y;
+    t.dw = t.pix % dst.y;
+    t.th = taps(t.dh, src.x, p.k_h, p.s_h, p.pad_top);
+    t.tw = taps(t.dw, src.y, p.k_w, p.s_w, p.pad_left);
+    return t;
+}
+
+// Offset, within a src image, of the pixel that taps (kh, kw) connect to the tile's pixel.
+fn src_pixel(t: GatherTile, kh: i32, kw: i32) -> u32 {
+    let sh = src_coord(t.dh, kh, p.s_h, p.pad_top);
+    let sw = src_coord(t.dw, kw, p.s_w, p.pad_left);
+    return (sh * t.src.y + sw) * t.src.z;
+}
+
+// Offset of src image n; images past the batch read the last one (their rows are never stored).
+fn src_image(t: GatherTile, n: u32) -> u32 {
+    return min(n, p.batch - 1u) * t.src_image;
+}
+
+// Offset of the [x_c, y_c] weight slice of tap (kh, kw).
+fn w_slice(kh: i32, kw: i32) -> u32 {
+    return (u32(kh) * p.k_w + u32(kw)) * p.x_c * p.y_c;
+}
+
+// op(W_tap)[k0+q, j..j+3] for q = 0..3, where op(W_tap) is [k gathered channels, n output
+// channels] at `slice`; zero where k0+q >= k so that a partial last step adds nothing.
+fn w_rows4(slice: u32, k0: u32, j: u32, k: u32, n: u32) -> array<vec4<f32>, 4> {
+    var rows: array<vec4<f32>, 4>;
+    if TRANS_B {
+        // Stored [n, k]: one quad per output channel, transposed in registers. Channels past n
+        // are not loaded at all (n is 1 for the convs that make or take one-channel images).
+        var cols: array<vec4<f32>, 4>;
+        for (var q = 0u; q < 4u; q++) {
+            if j + q < n {
+                cols[q] = b_quad(slice + (j + q) * k, k0, k);
+            }
+        }
+        let t = transpose(mat4x4(cols[0], cols[1], cols[2], cols[3]));
+        rows = array(t[0], t[1], t[2], t[3]);
+        for (var q = 0u; q < 4u; q++) {
+            rows[q] = select(vec4(0.0), rows[q], k0 + q < k);
+        }
+    } else {
+        for (var q = 0u; q < 4u; q++) {
+            if k0 + q < k {
+                rows[q] = b_quad(slice + (k0 + q) * n, j, n);
+            }
+        }
+    }
+    return rows;
+}
+
+// Writes the tile's row for image n, columns j..j+3 (plus bias), skipping what lies outside.
+fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
+    if n >= p.batch {
+        return;
+    }
+    let base = (n * t.dst.x * t.dst.y + t.pix) * t.dst.z;
+    for (var q = 0u; q < 4u; q++) {
+        if j + q < t.dst.z {
+            var x = v[q];
+            if HAS_BIAS {
+                x += bias[j + q];
+            }
+            c[base + j + q] = x;
+        }
+    }
+}
+
+// Portable gather: each invocation computes 8 images x 4 channels of one pixel from its own
+// loads, 12 per step of 4 channels for 128 FMAs.
+@compute @workgroup_size(WG_X, WG_Y)
+fn conv_gather_portable(@builtin(global_invocation_id) gid: vec3<u32>,
+                        @builtin(workgroup_id) wg: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gather_tile(gid.y + wg.z * nwg.y * WG_Y);
+    if t.n0 >= p.batch {
+        return;
+    }
+    let j = gid.x * 4u;
+    var acc: array<vec4<f32>, 8>;
+    for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
+        for (var kw = t.tw.first; kw <= t.tw.last; kw += t.tw.step) {
+            let pixel = src_pixel(t, kh, kw);
+            let slice = w_slice(kh, kw);
+            for (var c0 = 0u; c0 < t.src.z; c0 += 4u) {
+                let brows = w_rows4(slice, c0, j, t.src.z, t.dst.z);
+                var arows: array<vec4<f32>, 8>;
+                for (var r = 0u; r < 8u; r++) {
+                    arows[r] = a_quad(src_image(t, t.n0 + r) + pixel, c0, t.src.z);
+                }
+                fma_block(&acc, arows, brows);
+            }
+        }
+    }
+    for (var r = 0u; r < 8u; r++) {
+        gather_store(t, t.n0 + r, j, acc[r]);
+    }
+}
+
+// ---- conv_weight_grad: dW[k, j] = Σ_m im2col(x)[m, k] · dy[m, j], k = (kh, kw, ci) and
+// m = (n, oh, ow). Its A operand is im2col(x)ᵀ, read (like matmul's TRANS_A) as quads of 4
+// consecutive k at one m: 4 channels of one x pixel.
+
+// Taps and channels of dW rows k0..k0+3 (clamped into dW).
+struct RowQuad {
+    kh: vec4<u32>,
+    kw: vec4<u32>,
+    ci: vec4<u32>,
+}
+
+fn row_quad(k0: u32) -> RowQuad {
+    let rows = p.k_h * p.k_w * p.x_c;
+    // With VEC_A the quad is one vec4 of x: keep its start on a multiple of 4 inside dW.
+    let start = select(k0, min(k0, rows - 4u), VEC_A);
+    let k = min(vec4(start) + vec4(0u, 1u, 2u, 3u), vec4(rows - 1u));
+    let tap = k / p.x_c;
+    return RowQuad(tap / p.k_w, tap % p.k_w, k % p.x_c);
+}
+
+// The output pixels a weight tile sums over: oh in [lo.x, hi.x], ow in [lo.y, hi.y], every image.
+struct Rect {
+    lo: vec2<i32>,
+    hi: vec2<i32>,
+}
+
+// The output coordinates o whose input coordinate o*s + t - pad lies in [0, len), for tap t.
+fn out_range(t: u32, len: u32, out_len: u32, s: u32, pad: u32) -> vec2<i32> {
+    let before = i32(pad) - i32(t);
+    let last_in = i32(len) - 1 + before;
+    let lo = (max(before, 0) + i32(s) - 1) / i32(s);
+    let hi = select(-1, min(last_in / i32(s), i32(out_len) - 1), last_in >= 0);
+    return vec2(lo, hi);
+}
+
+// The rectangle for dW rows i0..i0+7: exact when they share a tap, else every output pixel
+// (each load then checks its own tap).
+fn weight_rect(i0: u32) -> Rect {
+    let rows = p.k_h * p.k_w * p.x_c;
+    let tap = i0 / p.x_c;
+    if tap != min(i0 + 7u, rows - 1u) / p.x_c {
+        return Rect(vec2(0), vec2(i32(p.y_h) - 1, i32(p.y_w) - 1));
+    }
+    let rh = out_range(tap / p.k_w, p.x_h, p.y_h, p.s_h, p.pad_top);
+    let rw = out_range(tap % p.k_w, p.x_w, p.y_w, p.s_w, p.pad_left);
+    return Rect(vec2(rh.x, rw.x), vec2(rh.y, rw.y));
+}
+
+// The first output pixel (n, oh, ow) of the rectangle, or n = batch when it is empty.
+fn first_pixel(r: Rect) -> vec3<u32> {
+    let empty = any(r.lo > r.hi);
+    return vec3(select(0u, p.batch, empty), u32(max(r.lo.x, 0)), u32(max(r.lo.y, 0)));
+}
+
+// The output pixel after m in the rectangle: ow fastest, then oh, then the image.
+fn next_pixel(m: vec3<u32>, r: Rect) -> vec3<u32> {
+    if i32(m.z) < r.hi.y {
+        return vec3(m.x, m.y, m.z + 1u);
+    }
+    if i32(m.y) < r.hi.x {
+        return vec3(m.x, m.y + 1u, u32(r.lo.y));
+    }
+    return vec3(m.x + 1u, u32(r.lo.x), u32(r.lo.y));
+}
+
+// The 4 output pixels of a reduction step starting at m.
+fn step_pixels(m: vec3<u32>, r: Rect) -> array<vec3<u32>, 4> {
+    let m1 = next_pixel(m, r);
+    let m2 = next_pixel(m1, r);
+    return array(m, m1, m2, next_pixel(m2, r));
+}
+
+// x at output pixel m for the 4 dW rows of `rq`: their im2col elements, zero where the tap
+// falls in the padding or m is past the batch.
+fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
+    // Coordinates above the padding wrap around to huge values and fail the bounds test.
+    let ih = m.y * p.s_h + rq.kh - p.pad_top;
+    let iw = m.z * p.s_w + rq.kw - p.pad_left;
+    let ok = (ih < vec4(p.x_h)) & (iw < vec4(p.x_w)) & vec4(m.x < p.batch);
+    let off = ((m.x * p.x_h + ih) * p.x_w + iw) * p.x_c + rq.ci;
+    if VEC_A {
+        // One tap for all four: ci.x is a multiple of 4.
+        if ok.x {
+            return a4[off.x / 4u];
+        }
+        return vec4(0.0);
+    }
+    var v = vec4(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if ok[e] {
+            v[e] = a[off[e]];
+        }
+    }
+    return v;
+}
+
+// dy[m_q, j..j+3] for the 4 pixels of a step, zero past the batch.
+fn dy_rows4(ms: array<vec3<u32>, 4>, j: u32) -> array<vec4<f32>, 4> {
+    var rows: array<vec4<f32>, 4>;
+    for (var q = 0u; q < 4u; q++) {
+        let m = ms[q];
+        if m.x < p.batch {
+            rows[q] = b_quad(((m.x * p.y_h + m.y) * p.y_w + m.z) * p.y_c, j, p.y_c);
+        }
+    }
+    return rows;
+}
+
+// Rearranges the 8 quads of a step, quad 2q + h = rows 4h..4h+3 at pixel m_q, into rows:
+// element r holds dW row r's im2col values at m_0..m_3.
+fn weight_a_rows(l: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
+    let lo = transpose(mat4x4(l[0], l[2], l[4], l[6]));
+    let hi = transpose(mat4x4(l[1], l[3], l[5], l[7]));
+    return array(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
+}
+
+// Writes dW rows i0..i0+7, columns j..j+3, skipping what lies outside.
+fn weight_store(i0: u32, j: u32, acc: array<vec4<f32>, 8>) {
+    let rows = p.k_h * p.k_w * p.x_c;
+    for (var r = 0u; r < 8u; r++) {
+        for (var q = 0u; q < 4u; q++) {
+            if i0 + r < rows && j + q < p.y_c {
+                c[(i0 + r) * p.y_c + j + q] = acc[r][q];
+            }
+        }
+    }
+}
+
+// Portable weight gradient: each invocation computes 8 rows x 4 columns of dW from its own
+// loads, 12 per step of 4 output pixels for 128 FMAs.
+@compute @workgroup_size(WG_X, WG_Y)
+fn conv_weight_grad_portable(@builtin(global_invocation_id) gid: vec3<u32>,
+                             @builtin(workgroup_id) wg: vec3<u32>,
+                             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i0 = (gid.y + wg.z * nwg.y * WG_Y) * 8u;
+    if i0 >= p.k_h * p.k_w * p.x_c {
+        return;
+    }
+    let j = gid.x * 4u;
+    let rect = weight_rect(i0);
+    let rq0 = row_quad(i0);
+    let rq1 = row_quad(i0 + 4u);
+    var acc: array<vec4<f32>, 8>;
+    var m = first_pixel(rect);
+    while m.x < p.batch {
+        let ms = step_pixels(m, rect);
+        let brows = dy_rows4(ms, j);
+        var quads: array<vec4<f32>, 8>;
+        for (var q = 0u; q < 4u; q++) {
+            quads[2u * q] = x_quad(ms[q], rq0);
+            quads[2u * q + 1u] = x_quad(ms[q], rq1);
+        }
+        fma_block(&acc, weight_a_rows(quads), brows);
+        m = next_pixel(ms[3], rect);
+    }
+    weight_store(i0, j, acc);
+}
+
+// ---- Subgroup variants. Everything below needs Features::SUBGROUP: naga validates a whole
+// module against the device's capabilities, so the portable pipelines are built from the text
+// above this line only (see src/kernels/conv.rs). ----
+
+// The 8 lanes' quads, lane L's in element L. subgroupBroadcast takes a constant lane, hence
+// the spelled-out lanes.
+fn share(x: vec4<f32>) -> array<vec4<f32>, 8> {
+    return array(subgroupBroadcast(x, 0u), subgroupBroadcast(x, 1u), subgroupBroadcast(x, 2u),
+                 subgroupBroadcast(x, 3u), subgroupBroadcast(x, 4u), subgroupBroadcast(x, 5u),
+                 subgroupBroadcast(x, 6u), subgroupBroadcast(x, 7u));
+}
+
+// Gather for subgroups of exactly 8 lanes (one workgroup = one subgroup): a tile of 8 images
+// x 32 channels of one pixel. Lane L owns channels 4L..4L+3 and loads their weights itself;
+// lane r loads image r's gathered channels and shares them, so a step costs 5 loads per lane
+// for 128 FMAs. The tap loops' bounds come from the workgroup id alone, so every lane runs
+// the same iterations and the broadcasts stay in uniform control flow.
+@compute @workgroup_size(8)
+fn conv_gather_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(subgroup_invocation_id) lane: u32) {
+    let t = gather_tile(wg.y + wg.z * nwg.y);
+    if t.n0 >= p.batch {
+        return;
+    }
+    let j = wg.x * 32u + lane * 4u;
+    var acc: array<vec4<f32>, 8>;
+    for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
+        for (var kw = t.tw.first; kw <= t.tw.last; kw += t.tw.step) {
+            let pixel = src_image(t, t.n0 + lane) + src_pixel(t, kh, kw);
+            let slice = w_slice(kh, kw);
+            for (var c0 = 0u; c0 < t.src.z; c0 += 4u) {
+                let brows = w_rows4(slice, c0, j, t.src.z, t.dst.z);
+                fma_block(&acc, share(a_quad(pixel, c0, t.src.z)), brows);
+            }
+        }
+    }
+    for (var r = 0u; r < 8u; r++) {
+        gather_store(t, t.n0 + r, j, acc[r]);
+    }
+}
+
+// Weight gradient for subgroups of exactly 8 lanes: 8 rows x 32 columns of dW. Lane L owns
+// columns 4L..4L+3 and loads their dy values; lane 2q + h loads x for rows 4h..4h+3 at the
+// step's pixel q, and the quads are shared: 5 loads per lane per step for 128 FMAs.
+@compute @workgroup_size(8)
+fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
+                             @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(subgroup_invocation_id) lane: u32) {
+    let i0 = (wg.y + wg.z * nwg.y) * 8u;
+    if i0 >= p.k_h * p.k_w * p.x_c {
+        return;
+    }
+    let j = wg.x * 32u + lane * 4u;
+    let rect = weight_rect(i0);
+    let rq = row_quad(i0 + 4u * (lane % 2u));
+    var acc: array<vec4<f32>, 8>;
+    var m = first_pixel(rect);
+    while m.x < p.batch {
+        let ms = step_pixels(m, rect);
+        let brows = dy_rows4(ms, j);
+        fma_block(&acc, weight_a_rows(share(x_quad(ms[lane / 2u], rq))), brows);
+        m = next_pixel(ms[3], rect);
+    }
+    weight_store(i0, j, acc);
+}

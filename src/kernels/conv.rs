@@ -1,0 +1,519 @@
+//! Host side of `shaders/conv.wgsl`: 2-D convolution and transposed convolution on NHWC
+//! activations with [kh, kw, in_c, out_c] (Keras HWIO) weights, and their gradients.
+//!
+//! A conv's output viewed as a matrix is [batch*out_h*out_w, out_c] = im2col(x)·W, so the
+//! kernels are matmul.wgsl's register-blocked GEMMs with a gathering read, and bias (and batch
+//! norm) are per column as for dense layers: the bias gradient is [`bias_grad`] over
+//! batch*out_h*out_w rows. A transposed conv is the adjoint of a conv, so it is described by
+//! that conv's [`Conv2dGeometry`] and runs on the same three kernels with roles swapped.
+//!
+//! Two variants, as for matmul: `subgroup` on devices with 8-lane subgroups and `portable`
+//! elsewhere. Outputs with 16 channels or fewer take the portable kernel on every device, with
+//! a narrow workgroup: an 8-lane tile is 32 channels wide, and most of it would idle.
+//!
+//! [`bias_grad`]: crate::kernels::bias::bias_grad
+
+use anyhow::{Context, Result, ensure};
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Dispatch, Gpu, KernelCaps, Shader, Tensor};
+use crate::shaders;
+
+/// How a convolution pads its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Padding {
+    /// Keras/TF 'same': output ceil(n / s); total padding max((ceil(n/s) - 1)*s + k - n, 0),
+    /// the smaller half before.
+    Same,
+    /// None: output (n - k) / s + 1.
+    Valid,
+    /// Zero rows and columns on each side (PyTorch's `padding`, here possibly uneven).
+    Explicit { top: usize, bottom: usize, left: usize, right: usize },
+}
+
+/// Padding along one axis: 'same', or explicit (before, after); 'valid' is (0, 0).
+#[derive(Clone, Copy, Debug)]
+enum AxisPad {
+    Same,
+    Explicit(usize, usize),
+}
+
+impl Padding {
+    fn axes(self) -> (AxisPad, AxisPad) {
+        match self {
+            Padding::Same => (AxisPad::Same, AxisPad::Same),
+            Padding::Valid => (AxisPad::Explicit(0, 0), AxisPad::Explicit(0, 0)),
+            Padding::Explicit { top, bottom, left, right } => {
+                (AxisPad::Explicit(top, bottom), AxisPad::Explicit(left, right))
+            }
+        }
+    }
+}
+
+/// Output length and padding before, along one axis, of a conv over `n` pixels; None when
+/// the kernel does not fit even once.
+fn conv_axis(n: usize, k: usize, s: usize, pad: AxisPad) -> Option<(usize, usize)> {
+    match pad {
+        AxisPad::Same => {
+            let out = n.div_ceil(s);
+            Some((out, ((out - 1) * s + k).saturating_sub(n) / 2))
+        }
+        AxisPad::Explicit(before, after) => {
+            let padded = n + before + after;
+            (padded >= k).then(|| ((padded - k) / s + 1, before))
+        }
+    }
+}
+
+/// Output length and crop before (the adjoint conv's padding before), along one axis, of a
+/// transposed conv over `n` pixels: `size` when given, else the base length plus `extra`.
+fn transposed_axis(
+    n: usize,
+    k: usize,
+    s: usize,
+    pad: AxisPad,
+    extra: usize,
+    size: Option<usize>,
+) -> Result<(usize, usize)> {
+    let full = (n - 1) * s + k;
+    let out = match size {
+        Some(out) => {
+            // tf.nn.conv2d_transpose's rule: the conv it is the adjoint of takes `out` to `n`.
+            let back = conv_axis(out, k, s, pad).map(|(m, _)| m);
+            ensure!(
+                out > 0 && back == Some(n),
+                "a transposed conv from {n} pixels cannot give {out} with kernel {k}, stride {s}, \
+                 {pad:?} padding (the conv back from {out} gives {back:?})"
+            );
+            out
+        }
+        None => {
+            let base = match pad {
+                AxisPad::Same => n * s,
+                AxisPad::Explicit(before, after) => full.saturating_sub(before + after),
+            };
+            ensure!(base > 0, "a transposed conv from {n} pixels with {pad:?} padding is empty");
+            base + extra
+        }
+    };
+    let before = match pad {
+        // Computed from the size before output_padding, which (as in PyTorch) only adds rows
+        // at the end.
+        AxisPad::Same => full.saturating_sub(out - extra) / 2,
+        AxisPad::Explicit(before, _) => before,
+    };
+    Ok((out, before))
+}
+
+/// The shape of one conv2d: input x [batch, in_h, in_w, in_c], output y [batch, out_h, out_w,
+/// out_c], weights [kernel_h, kernel_w, in_c, out_c], all row-major. Tap (kh, kw) connects
+/// input pixel (oh*stride_h + kh - pad_top, ow*stride_w + kw - pad_left) to output pixel
+/// (oh, ow); pixels outside the input are zero. A transposed conv is described by the conv it
+/// is the adjoint of (see [`Conv2dGeometry::transposed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Conv2dGeometry {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl Conv2dGeometry {
+    /// conv2d as Keras/TF define it: 'same' total padding max((ceil(n/s) - 1)*s + k - n, 0),
+    /// the smaller half before; 'valid' none. An error if the output would be empty.
+    pub fn conv(
+        batch: usize,
+        in_hw: (usize, usize),
+        in_c: usize,
+        out_c: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+    ) -> Result<Self> {
+        check_sizes(batch, in_hw, in_c, out_c, kernel, stride)?;
+        let (pad_h, pad_w) = padding.axes();
+        let empty = || {
+            format!(
+                "conv2d of a {}x{} kernel over {}x{} pixels with {padding:?} padding is empty",
+                kernel.0, kernel.1, in_hw.0, in_hw.1
+            )
+        };
+        let (out_h, pad_top) = conv_axis(in_hw.0, kernel.0, stride.0, pad_h).with_context(empty)?;
+        let (out_w, pad_left) =
+            conv_axis(in_hw.1, kernel.1, stride.1, pad_w).with_context(empty)?;
+        Ok(Conv2dGeometry {
+            batch,
+            in_h: in_hw.0,
+            in_w: in_hw.1,
+            in_c,
+            out_h,
+            out_w,
+            out_c,
+            kernel_h: kernel.0,
+            kernel_w: kernel.1,
+            stride_h: stride.0,
+            stride_w: stride.1,
+            pad_top,
+            pad_left,
+        })
+    }
+
+    /// Transposed conv (Keras Conv2DTranspose, tf.nn.conv2d_transpose): input in_hw x in_c,
+    /// output out_hw x out_c, where out_hw is `output_size` when given, else 'same' in*s,
+    /// 'valid' (in-1)*s + k, explicit (in-1)*s + k - before - after, plus `output_padding`
+    /// rows and columns at the end (PyTorch's, each < stride).
+    ///
+    /// Returned as the geometry of the conv2d it is the adjoint of: that conv's input is the
+    /// transposed conv's output (out_hw, out_c) and its output is the transposed conv's input
+    /// (in_hw, in_c); weights [kh, kw, out_c, in_c], Keras's Conv2DTranspose kernel shape.
+    /// Output rows that no input reaches (a 'valid' output larger than (in-1)*s + k) are bias.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transposed(
+        batch: usize,
+        in_hw: (usize, usize),
+        in_c: usize,
+        out_c: usize,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+        output_padding: (usize, usize),
+        output_size: Option<(usize, usize)>,
+    ) -> Result<Self> {
+        check_sizes(batch, in_hw, in_c, out_c, kernel, stride)?;
+        ensure!(
+            output_padding.0 < stride.0 && output_padding.1 < stride.1,
+            "output_padding {output_padding:?} must be smaller than the stride {stride:?}"
+        );
+        ensure!(
+            output_size.is_none() || output_padding == (0, 0),
+            "a transposed conv takes output_size or output_padding, not both"
+        );
+        let (pad_h, pad_w) = padding.axes();
+        let (out_h, pad_top) = transposed_axis(
+            in_hw.0,
+            kernel.0,
+            stride.0,
+            pad_h,
+            output_padding.0,
+            output_size.map(|s| s.0),
+        )?;
+        let (out_w, pad_left) = transposed_axis(
+            in_hw.1,
+            kernel.1,
+            stride.1,
+            pad_w,
+            output_padding.1,
+            output_size.map(|s| s.1),
+        )?;
+        Ok(Conv2dGeometry {
+            batch,
+            in_h: out_h,
+            in_w: out_w,
+            in_c: out_c,
+            out_h: in_hw.0,
+            out_w: in_hw.1,
+            out_c: in_c,
+            kernel_h: kernel.0,
+            kernel_w: kernel.1,
+            stride_h: stride.0,
+            stride_w: stride.1,
+            pad_top,
+            pad_left,
+        })
+    }
+
+    /// Elements of x: batch * in_h * in_w * in_c.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_h * self.in_w * self.in_c
+    }
+
+    /// Elements of y: batch * out_h * out_w * out_c.
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_h * self.out_w * self.out_c
+    }
+
+    /// Elements of W: kernel_h * kernel_w * in_c * out_c.
+    pub fn weight_len(&self) -> usize {
+        self.kernel_h * self.kernel_w * self.in_c * self.out_c
+    }
+}
+
+fn check_sizes(
+    batch: usize,
+    in_hw: (usize, usize),
+    in_c: usize,
+    out_c: usize,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+) -> Result<()> {
+    let sizes = [batch, in_hw.0, in_hw.1, in_c, out_c, kernel.0, kernel.1, stride.0, stride.1];
+    ensure!(
+        sizes.iter().all(|&s| s > 0),
+        "conv with a zero size: batch {batch}, input {in_hw:?}, channels {in_c} -> {out_c}, \
+         kernel {kernel:?}, stride {stride:?}"
+    );
+    Ok(())
+}
+
+/// Which conv kernels run on a device with these capabilities.
+pub fn variant_name(caps: &KernelCaps) -> &'static str {
+    if caps.subgroup_size.is_some() { "subgroup" } else { "portable" }
+}
+
+/// The start of the subgroup section of `conv.wgsl`.
+const SUBGROUP_MARKER: &str = "// ---- Subgroup variants.";
+
+/// The WGSL module for a device with these capabilities: the whole file where subgroups are
+/// available, else only the part before the subgroup section, because naga rejects a module
+/// that uses subgroup operations anywhere when the device lacks them.
+fn module(caps: &KernelCaps) -> Shader {
+    if caps.subgroup_size.is_some() {
+        return shaders::CONV;
+    }
+    let source = shaders::CONV.source;
+    let end = source.find(SUBGROUP_MARKER).expect("conv.wgsl has a subgroup section");
+    Shader { name: "conv.wgsl (portable part)", source: &source[..end] }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    batch: u32,
+    x_h: u32,
+    x_w: u32,
+    x_c: u32,
+    y_h: u32,
+    y_w: u32,
+    y_c: u32,
+    k_h: u32,
+    k_w: u32,
+    s_h: u32,
+    s_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    _pad: [u32; 3],
+}
+
+impl Params {
+    fn new(g: &Conv2dGeometry) -> Params {
+        let sizes = [
+            g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
+            g.stride_h, g.stride_w,
+        ];
+        assert!(sizes.iter().all(|&s| s > 0), "conv with a zero size: {g:?}");
+        // The kernels index with u32, and do tap arithmetic with i32.
+        let largest = [g.input_len(), g.output_len(), g.weight_len(), g.pad_top, g.pad_left];
+        assert!(largest.iter().all(|&v| v < i32::MAX as usize), "conv too large: {g:?}");
+        let u = |v: usize| v as u32;
+        Params {
+            batch: u(g.batch),
+            x_h: u(g.in_h),
+            x_w: u(g.in_w),
+            x_c: u(g.in_c),
+            y_h: u(g.out_h),
+            y_w: u(g.out_w),
+            y_c: u(g.out_c),
+            k_h: u(g.kernel_h),
+            k_w: u(g.kernel_w),
+            s_h: u(g.stride_h),
+            s_w: u(g.stride_w),
+            pad_top: u(g.pad_top),
+            pad_left: u(g.pad_left),
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// What one conv dispatch computes.
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    Forward,
+    BackwardData,
+    BackwardWeight,
+}
+
+/// Builds one conv dispatch: `a` is the gathered image (x, or dy for backward data), `b` the
+/// other operand (W, or dy for the weight gradient), `c` the output.
+fn launch(
+    gpu: &Gpu,
+    pass: Pass,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    g: &Conv2dGeometry,
+) -> Dispatch {
+    let params = Params::new(g);
+    let (x, w, y) = (g.input_len(), g.weight_len(), g.output_len());
+    let (label, a_len, b_len, c_len) = match pass {
+        Pass::Forward => ("conv2d", x, w, y),
+        Pass::BackwardData => ("conv2d_backward_data", y, w, x),
+        Pass::BackwardWeight => ("conv2d_backward_weight", x, y, w),
+    };
+    assert!(
+        a.len >= a_len && b.len >= b_len && c.len >= c_len,
+        "{label} {g:?}: tensors of {}, {}, {} elements for {a_len}, {b_len}, {c_len}",
+        a.len,
+        b.len,
+        c.len
+    );
+    // Output columns, gathered channels per tap, and the number of 8-row tiles.
+    let blocks = g.batch.div_ceil(8);
+    let (cols, gathered, row_tiles) = match pass {
+        Pass::Forward => (g.out_c, g.in_c, g.out_h * g.out_w * blocks),
+        Pass::BackwardData => (g.in_c, g.out_c, g.in_h * g.in_w * blocks),
+        Pass::BackwardWeight => (g.out_c, g.in_c, (g.kernel_h * g.kernel_w * g.in_c).div_ceil(8)),
+    };
+    if let Some(bias) = bias {
+        assert!(pass != Pass::BackwardWeight, "the weight gradient has no bias");
+        assert!(bias.len >= cols, "{label}: bias of {} elements for {cols} channels", bias.len);
+    }
+    // The gather kernels' B is a tap's weight slice, op(W_tap) = [gathered, cols], stored
+    // [in_c, out_c]: transposed for backward data. When one side is 1 the bytes read the same
+    // either way, so take the layout whose rows run along the other side, for vec4 loads.
+    let (trans_b, b_row) = match pass {
+        Pass::BackwardWeight => (false, g.out_c),
+        _ if gathered == 1 || cols == 1 => (cols == 1, gathered.max(cols)),
+        Pass::Forward => (false, g.out_c),
+        Pass::BackwardData => (true, g.out_c),
+    };
+    let subgroup = gpu.caps.subgroup_size.is_some() && cols > 16;
+    let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
+    let entry = format!("{kind}_{}", if subgroup { "subgroup" } else { "portable" });
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let mut constants = vec![
+        ("BACKWARD_DATA", flag(pass == Pass::BackwardData)),
+        ("HAS_BIAS", flag(bias.is_some())),
+        ("VEC_A", flag(gathered % 4 == 0)),
+        ("TRANS_B", flag(trans_b)),
+        ("VEC_B", flag(b_row % 4 == 0)),
+    ];
+    // Tile: 8 lanes x 4 columns in one subgroup, or WG_X x WG_Y invocations of 4 columns by
+    // 8 rows, as few columns wide as the output needs (1, 2, 4 or 8 blocks of 4).
+    let (tile_cols, tiles_per_group) = if subgroup {
+        (32, 1)
+    } else {
+        let wg_x = cols.div_ceil(4).next_power_of_two().min(8);
+        constants.extend([("WG_X", wg_x as f64), ("WG_Y", (64 / wg_x) as f64)]);
+        (4 * wg_x, 64 / wg_x)
+    };
+    let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
+    let groups = grid(gpu, cols.div_ceil(tile_cols), row_tiles.div_ceil(tiles_per_group));
+    let params = gpu.uniform(&params);
+    // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
+    // a bias any read-only tensor stands in for it in the gather kernels (they do not read it).
+    let pad = (a.len < 4 || b.len < 4).then(|| gpu.zeros(4));
+    let vec4_view = |t: &Tensor| -> wgpu::Buffer {
+        match &pad {
+            Some(pad) if t.len < 4 => pad.buffer.clone(),
+            _ => t.buffer.clone(),
+        }
+    };
+    let (a4, b4) = (vec4_view(a), vec4_view(b));
+    let mut bindings = vec![
+        params.as_entire_binding(),
+        a.binding(),
+        a4.as_entire_binding(),
+        b.binding(),
+        b4.as_entire_binding(),
+        c.binding(),
+    ];
+    if pass != Pass::BackwardWeight {
+        bindings.push(bias.unwrap_or(a).binding());
+    }
+    gpu.dispatch(label, &pipeline, &bindings, groups)
+}
+
+/// Workgroups for `cols` column tiles by `rows` row tiles, the rows folded into z past the
+/// per-dimension limit (the kernels read the tile as y + z * num_workgroups.y).
+fn grid(gpu: &Gpu, cols: usize, rows: usize) -> [u32; 3] {
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    assert!(cols <= max, "conv: {cols} column tiles");
+    let z = rows.div_ceil(max).max(1);
+    let y = rows.div_ceil(z);
+    assert!(z <= max, "conv: {rows} row tiles");
+    [cols as u32, y as u32, z as u32]
+}
+
+/// y = conv(x, w) (+ bias[out_c] on every pixel). x [batch, in_h, in_w, in_c], w [kernel_h,
+/// kernel_w, in_c, out_c], y [batch, out_h, out_w, out_c]; `y` must be a tensor of its own.
+pub fn conv2d(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    g: &Conv2dGeometry,
+) -> Dispatch {
+    launch(gpu, Pass::Forward, x, w, bias, y, g)
+}
+
+/// dx = convᵀ(dy, w) (+ bias[in_c] on every pixel): the gradient of conv2d with respect to its
+/// input, and with a bias the forward pass of the transposed conv this geometry describes.
+pub fn conv2d_backward_data(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    dx: &Tensor,
+    g: &Conv2dGeometry,
+) -> Dispatch {
+    launch(gpu, Pass::BackwardData, dy, w, bias, dx, g)
+}
+
+/// dw = im2col(x)ᵀ·dy: the gradient of conv2d with respect to its weights.
+pub fn conv2d_backward_weight(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    g: &Conv2dGeometry,
+) -> Dispatch {
+    launch(gpu, Pass::BackwardWeight, x, dy, None, dw, g)
+}
+
+/// Transposed conv y = convᵀ(x, w) (+ bias), for `g` from [`Conv2dGeometry::transposed`]:
+/// x [batch, g.out_h, g.out_w, g.out_c], w [kh, kw, g.in_c, g.out_c], y [batch, g.in_h,
+/// g.in_w, g.in_c].
+pub fn conv_transpose2d(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    g: &Conv2dGeometry,
+) -> Dispatch {
+    conv2d_backward_data(gpu, x, w, bias, y, g)
+}
+
+/// The transposed conv's input gradient: the conv it is the adjoint of, applied to dy.
+pub fn conv_transpose2d_backward_data(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    g: &Conv2dGeometry,
+) -> Dispatch {
+    conv2d(gpu, dy, w, None, dx, g)
+}
+
+/// The transposed conv's weight gradient: dy plays the conv's input and x its output gradient.
+pub fn conv_transpose2d_backward_weight(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    g: &Conv2dGeometry,
+) -> Dispatch {
+    conv2d_backward_weight(gpu, dy, x, dw, g)
+}

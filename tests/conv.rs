@@ -1,0 +1,554 @@
+//! The conv family: GPU kernels against the CPU twins on every adapter, the twins against
+//! PyTorch and against finite differences, the geometry against Keras's sizes, and an opt-in
+//! speed report.
+
+mod common;
+
+use std::time::Instant;
+
+use gan_gpu::check::{REDUCTION, compare};
+use gan_gpu::gpu::{Dispatch, Gpu, Op, Tensor};
+use gan_gpu::kernels::conv::{Conv2dGeometry, Padding};
+use gan_gpu::{cpu, kernels};
+use rand::rngs::StdRng;
+
+/// One kernel of the family, called through its GPU launcher or its CPU twin.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernel {
+    Conv2d,
+    Conv2dBackwardData,
+    Conv2dBackwardWeight,
+    ConvTranspose2d,
+    ConvTranspose2dBackwardData,
+    ConvTranspose2dBackwardWeight,
+}
+
+use Kernel::*;
+
+impl Kernel {
+    /// Lengths of its two operands and its output, in argument order.
+    fn lens(self, g: &Conv2dGeometry) -> [usize; 3] {
+        let (x, w, y) = (g.input_len(), g.weight_len(), g.output_len());
+        match self {
+            Conv2d | ConvTranspose2dBackwardData => [x, w, y],
+            Conv2dBackwardData | ConvTranspose2d => [y, w, x],
+            Conv2dBackwardWeight => [x, y, w],
+            ConvTranspose2dBackwardWeight => [y, x, w],
+        }
+    }
+
+    /// Length of the bias it takes, if it takes one.
+    fn bias_len(self, g: &Conv2dGeometry) -> Option<usize> {
+        match self {
+            Conv2d => Some(g.out_c),
+            Conv2dBackwardData | ConvTranspose2d => Some(g.in_c),
+            _ => None,
+        }
+    }
+
+    fn cpu(self, a: &[f32], b: &[f32], bias: Option<&[f32]>, out: &mut [f32], g: &Conv2dGeometry) {
+        use cpu::conv::*;
+        match self {
+            Conv2d => conv2d(a, b, bias, out, g),
+            Conv2dBackwardData => conv2d_backward_data(a, b, bias, out, g),
+            Conv2dBackwardWeight => conv2d_backward_weight(a, b, out, g),
+            ConvTranspose2d => conv_transpose2d(a, b, bias, out, g),
+            ConvTranspose2dBackwardData => conv_transpose2d_backward_data(a, b, out, g),
+            ConvTranspose2dBackwardWeight => conv_transpose2d_backward_weight(a, b, out, g),
+        }
+    }
+
+    fn gpu(
+        self,
+        gpu: &Gpu,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        out: &Tensor,
+        g: &Conv2dGeometry,
+    ) -> Dispatch {
+        use kernels::conv::*;
+        match self {
+            Conv2d => conv2d(gpu, a, b, bias, out, g),
+            Conv2dBackwardData => conv2d_backward_data(gpu, a, b, bias, out, g),
+            Conv2dBackwardWeight => conv2d_backward_weight(gpu, a, b, out, g),
+            ConvTranspose2d => conv_transpose2d(gpu, a, b, bias, out, g),
+            ConvTranspose2dBackwardData => conv_transpose2d_backward_data(gpu, a, b, out, g),
+            ConvTranspose2dBackwardWeight => conv_transpose2d_backward_weight(gpu, a, b, out, g),
+        }
+    }
+}
+
+const CONV: [Kernel; 3] = [Conv2d, Conv2dBackwardData, Conv2dBackwardWeight];
+const TRANSPOSED: [Kernel; 3] =
+    [ConvTranspose2d, ConvTranspose2dBackwardData, ConvTranspose2dBackwardWeight];
+
+/// One kernel call on random data, with its CPU twin's answer.
+struct Call {
+    name: String,
+    kernel: Kernel,
+    g: Conv2dGeometry,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    want: Vec<f32>,
+}
+
+impl Call {
+    fn new(rng: &mut StdRng, name: &str, kernel: Kernel, g: Conv2dGeometry, bias: bool) -> Call {
+        let [a_len, b_len, out_len] = kernel.lens(&g);
+        let a = common::random_vec(rng, a_len, -1.0, 1.0);
+        let b = common::random_vec(rng, b_len, -1.0, 1.0);
+        let bias =
+            kernel.bias_len(&g).filter(|_| bias).map(|n| common::random_vec(rng, n, -1.0, 1.0));
+        let mut want = vec![0.0; out_len];
+        kernel.cpu(&a, &b, bias.as_deref(), &mut want, &g);
+        let name = format!("{kernel:?}{} {name}", if bias.is_some() { " +bias" } else { "" });
+        Call { name, kernel, g, a, b, bias, want }
+    }
+
+    /// Uploads the operands and a NaN-filled output; returns the dispatch and the output.
+    fn dispatch(&self, gpu: &Gpu) -> (Dispatch, Tensor) {
+        let (a, b) = (gpu.upload(&self.a), gpu.upload(&self.b));
+        let bias = self.bias.as_ref().map(|v| gpu.upload(v));
+        let out = gpu.upload(&common::poison(self.want.len()));
+        (self.kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &self.g), out)
+    }
+
+    fn check(&self, gpu: &Gpu) -> Result<(), String> {
+        let (d, out) = self.dispatch(gpu);
+        gpu.run(&[d.into()]);
+        compare(&self.name, &gpu.read(&out), &self.want, REDUCTION)
+    }
+}
+
+/// conv2d geometry shorthand: batch, (h, w), in_c -> out_c, kernel, stride, padding.
+fn conv(
+    batch: usize,
+    hw: (usize, usize),
+    channels: (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+) -> Conv2dGeometry {
+    Conv2dGeometry::conv(
+        batch,
+        hw,
+        channels.0,
+        channels.1,
+        (kernel, kernel),
+        (stride, stride),
+        padding,
+    )
+    .unwrap()
+}
+
+/// Transposed conv geometry shorthand, output size from the padding.
+fn transposed(
+    batch: usize,
+    hw: (usize, usize),
+    channels: (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: Padding,
+) -> Conv2dGeometry {
+    Conv2dGeometry::transposed(
+        batch,
+        hw,
+        channels.0,
+        channels.1,
+        (kernel, kernel),
+        (stride, stride),
+        padding,
+        (0, 0),
+        None,
+    )
+    .unwrap()
+}
+
+/// The DCGAN presets' layers: (name, geometry, transposed) at this batch size.
+fn preset_shapes(batch: usize) -> Vec<(&'static str, Conv2dGeometry, bool)> {
+    use Padding::{Same, Valid};
+    let b = batch;
+    let valid_to_28 = Conv2dGeometry::transposed(
+        b,
+        (12, 12),
+        64,
+        1,
+        (5, 5),
+        (2, 2),
+        Valid,
+        (0, 0),
+        Some((28, 28)),
+    );
+    let to_3 =
+        Conv2dGeometry::transposed(b, (2, 2), 25, 256, (5, 5), (2, 2), Same, (0, 0), Some((3, 3)));
+    vec![
+        ("conv k3 s2 28x28x1 -> 14x14x64", conv(b, (28, 28), (1, 64), 3, 2, Same), false),
+        ("conv k3 s2 14x14x64 -> 7x7x64", conv(b, (14, 14), (64, 64), 3, 2, Same), false),
+        ("convT k4 s2 7x7x128 -> 14x14x128", transposed(b, (7, 7), (128, 128), 4, 2, Same), true),
+        (
+            "convT k4 s2 14x14x128 -> 28x28x128",
+            transposed(b, (14, 14), (128, 128), 4, 2, Same),
+            true,
+        ),
+        ("conv k7 s1 28x28x128 -> 28x28x1", conv(b, (28, 28), (128, 1), 7, 1, Same), false),
+        ("conv k5 s2 28x28x1 -> 14x14x64", conv(b, (28, 28), (1, 64), 5, 2, Same), false),
+        ("conv k5 s2 14x14x64 -> 7x7x128", conv(b, (14, 14), (64, 128), 5, 2, Same), false),
+        ("conv k5 s2 7x7x128 -> 4x4x256", conv(b, (7, 7), (128, 256), 5, 2, Same), false),
+        ("conv k5 s1 4x4x256 -> 4x4x512", conv(b, (4, 4), (256, 512), 5, 1, Same), false),
+        ("conv k5 s1 14x14x256 -> 14x14x128", conv(b, (14, 14), (256, 128), 5, 1, Same), false),
+        ("conv k5 s1 28x28x128 -> 28x28x64", conv(b, (28, 28), (128, 64), 5, 1, Same), false),
+        ("conv k5 s1 28x28x64 -> 28x28x32", conv(b, (28, 28), (64, 32), 5, 1, Same), false),
+        ("conv k5 s1 28x28x32 -> 28x28x1", conv(b, (28, 28), (32, 1), 5, 1, Same), false),
+        ("conv k5 valid 28x28x1 -> 24x24x8", conv(b, (28, 28), (1, 8), 5, 1, Valid), false),
+        ("conv k5 valid 12x12x8 -> 8x8x16", conv(b, (12, 12), (8, 16), 5, 1, Valid), false),
+        ("convT k5 s2 2x2x25 -> 3x3x256", to_3.unwrap(), true),
+        ("convT k5 s2 3x3x256 -> 6x6x128", transposed(b, (3, 3), (256, 128), 5, 2, Same), true),
+        ("convT k5 s2 6x6x128 -> 12x12x64", transposed(b, (6, 6), (128, 64), 5, 2, Same), true),
+        ("convT k5 s2 valid 12x12x64 -> 28x28x1", valid_to_28.unwrap(), true),
+    ]
+}
+
+/// Every kernel of every case, with bias on the passes that take one in every other case.
+fn calls(rng: &mut StdRng, cases: &[(String, Conv2dGeometry, bool)]) -> Vec<Call> {
+    let mut calls = Vec::new();
+    for (i, (name, g, is_transposed)) in cases.iter().enumerate() {
+        for kernel in if *is_transposed { TRANSPOSED } else { CONV } {
+            calls.push(Call::new(rng, name, kernel, *g, i % 2 == 0));
+        }
+    }
+    calls
+}
+
+#[test]
+fn conv_matches_cpu_twin() {
+    use Padding::{Explicit, Same, Valid};
+    let mut cases: Vec<(String, Conv2dGeometry, bool)> = Vec::new();
+    let mut case = |name: &str, g: anyhow::Result<Conv2dGeometry>, is_transposed| {
+        cases.push((name.to_string(), g.unwrap(), is_transposed))
+    };
+    let c = Conv2dGeometry::conv;
+    let t = Conv2dGeometry::transposed;
+    // Odd and even kernels, strides 1 and 2, channel counts on and off multiples of 4, batch
+    // 1, batches that leave a partial block of 8 images, and 1x1 maps.
+    case("k3 s1 same 5x6x3 -> 5", c(2, (5, 6), 3, 5, (3, 3), (1, 1), Same), false);
+    case("k3 s2 same 7x7x4 -> 8", c(3, (7, 7), 4, 8, (3, 3), (2, 2), Same), false);
+    case("k5 s2 same 9x9x1 -> 6, batch 1", c(1, (9, 9), 1, 6, (5, 5), (2, 2), Same), false);
+    case("k4 s2 same 8x9x6 -> 3", c(2, (8, 9), 6, 3, (4, 4), (2, 2), Same), false);
+    case("k7 s1 same 6x6x8 -> 1", c(2, (6, 6), 8, 1, (7, 7), (1, 1), Same), false);
+    case("k5 s1 valid 9x8x2 -> 7", c(2, (9, 8), 2, 7, (5, 5), (1, 1), Valid), false);
+    case("k3 s1 same 1x1x5 -> 33, batch 9", c(9, (1, 1), 5, 33, (3, 3), (1, 1), Same), false);
+    case("k5 s2 same 1x1x12 -> 20", c(3, (1, 1), 12, 20, (5, 5), (2, 2), Same), false);
+    case("k5 s1 same 4x4x12 -> 40, batch 10", c(10, (4, 4), 12, 40, (5, 5), (1, 1), Same), false);
+    let uneven = Explicit { top: 1, bottom: 0, left: 2, right: 1 };
+    case("k3x2 s2x1 explicit 6x5x4 -> 6", c(2, (6, 5), 4, 6, (3, 2), (2, 1), uneven), false);
+    case("k1 s2 valid 5x5x8 -> 9", c(2, (5, 5), 8, 9, (1, 1), (2, 2), Valid), false);
+    case("k5 s1 valid 5x5x16 -> 24 (1x1 out)", c(9, (5, 5), 16, 24, (5, 5), (1, 1), Valid), false);
+    // Transposed: 'same', 'valid' with rows that no input reaches, output_padding, and the
+    // phases of stride 2 and 3.
+    let t_to = |hw, ch: (usize, usize), k, s, pad, extra, size| {
+        t(2, hw, ch.0, ch.1, (k, k), (s, s), pad, extra, size)
+    };
+    case("T k4 s2 same 3x3x5 -> 4", t_to((3, 3), (5, 4), 4, 2, Same, (0, 0), None), true);
+    case(
+        "T k5 s2 same 2x2x3 -> 3x3x6",
+        t_to((2, 2), (3, 6), 5, 2, Same, (0, 0), Some((3, 3))),
+        true,
+    );
+    case(
+        "T k5 s2 valid 3x3x4 -> 10x10x2",
+        t_to((3, 3), (4, 2), 5, 2, Valid, (0, 0), Some((10, 10))),
+        true,
+    );
+    case("T k3 s2 same 3x4x8 -> 4, +(1,1)", t_to((3, 4), (8, 4), 3, 2, Same, (1, 1), None), true);
+    case("T k3 s3 valid 3x3x4 -> 20", t_to((3, 3), (4, 20), 3, 3, Valid, (0, 0), None), true);
+    case("T k2 s2 same 1x1x8 -> 1", t_to((1, 1), (8, 1), 2, 2, Same, (0, 0), None), true);
+    // A selection of the presets' layers, at batch 2.
+    let keep = [0, 2, 4, 8, 12, 13, 14, 15, 18];
+    for (i, (name, g, is_transposed)) in preset_shapes(2).into_iter().enumerate() {
+        if keep.contains(&i) {
+            cases.push((format!("preset {name}"), g, is_transposed));
+        }
+    }
+    let calls = calls(&mut common::rng(1), &cases);
+    common::on_every_gpu("conv_matches_cpu_twin", |gpu| {
+        let failures: Vec<String> = calls.iter().filter_map(|call| call.check(gpu).err()).collect();
+        assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
+    });
+}
+
+/// Past 65535 tiles of 8 images the grid folds into z: 65792 pixels of one image, with the
+/// 17 channels that put the forward on the subgroup kernel where there is one.
+#[test]
+fn conv_covers_a_grid_folded_into_z() {
+    let g = conv(1, (257, 256), (1, 17), 1, 1, Padding::Same);
+    let call = Call::new(&mut common::rng(2), "1x1 over 257x256 pixels", Conv2d, g, true);
+    common::on_every_gpu("conv, folded grid", |gpu| {
+        let (d, _) = call.dispatch(gpu);
+        if gpu.caps.subgroup_size.is_some() {
+            assert!(d.workgroups[2] > 1, "{} tiles gave the grid {:?}", 257 * 256, d.workgroups);
+        }
+        call.check(gpu).unwrap();
+    });
+}
+
+/// NCHW [n, c, h, w] to NHWC.
+fn nhwc(v: &[f32], shape: &[usize]) -> Vec<f32> {
+    let [n, c, h, w] = shape.try_into().unwrap();
+    let mut out = vec![0.0; v.len()];
+    for (i, &x) in v.iter().enumerate() {
+        let (b, ch, y, xx) = (i / (c * h * w), i / (h * w) % c, i / w % h, i % w);
+        out[((b * h + y) * w + xx) * c + ch] = x;
+    }
+    assert_eq!(n * c * h * w, v.len());
+    out
+}
+
+/// PyTorch weights [out, in, kh, kw] to HWIO [kh, kw, in, out]. A transposed conv's weights
+/// [in_t, out_t, kh, kw] are the same tensor for the conv it is the adjoint of, whose output
+/// is the transposed conv's input, so they convert the same way.
+fn hwio(v: &[f32], shape: &[usize]) -> Vec<f32> {
+    let [cout, cin, kh, kw] = shape.try_into().unwrap();
+    let mut out = vec![0.0; v.len()];
+    for (i, &x) in v.iter().enumerate() {
+        let (co, ci, y, xx) = (i / (cin * kh * kw), i / (kh * kw) % cin, i / kw % kh, i % kw);
+        out[((y * kw + xx) * cin + ci) * cout + co] = x;
+    }
+    out
+}
+
+/// The fixtures' case table (kept in the safetensors header, as ops.json has it).
+fn fixture_cases() -> serde_json::Value {
+    let path = std::env::var("GAN_GPU_FIXTURES").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/ops.safetensors").into()
+    });
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("fixtures at {path}: {e}"));
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let table = &metadata.metadata().as_ref().expect("fixture metadata")["cases"];
+    serde_json::from_str(table).unwrap()
+}
+
+/// The conv_* and convt_* fixtures: Conv2dGeometry gives PyTorch's sizes and pads, and every
+/// CPU twin gives its values: y, gx, gw, and gb by the bias gradient over all pixels.
+#[test]
+fn cpu_twins_match_pytorch() {
+    let cases = fixture_cases();
+    let mut checked = 0;
+    for (case, spec) in cases.as_object().unwrap() {
+        let is_transposed = match spec["op"].as_str() {
+            Some("conv2d") => false,
+            Some("conv_transpose2d") => true,
+            _ => continue,
+        };
+        let get = |t: &str| common::fixture(&format!("{case}.{t}"));
+        let (x, xs) = get("x");
+        let (w, ws) = get("w");
+        let (b, _) = get("b");
+        let (y, ys) = get("y");
+        let (gy, _) = get("gy");
+        let (gx, _) = get("gx");
+        let (gw, _) = get("gw");
+        let (gb, _) = get("gb");
+        let num = |key: &str| spec[key].as_u64().unwrap_or_else(|| panic!("{case}.{key}")) as usize;
+        let (stride, size_in, size_out) = (num("stride"), num("in"), num("out"));
+        let padding = match spec["padding"].as_str() {
+            Some("same") => Padding::Same,
+            Some("valid") => Padding::Valid,
+            other => panic!("{case}: padding {other:?}"),
+        };
+        let (batch, k) = (xs[0], ws[2]);
+        assert_eq!((xs[2], ys[2]), (size_in, size_out), "{case}: fixture shapes");
+        let g = if is_transposed {
+            let g = Conv2dGeometry::transposed(
+                batch,
+                (size_in, size_in),
+                xs[1],
+                ys[1],
+                (k, k),
+                (stride, stride),
+                padding,
+                (0, 0),
+                Some((size_out, size_out)),
+            )
+            .unwrap();
+            assert_eq!(g.pad_top, num("crop_before"), "{case}: crop before");
+            assert_eq!((g.out_h - 1) * stride + k, num("full"), "{case}: full size");
+            g
+        } else {
+            let g = conv(batch, (size_in, size_in), (xs[1], ys[1]), k, stride, padding);
+            let pad_after = (g.out_h - 1) * stride + k - size_in - g.pad_top;
+            assert_eq!((g.pad_top, pad_after), (num("pad_before"), num("pad_after")), "{case}");
+            g
+        };
+        assert_eq!(
+            (g.in_h, g.out_h),
+            if is_transposed { (size_out, size_in) } else { (size_in, size_out) }
+        );
+        let w = hwio(&w, &ws);
+        let (x, gy) = (nhwc(&x, &xs), nhwc(&gy, &ys));
+        let run =
+            |kernel: Kernel, a: &[f32], b2: &[f32], bias: Option<&[f32]>, want: &[f32], what| {
+                let mut got = vec![0.0; want.len()];
+                kernel.cpu(a, b2, bias, &mut got, &g);
+                compare(&format!("{case}.{what}"), &got, want, REDUCTION).unwrap();
+            };
+        let [forward, data, weight] = if is_transposed { TRANSPOSED } else { CONV };
+        run(forward, &x, &w, Some(&b), &nhwc(&y, &ys), "y");
+        run(data, &gy, &w, None, &nhwc(&gx, &xs), "gx");
+        run(weight, &x, &gy, None, &hwio(&gw, &ws), "gw");
+        let mut got_gb = vec![0.0; gb.len()];
+        cpu::bias::bias_grad(&gy, &mut got_gb, gy.len() / gb.len(), gb.len());
+        compare(&format!("{case}.gb"), &got_gb, &gb, REDUCTION).unwrap();
+        checked += 1;
+    }
+    assert_eq!(checked, 13, "conv and transposed conv fixtures");
+}
+
+/// Keras's sizes and the errors for convs that cannot be.
+#[test]
+fn geometry_follows_keras() {
+    use Padding::{Same, Valid};
+    // The generator of seed 002: 2 -> 3 -> 6 -> 12 ('same', output sizes as given) -> 28
+    // ('valid', one row past (12-1)*2 + 5 = 27, which output_padding reaches too).
+    let t = |n, pad, extra: usize, size| {
+        Conv2dGeometry::transposed(1, (n, n), 4, 4, (5, 5), (2, 2), pad, (extra, extra), size)
+    };
+    assert_eq!(t(2, Same, 0, Some((3, 3))).unwrap().in_h, 3);
+    assert_eq!(t(3, Same, 0, None).unwrap().in_h, 6);
+    assert_eq!(t(6, Same, 0, None).unwrap().in_w, 12);
+    let to_28 = t(12, Valid, 0, Some((28, 28))).unwrap();
+    assert_eq!((to_28.in_h, to_28.pad_top, to_28.out_h), (28, 0, 12));
+    assert_eq!(t(12, Valid, 1, None).unwrap(), to_28);
+    assert_eq!(t(12, Valid, 0, None).unwrap().in_h, 27);
+    // Not the adjoint of any conv: 'same' from 2 pixels cannot give 5, nor 'valid' 12 give 30.
+    assert!(t(2, Same, 0, Some((5, 5))).is_err());
+    assert!(t(12, Valid, 0, Some((30, 30))).is_err());
+    assert!(t(3, Same, 2, None).is_err(), "output_padding must stay below the stride");
+    let c = |n, k, pad| Conv2dGeometry::conv(1, (n, n), 1, 1, (k, k), (1, 1), pad);
+    assert!(c(4, 5, Valid).is_err(), "a 5x5 kernel does not fit 4x4 pixels");
+    assert_eq!(c(4, 5, Same).unwrap().out_h, 4);
+    assert!(Conv2dGeometry::conv(0, (4, 4), 1, 1, (3, 3), (1, 1), Same).is_err());
+}
+
+/// An independent f64 conv for the finite differences: L = Σ gy ⊙ conv(x, w).
+fn loss(x: &[f64], w: &[f64], gy: &[f32], g: &Conv2dGeometry) -> f64 {
+    let mut l = 0.0;
+    for n in 0..g.batch {
+        for oh in 0..g.out_h {
+            for ow in 0..g.out_w {
+                for co in 0..g.out_c {
+                    let mut y = 0.0;
+                    for kh in 0..g.kernel_h {
+                        for kw in 0..g.kernel_w {
+                            let ih = (oh * g.stride_h + kh) as isize - g.pad_top as isize;
+                            let iw = (ow * g.stride_w + kw) as isize - g.pad_left as isize;
+                            if ih < 0 || iw < 0 || ih >= g.in_h as isize || iw >= g.in_w as isize {
+                                continue;
+                            }
+                            let pixel = (n * g.in_h + ih as usize) * g.in_w + iw as usize;
+                            for ci in 0..g.in_c {
+                                let wi = ((kh * g.kernel_w + kw) * g.in_c + ci) * g.out_c + co;
+                                y += x[pixel * g.in_c + ci] * w[wi];
+                            }
+                        }
+                    }
+                    l += gy[((n * g.out_h + oh) * g.out_w + ow) * g.out_c + co] as f64 * y;
+                }
+            }
+        }
+    }
+    l
+}
+
+/// dL/dx = conv2d_backward_data(gy, w) and dL/dw = conv2d_backward_weight(x, gy), checked by
+/// central differences on a strided, unevenly padded conv.
+#[test]
+fn cpu_twin_gradients_match_finite_differences() {
+    let g = conv(2, (5, 4), (2, 3), 3, 2, Padding::Same);
+    assert_eq!((g.out_h, g.out_w, g.pad_top, g.pad_left), (3, 2, 1, 0));
+    let mut rng = common::rng(7);
+    let x = common::random_vec(&mut rng, g.input_len(), -1.0, 1.0);
+    let w = common::random_vec(&mut rng, g.weight_len(), -1.0, 1.0);
+    let gy = common::random_vec(&mut rng, g.output_len(), -1.0, 1.0);
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let w64: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+    let h = 1e-3;
+    let numeric = |of_x: bool| -> Vec<f32> {
+        let len = if of_x { x64.len() } else { w64.len() };
+        (0..len)
+            .map(|i| {
+                let at = |d: f64| {
+                    let (mut x, mut w) = (x64.clone(), w64.clone());
+                    if of_x {
+                        x[i] += d
+                    } else {
+                        w[i] += d
+                    }
+                    loss(&x, &w, &gy, &g)
+                };
+                ((at(h) - at(-h)) / (2.0 * h)) as f32
+            })
+            .collect()
+    };
+    let mut dx = vec![0.0; g.input_len()];
+    cpu::conv::conv2d_backward_data(&gy, &w, None, &mut dx, &g);
+    compare("dL/dx", &dx, &numeric(true), REDUCTION).unwrap();
+    let mut dw = vec![0.0; g.weight_len()];
+    cpu::conv::conv2d_backward_weight(&x, &gy, &mut dw, &g);
+    compare("dL/dw", &dw, &numeric(false), REDUCTION).unwrap();
+}
+
+/// GFLOP/s (2·batch·out_h·out_w·kh·kw·in_c·out_c per pass, padding taps included) of every
+/// pass of every preset layer at batch 128, on every adapter, each validated first at batch 2:
+/// the same pipelines, where the CPU twin at batch 128 would take minutes.
+/// Run with `cargo test --release --test conv -- --ignored --nocapture conv_speed`.
+#[test]
+#[ignore]
+fn conv_speed() {
+    let mut rng = common::rng(3);
+    let named: Vec<(String, Conv2dGeometry, bool)> =
+        preset_shapes(2).into_iter().map(|(n, g, t)| (n.to_string(), g, t)).collect();
+    let checks = calls(&mut rng, &named);
+    let timed: Vec<(Kernel, Conv2dGeometry, bool)> = preset_shapes(128)
+        .into_iter()
+        .flat_map(|(_, g, t)| (if t { TRANSPOSED } else { CONV }).map(|k| (k, g, true)))
+        .collect();
+    for gpu in common::gpus() {
+        let variant = kernels::conv::variant_name(&gpu.caps);
+        println!("\n{} [{variant}]", gpu.describe());
+        // Median and best of 3: the best is what an otherwise idle machine gives.
+        println!("{:<56} {:>9} {:>9} {:>9}", "layer, pass", "ms", "GFLOP/s", "best");
+        for (check, &(kernel, g, bias)) in checks.iter().zip(&timed) {
+            check.check(gpu).unwrap();
+            let [a_len, b_len, out_len] = kernel.lens(&g);
+            let a = gpu.upload(&common::random_vec(&mut rng, a_len, -1.0, 1.0));
+            let b = gpu.upload(&common::random_vec(&mut rng, b_len, -1.0, 1.0));
+            let bias = kernel.bias_len(&g).filter(|_| bias).map(|n| gpu.zeros(n));
+            let out = gpu.zeros(out_len);
+            let d = kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &g);
+            let flops = 2.0
+                * (g.batch * g.out_h * g.out_w * g.kernel_h * g.kernel_w * g.in_c * g.out_c) as f64;
+            // Enough dispatches per submit to take ~0.2 s, so the submit cost vanishes.
+            let t = Instant::now();
+            gpu.run(&[d.clone().into()]);
+            let reps = ((0.2 / t.elapsed().as_secs_f64()) as usize).clamp(1, 100);
+            let ops: Vec<Op> = (0..reps).map(|_| d.clone().into()).collect();
+            let mut times: Vec<f64> = (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    gpu.run(&ops);
+                    t.elapsed().as_secs_f64() / reps as f64
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            println!(
+                "{:<56} {:>9.2} {:>9.2} {:>9.2}",
+                check.name.replacen(" preset", "", 1),
+                times[1] * 1e3,
+                flops / times[1] / 1e9,
+                flops / times[0] / 1e9
+            );
+        }
+    }
+}
