@@ -2,7 +2,7 @@
 // GEMMs. Seen as a matrix [batch*out_h*out_w, out_c], a conv's output is im2col(x)·W; im2col(x)
 // is never stored: each load gathers its elements from x.
 //
-// - conv_gather_*: y = conv(x, W) (+ bias), or with BACKWARD_DATA its adjoint dx = convᵀ(dy, W)
+// - conv_gather_*: y = conv(x, W) (+ bias), or for backward data its adjoint dx = convᵀ(dy, W)
 //   (+ bias), which is also the transposed convolution's forward. Both are "each pixel of one
 //   image = Σ over taps of a pixel of the other image times that tap's [in_c, out_c] slice of W".
 // - conv_weight_grad_*: dW = im2col(x)ᵀ·dy, rows (kh, kw, in_c), reduced over the output pixels.
@@ -35,14 +35,17 @@ struct Params {
     // x pixel (oh*s_h + kh - pad_top, ow*s_w + kw - pad_left) feeds y pixel (oh, ow) via tap (kh, kw).
     pad_top: u32,
     pad_left: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // conv_gather computes dx from dy: its tiles are pixels of x, the gathered image is dy.
+    backward_data: u32,
+    has_bias: u32,
+    // Portable kernels: a workgroup's 64 invocations are wg_cols blocks of 4 columns by
+    // 64 / wg_cols blocks of 8 rows. Outputs narrower than 32 columns get narrower, taller
+    // workgroups instead of idle invocations.
+    wg_cols: u32,
 }
 
-// conv_gather computes dx from dy (the tiles are pixels of x, the gathered image is dy).
-override BACKWARD_DATA: bool = false;
-override HAS_BIAS: bool = false;
+// Override constants select what changes the inner loops; what only changes a tile's setup or
+// its stores is in Params, so that fewer pipelines need compiling.
 // The gathered image's channel count is a multiple of 4: read 4 channels through a4.
 override VEC_A: bool = false;
 // conv_gather: a tap's weight slice, as op(W) [gathered channels, output channels], is stored
@@ -51,10 +54,6 @@ override VEC_A: bool = false;
 override TRANS_B: bool = false;
 // The stored rows of b (weight slices, or dy in conv_weight_grad) have a multiple of 4 elements.
 override VEC_B: bool = false;
-// Portable kernels' workgroup: WG_X blocks of 4 columns by WG_Y blocks of 8 rows. Fewer columns
-// than 32 get narrower, taller workgroups instead of idle invocations.
-override WG_X: u32 = 8u;
-override WG_Y: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // The gathered image: x (forward, weight gradient) or dy (backward data).
@@ -113,15 +112,22 @@ fn b_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     return v;
 }
 
-// ---- conv_gather: the tiles are pixels of the output image ("dst": y, or x when
-// BACKWARD_DATA); the reduction runs over taps and the channels of the gathered image ("src").
+// Column block and row block of a portable kernel's invocation: the workgroup's 64 invocations
+// split as Params.wg_cols says, the row blocks folded into z past the grid's y limit.
+fn portable_blocks(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {
+    let rows = 64u / p.wg_cols;
+    return vec2(wg.x * p.wg_cols + lid % p.wg_cols, (wg.y + wg.z * nwg.y) * rows + lid / p.wg_cols);
+}
+
+// ---- conv_gather: the tiles are pixels of the output image ("dst": y, or x for backward
+// data); the reduction runs over taps and the channels of the gathered image ("src").
 
 fn dst_dims() -> vec3<u32> {
-    return select(vec3(p.y_h, p.y_w, p.y_c), vec3(p.x_h, p.x_w, p.x_c), BACKWARD_DATA);
+    return select(vec3(p.y_h, p.y_w, p.y_c), vec3(p.x_h, p.x_w, p.x_c), p.backward_data != 0u);
 }
 
 fn src_dims() -> vec3<u32> {
-    return select(vec3(p.x_h, p.x_w, p.x_c), vec3(p.y_h, p.y_w, p.y_c), BACKWARD_DATA);
+    return select(vec3(p.x_h, p.x_w, p.x_c), vec3(p.y_h, p.y_w, p.y_c), p.backward_data != 0u);
 }
 
 // The taps along one axis that connect dst coordinate d to a src coordinate inside [0, len):
@@ -135,7 +141,7 @@ struct Taps {
 fn taps(d: u32, len: u32, k: u32, s: u32, pad: u32) -> Taps {
     let last = i32(k) - 1;
     let si = i32(s);
-    if BACKWARD_DATA {
+    if p.backward_data != 0u {
         // d + pad = src*s + t: t ≡ d + pad (mod s), src = (d + pad - t) / s in [0, len).
         let dp = i32(d + pad);
         var first = max(dp - (i32(len) - 1) * si, 0);
@@ -149,7 +155,7 @@ fn taps(d: u32, len: u32, k: u32, s: u32, pad: u32) -> Taps {
 
 // The src coordinate that tap t connects to dst coordinate d (t from `taps`).
 fn src_coord(d: u32, t: i32, s: u32, pad: u32) -> u32 {
-    if BACKWARD_DATA {
+    if p.backward_data != 0u {
         return u32(i32(d + pad) - t) / s;
     }
     return u32(i32(d * s) + t - i32(pad));
@@ -210,7 +216,8 @@ fn w_slice(kh: i32, kw: i32) -> u32 {
 }
 
 // op(W_tap)[k0+q, j..j+3] for q = 0..3, where op(W_tap) is [k gathered channels, n output
-// channels] at `slice`; zero where k0+q >= k so that a partial last step adds nothing.
+// channels] at `slice`; zero where k0+q >= k (b_quad's elements past the row are zero), so
+// that a partial last step adds nothing.
 fn w_rows4(slice: u32, k0: u32, j: u32, k: u32, n: u32) -> array<vec4<f32>, 4> {
     var rows: array<vec4<f32>, 4>;
     if TRANS_B {
@@ -224,9 +231,6 @@ fn w_rows4(slice: u32, k0: u32, j: u32, k: u32, n: u32) -> array<vec4<f32>, 4> {
         }
         let t = transpose(mat4x4(cols[0], cols[1], cols[2], cols[3]));
         rows = array(t[0], t[1], t[2], t[3]);
-        for (var q = 0u; q < 4u; q++) {
-            rows[q] = select(vec4(0.0), rows[q], k0 + q < k);
-        }
     } else {
         for (var q = 0u; q < 4u; q++) {
             if k0 + q < k {
@@ -246,7 +250,7 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     for (var q = 0u; q < 4u; q++) {
         if j + q < t.dst.z {
             var x = v[q];
-            if HAS_BIAS {
+            if p.has_bias != 0u {
                 x += bias[j + q];
             }
             c[base + j + q] = x;
@@ -256,15 +260,16 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
 
 // Portable gather: each invocation computes 8 images x 4 channels of one pixel from its own
 // loads, 12 per step of 4 channels for 128 FMAs.
-@compute @workgroup_size(WG_X, WG_Y)
-fn conv_gather_portable(@builtin(global_invocation_id) gid: vec3<u32>,
-                        @builtin(workgroup_id) wg: vec3<u32>,
-                        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = gather_tile(gid.y + wg.z * nwg.y * WG_Y);
+@compute @workgroup_size(64)
+fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let blocks = portable_blocks(wg, nwg, lid);
+    let t = gather_tile(blocks.y);
     if t.n0 >= p.batch {
         return;
     }
-    let j = gid.x * 4u;
+    let j = blocks.x * 4u;
     var acc: array<vec4<f32>, 8>;
     for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
         for (var kw = t.tw.first; kw <= t.tw.last; kw += t.tw.step) {
@@ -415,15 +420,16 @@ fn weight_store(i0: u32, j: u32, acc: array<vec4<f32>, 8>) {
 
 // Portable weight gradient: each invocation computes 8 rows x 4 columns of dW from its own
 // loads, 12 per step of 4 output pixels for 128 FMAs.
-@compute @workgroup_size(WG_X, WG_Y)
-fn conv_weight_grad_portable(@builtin(global_invocation_id) gid: vec3<u32>,
-                             @builtin(workgroup_id) wg: vec3<u32>,
-                             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i0 = (gid.y + wg.z * nwg.y * WG_Y) * 8u;
+@compute @workgroup_size(64)
+fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
+                             @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    let blocks = portable_blocks(wg, nwg, lid);
+    let i0 = blocks.y * 8u;
     if i0 >= p.k_h * p.k_w * p.x_c {
         return;
     }
-    let j = gid.x * 4u;
+    let j = blocks.x * 4u;
     let rect = weight_rect(i0);
     let rq0 = row_quad(i0);
     let rq1 = row_quad(i0 + 4u);

@@ -301,11 +301,13 @@ struct Params {
     s_w: u32,
     pad_top: u32,
     pad_left: u32,
-    _pad: [u32; 3],
+    backward_data: u32,
+    has_bias: u32,
+    wg_cols: u32,
 }
 
 impl Params {
-    fn new(g: &Conv2dGeometry) -> Params {
+    fn new(g: &Conv2dGeometry, backward_data: bool, has_bias: bool, wg_cols: usize) -> Params {
         let sizes = [
             g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
             g.stride_h, g.stride_w,
@@ -329,7 +331,9 @@ impl Params {
             s_w: u(g.stride_w),
             pad_top: u(g.pad_top),
             pad_left: u(g.pad_left),
-            _pad: [0; 3],
+            backward_data: backward_data.into(),
+            has_bias: has_bias.into(),
+            wg_cols: u(wg_cols),
         }
     }
 }
@@ -353,7 +357,6 @@ fn launch(
     c: &Tensor,
     g: &Conv2dGeometry,
 ) -> Dispatch {
-    let params = Params::new(g);
     let (x, w, y) = (g.input_len(), g.weight_len(), g.output_len());
     let (label, a_len, b_len, c_len) = match pass {
         Pass::Forward => ("conv2d", x, w, y),
@@ -391,24 +394,18 @@ fn launch(
     let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
     let entry = format!("{kind}_{}", if subgroup { "subgroup" } else { "portable" });
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
-    let mut constants = vec![
-        ("BACKWARD_DATA", flag(pass == Pass::BackwardData)),
-        ("HAS_BIAS", flag(bias.is_some())),
+    let constants = [
         ("VEC_A", flag(gathered % 4 == 0)),
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(b_row % 4 == 0)),
     ];
-    // Tile: 8 lanes x 4 columns in one subgroup, or WG_X x WG_Y invocations of 4 columns by
-    // 8 rows, as few columns wide as the output needs (1, 2, 4 or 8 blocks of 4).
-    let (tile_cols, tiles_per_group) = if subgroup {
-        (32, 1)
-    } else {
-        let wg_x = cols.div_ceil(4).next_power_of_two().min(8);
-        constants.extend([("WG_X", wg_x as f64), ("WG_Y", (64 / wg_x) as f64)]);
-        (4 * wg_x, 64 / wg_x)
-    };
+    // Tile: 8 lanes x 4 columns in one subgroup, or 64 invocations of 4 columns by 8 rows,
+    // as few columns wide as the output needs (1, 2, 4 or 8 blocks of 4).
+    let wg_cols = if subgroup { 8 } else { cols.div_ceil(4).next_power_of_two().min(8) };
+    let tiles_per_group = if subgroup { 1 } else { 64 / wg_cols };
     let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
-    let groups = grid(gpu, cols.div_ceil(tile_cols), row_tiles.div_ceil(tiles_per_group));
+    let groups = grid(gpu, cols.div_ceil(4 * wg_cols), row_tiles.div_ceil(tiles_per_group));
+    let params = Params::new(g, pass == Pass::BackwardData, bias.is_some(), wg_cols);
     let params = gpu.uniform(&params);
     // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
     // a bias any read-only tensor stands in for it in the gather kernels (they do not read it).
