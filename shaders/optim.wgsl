@@ -1,5 +1,6 @@
-// Adam in PyTorch's form (eps added to sqrt(v_hat)) with Keras's eps, and Keras's clipvalue:
-// each gradient element clipped to [-clip, clip] before the update when CLIP is set.
+// Adam in PyTorch's form (eps added to sqrt(v_hat)) with Keras's eps, and RMSprop as Keras
+// has it, both with Keras's clipvalue: each gradient element clipped to [-clip, clip] before
+// the update when CLIP is set.
 
 override CLIP: bool = false;
 
@@ -70,4 +71,36 @@ fn adam(
     let m_hat = mi / one_minus_pow(hp.beta1, step.step);
     let v_hat = vi / one_minus_pow(hp.beta2, step.step);
     params[i] -= hp.lr * m_hat / (sqrt(v_hat) + hp.eps);
+}
+
+struct RmsHyper {
+    len: u32,
+    lr: f32,
+    rho: f32,
+    eps: f32,
+    clip: f32,
+}
+
+// rmsprop keeps its mean square at binding 2, where adam keeps m, and its hyper-parameters at
+// binding 3: an entry point's bindings are numbered 0, 1, 2, ... (gpu::Gpu::dispatch).
+@group(0) @binding(2) var<storage, read_write> mean_square: array<f32>;
+@group(0) @binding(3) var<uniform> rms: RmsHyper;
+
+// One thread per parameter: v = rho v + (1 - rho) g^2, then w -= lr g / (sqrt(v) + eps).
+@compute @workgroup_size(WG)
+fn rmsprop(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if i >= rms.len {
+        return;
+    }
+    var g = grads[i];
+    if CLIP {
+        g = clamp(g, -rms.clip, rms.clip);
+    }
+    let vi = rms.rho * mean_square[i] + (1.0 - rms.rho) * g * g;
+    mean_square[i] = vi;
+    params[i] -= rms.lr * g / (sqrt(vi) + rms.eps);
 }

@@ -1,16 +1,20 @@
 // Random numbers from a counter-based generator, Threefry-2x32-20 (Salmon et al. 2011, as in
 // Random123). Element pair k (elements 2k and 2k+1) of a stream at a step comes from the two
 // words of threefry(key = (seed, stream), counter = (step, k)), so every value depends only on
-// (seed, stream, step, index), and the CPU twin reproduces the words bit for bit.
+// (seed, stream, step, index), and the CPU twin reproduces the words bit for bit. Dropout
+// draws its mask the same way, so the backward pass regenerates it instead of storing it.
 
 struct Params {
     len: u32,
     stream: u32,
     // rng_randint: values in [0, bound).
     bound: u32,
-    // rng_uniform, rng_normal: out = offset + scale * (a uniform or normal variate).
+    // rng_uniform, rng_normal: out = offset + scale * (a uniform or normal variate);
+    // dropout: kept elements are multiplied by scale = 1 / (1 - rate).
     offset: f32,
     scale: f32,
+    // dropout: an element is dropped where its uniform variate is below rate.
+    rate: f32,
 }
 
 // The trainer's per-step uniform (kernels::StepUniform), rewritten before each submission.
@@ -20,7 +24,7 @@ struct Step {
     _pad: vec2<u32>,
 }
 
-// rng_uniform and rng_normal write floats,
+// rng_uniform and rng_normal write floats (and dropout scales them in place),
 @group(0) @binding(0) var<storage, read_write> out_f32: array<f32>;
 // rng_randint writes integers.
 @group(0) @binding(0) var<storage, read_write> out_u32: array<u32>;
@@ -154,5 +158,25 @@ fn rng_randint(
     out_u32[i] = mul_hi(w.x, p.bound);
     if i + 1u < p.len {
         out_u32[i + 1u] = mul_hi(w.y, p.bound);
+    }
+}
+
+// Inverted dropout in place: an element is kept where the uniform variate that rng_uniform
+// would give it is at least rate, and then multiplied by 1 / (1 - rate), so that the mean
+// is unchanged; the rest become zero.
+@compute @workgroup_size(WG)
+fn dropout(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let k = gid.x + gid.y * groups.x * WG;
+    let i = 2u * k;
+    if i >= p.len {
+        return;
+    }
+    let w = pair_words(k);
+    out_f32[i] = select(0.0, p.scale * out_f32[i], unit(w.x) >= p.rate);
+    if i + 1u < p.len {
+        out_f32[i + 1u] = select(0.0, p.scale * out_f32[i + 1u], unit(w.y) >= p.rate);
     }
 }

@@ -17,7 +17,20 @@ pub const RNG: Shader = shader!("rng.wgsl");
 pub const GATHER: Shader = shader!("gather.wgsl");
 pub const METRICS: Shader = shader!("metrics.wgsl");
 pub const CONV: Shader = shader!("conv.wgsl");
+pub const POOL: Shader = shader!("pool.wgsl");
+pub const BATCHNORM: Shader = shader!("batchnorm.wgsl");
 
 /// Every module, for the validation tests.
-pub const ALL: &[&Shader] =
-    &[&MATMUL, &BIAS, &ACTIVATION, &LOSS, &OPTIM, &RNG, &GATHER, &METRICS, &CONV];
+pub const ALL: &[&Shader] = &[
+    &MATMUL,
+    &BIAS,
+    &ACTIVATION,
+    &LOSS,
+    &OPTIM,
+    &RNG,
+    &GATHER,
+    &METRICS,
+    &CONV,
+    &POOL,
+    &BATCHNORM,
+];

@@ -6,6 +6,7 @@ mod common;
 use common::{fixture, random_vec, rng};
 use gan_gpu::check::{ELEMENTWISE, REDUCTION, Tolerance, compare};
 use gan_gpu::cpu;
+use gan_gpu::kernels::optim::RmsPropParams;
 use gan_gpu::kernels::{Activation, AdamParams, StepUniform};
 
 fn assert_close(name: &str, got: &[f32], want: &[f32], tol: Tolerance) {
@@ -81,6 +82,115 @@ fn adam_matches_pytorch() {
         // The updates themselves (about 3 lr), which the weights' tolerance would blur.
         let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0).map(|(a, b)| a - b).collect() };
         assert_close(&format!("{case} update"), &delta(&w), &delta(&w3), ELEMENTWISE);
+    }
+}
+
+#[test]
+fn rmsprop_matches_pytorch() {
+    // As ops.json lists the case.
+    let case = "rmsprop_clip1_s001";
+    let hp = RmsPropParams { lr: 8e-4, rho: 0.9, eps: 1e-7, clip: Some(1.0) };
+    let (w0, _) = fixture(&format!("{case}.w0"));
+    let (w3, _) = fixture(&format!("{case}.w3"));
+    let len = w0.len();
+    let (mut w, mut v) = (w0.clone(), vec![0.0; len]);
+    for t in 0..3 {
+        let (grad, _) = fixture(&format!("{case}.grad{t}"));
+        cpu::optim::rmsprop(&mut w, &grad, &mut v, len, hp);
+    }
+    assert_close(case, &w, &w3, ELEMENTWISE);
+    let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0).map(|(a, b)| a - b).collect() };
+    assert_close(&format!("{case} update"), &delta(&w), &delta(&w3), ELEMENTWISE);
+}
+
+/// A fixture tensor in the kernels' layout: NCHW maps become NHWC, anything else stays.
+fn fixture_nhwc(name: &str) -> (Vec<f32>, Vec<usize>) {
+    let (data, shape) = fixture(name);
+    let &[n, c, h, w] = shape.as_slice() else {
+        return (data, shape);
+    };
+    let mut out = vec![f32::NAN; data.len()];
+    for (i, &v) in data.iter().enumerate() {
+        let (b, ch, y, x) = (i / (c * h * w), i / (h * w) % c, i / w % h, i % w);
+        out[((b * h + y) * w + x) * c + ch] = v;
+    }
+    (out, vec![n, h, w, c])
+}
+
+#[test]
+fn avg_pool_and_upsample_match_pytorch() {
+    type Pass = fn(&[f32], &mut [f32], usize, usize, usize, usize);
+    let cases: [(&str, Pass, Pass); 2] = [
+        ("avgpool_2x2", cpu::pool::avg_pool2x2, cpu::pool::avg_pool2x2_backward),
+        ("upsample_nearest_x2", cpu::pool::upsample2x, cpu::pool::upsample2x_backward),
+    ];
+    for (case, forward, backward) in cases {
+        let (x, shape) = fixture_nhwc(&format!("{case}.x"));
+        let (y, _) = fixture_nhwc(&format!("{case}.y"));
+        let (gy, _) = fixture_nhwc(&format!("{case}.gy"));
+        let (gx, _) = fixture_nhwc(&format!("{case}.gx"));
+        let [b, h, w, c] = shape[..] else { unreachable!() };
+        let mut out = vec![f32::NAN; y.len()];
+        forward(&x, &mut out, b, h, w, c);
+        assert_close(&format!("{case} forward"), &out, &y, ELEMENTWISE);
+        let mut grad = vec![f32::NAN; x.len()];
+        backward(&gy, &mut grad, b, h, w, c);
+        assert_close(&format!("{case} backward"), &grad, &gx, ELEMENTWISE);
+    }
+}
+
+#[test]
+fn batch_norm_matches_pytorch() {
+    // Keras's eps and momentum, as ops.json lists them.
+    let (eps, momentum) = (1e-3, 0.9);
+    for case in ["batchnorm_train_dense", "batchnorm_train_nchw"] {
+        let get = |t: &str| fixture_nhwc(&format!("{case}.{t}")).0;
+        let (x, shape) = fixture_nhwc(&format!("{case}.x"));
+        let cols = *shape.last().unwrap();
+        let rows = x.len() / cols;
+        let (gamma, beta, gy) = (get("gamma"), get("beta"), get("gy"));
+        let mut y = vec![f32::NAN; x.len()];
+        let (mut mean, mut var) = (vec![f32::NAN; cols], vec![f32::NAN; cols]);
+        for (unbiased, want_var) in [(true, "running_var_new"), (false, "running_var_new_biased")] {
+            let (mut running_mean, mut running_var) = (get("running_mean"), get("running_var"));
+            cpu::batchnorm::batch_norm_train(
+                &x,
+                &mut y,
+                &gamma,
+                &beta,
+                &mut mean,
+                &mut var,
+                &mut running_mean,
+                &mut running_var,
+                rows,
+                cols,
+                eps,
+                momentum,
+                unbiased,
+            );
+            assert_close(&format!("{case} y"), &y, &get("y"), REDUCTION);
+            let name = format!("{case} running mean");
+            assert_close(&name, &running_mean, &get("running_mean_new"), REDUCTION);
+            assert_close(&format!("{case} {want_var}"), &running_var, &get(want_var), REDUCTION);
+        }
+        let mut dx = vec![f32::NAN; x.len()];
+        let (mut dgamma, mut dbeta) = (vec![f32::NAN; cols], vec![f32::NAN; cols]);
+        cpu::batchnorm::batch_norm_backward(
+            &x,
+            &gy,
+            &gamma,
+            &mean,
+            &var,
+            &mut dx,
+            &mut dgamma,
+            &mut dbeta,
+            rows,
+            cols,
+            eps,
+        );
+        assert_close(&format!("{case} gx"), &dx, &get("gx"), REDUCTION);
+        assert_close(&format!("{case} ggamma"), &dgamma, &get("ggamma"), REDUCTION);
+        assert_close(&format!("{case} gbeta"), &dbeta, &get("gbeta"), REDUCTION);
     }
 }
 
@@ -178,4 +288,134 @@ fn bce_gradient_matches_finite_differences() {
     let (mut dz, mut losses) = (vec![f32::NAN; n], vec![f32::NAN; n]);
     cpu::loss::bce_with_logits(&z, &t, &mut dz, &mut losses, n, grad_scale);
     assert_close("bce_with_logits gradient", &dz, &want, FINITE_DIFFERENCE);
+}
+
+/// sum(y * gy) in f64: the loss whose gradient a backward pass given gy computes.
+fn weighted_sum(y: &[f32], gy: &[f32]) -> f64 {
+    y.iter().zip(gy).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// The gradient of `loss` at `x` by f64 central differences, one element at a time.
+fn numerical_gradient(x: &[f32], loss: impl Fn(&[f32]) -> f64) -> Vec<f32> {
+    let mut moved = x.to_vec();
+    (0..x.len())
+        .map(|j| {
+            let derivative = central_difference_f64(x[j], H, |v| {
+                moved[j] = v;
+                loss(&moved)
+            });
+            moved[j] = x[j];
+            derivative as f32
+        })
+        .collect()
+}
+
+/// As [`central_difference`], for a loss already in f64 (a sum over many outputs, whose
+/// rounding to f32 would swamp the difference).
+fn central_difference_f64(x: f32, h: f32, mut f: impl FnMut(f32) -> f64) -> f64 {
+    let (lo, hi) = (x - h, x + h);
+    (f(hi) - f(lo)) / (hi as f64 - lo as f64)
+}
+
+#[test]
+fn pool_and_upsample_backward_match_finite_differences() {
+    let mut r = rng(13);
+    // Odd sizes, so that pooling drops a row and a column.
+    let (b, h, w, c) = (2, 5, 7, 3);
+    let x = random_vec(&mut r, b * h * w * c, -1.0, 1.0);
+    let pooled = b * (h / 2) * (w / 2) * c;
+    let gy = random_vec(&mut r, pooled, -1.0, 1.0);
+    let want = numerical_gradient(&x, |x| {
+        let mut y = vec![0.0; pooled];
+        cpu::pool::avg_pool2x2(x, &mut y, b, h, w, c);
+        weighted_sum(&y, &gy)
+    });
+    let mut got = vec![f32::NAN; x.len()];
+    cpu::pool::avg_pool2x2_backward(&gy, &mut got, b, h, w, c);
+    assert_close("avg_pool2x2_backward", &got, &want, FINITE_DIFFERENCE);
+
+    let gy = random_vec(&mut r, 4 * x.len(), -1.0, 1.0);
+    let want = numerical_gradient(&x, |x| {
+        let mut y = vec![0.0; 4 * x.len()];
+        cpu::pool::upsample2x(x, &mut y, b, h, w, c);
+        weighted_sum(&y, &gy)
+    });
+    let mut got = vec![f32::NAN; x.len()];
+    cpu::pool::upsample2x_backward(&gy, &mut got, b, h, w, c);
+    assert_close("upsample2x_backward", &got, &want, FINITE_DIFFERENCE);
+}
+
+#[test]
+fn batch_norm_backward_matches_finite_differences() {
+    let mut r = rng(14);
+    let (rows, cols, eps) = (12, 3, 1e-3);
+    // Columns with means away from zero and standard deviations about 1.
+    let x: Vec<f32> = random_vec(&mut r, rows * cols, -2.0, 2.0)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + (i % cols) as f32)
+        .collect();
+    let gamma = random_vec(&mut r, cols, 0.5, 1.5);
+    let beta = random_vec(&mut r, cols, -1.0, 1.0);
+    let gy = random_vec(&mut r, rows * cols, -1.0, 1.0);
+    let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| {
+        let mut y = vec![0.0; rows * cols];
+        let [mut mean, mut var, mut running_mean, mut running_var] =
+            [0; 4].map(|_| vec![0.0; cols]);
+        cpu::batchnorm::batch_norm_train(
+            x,
+            &mut y,
+            gamma,
+            beta,
+            &mut mean,
+            &mut var,
+            &mut running_mean,
+            &mut running_var,
+            rows,
+            cols,
+            eps,
+            0.9,
+            false,
+        );
+        weighted_sum(&y, &gy)
+    };
+    let want_dx = numerical_gradient(&x, |x| loss(x, &gamma, &beta));
+    let want_dgamma = numerical_gradient(&gamma, |g| loss(&x, g, &beta));
+    let want_dbeta = numerical_gradient(&beta, |b| loss(&x, &gamma, b));
+
+    let mut y = vec![0.0; rows * cols];
+    let [mut mean, mut var, mut running_mean, mut running_var] = [0; 4].map(|_| vec![0.0; cols]);
+    cpu::batchnorm::batch_norm_train(
+        &x,
+        &mut y,
+        &gamma,
+        &beta,
+        &mut mean,
+        &mut var,
+        &mut running_mean,
+        &mut running_var,
+        rows,
+        cols,
+        eps,
+        0.9,
+        false,
+    );
+    let mut dx = vec![f32::NAN; rows * cols];
+    let (mut dgamma, mut dbeta) = (vec![f32::NAN; cols], vec![f32::NAN; cols]);
+    cpu::batchnorm::batch_norm_backward(
+        &x,
+        &gy,
+        &gamma,
+        &mean,
+        &var,
+        &mut dx,
+        &mut dgamma,
+        &mut dbeta,
+        rows,
+        cols,
+        eps,
+    );
+    assert_close("batch norm dx", &dx, &want_dx, FINITE_DIFFERENCE);
+    assert_close("batch norm dgamma", &dgamma, &want_dgamma, FINITE_DIFFERENCE);
+    assert_close("batch norm dbeta", &dbeta, &want_dbeta, FINITE_DIFFERENCE);
 }

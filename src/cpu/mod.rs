@@ -3,6 +3,7 @@
 //! values (`../shared/fixtures/ops.safetensors`) and against finite differences.
 
 pub mod activation;
+pub mod batchnorm;
 pub mod bias;
 pub mod conv;
 pub mod gather;
@@ -10,4 +11,5 @@ pub mod loss;
 pub mod matmul;
 pub mod metrics;
 pub mod optim;
+pub mod pool;
 pub mod rng;

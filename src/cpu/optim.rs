@@ -1,5 +1,6 @@
 //! CPU twin of `kernels::optim`.
 
+use crate::kernels::optim::RmsPropParams;
 use crate::kernels::{AdamParams, StepUniform};
 
 /// One Adam step in PyTorch's form (eps added to sqrt(v_hat)), gradients first clipped
@@ -27,5 +28,19 @@ pub fn adam(
         let m_hat = m[i] / bc1;
         let v_hat = v[i] / bc2;
         params[i] -= hp.lr * m_hat / (v_hat.sqrt() + hp.eps);
+    }
+}
+
+/// One RMSprop step as Keras takes it: v = rho * v + (1 - rho) * g^2, then
+/// params -= lr * g / (sqrt(v) + eps), gradients first clipped to [-clip, clip] when
+/// `hp.clip` is set.
+pub fn rmsprop(params: &mut [f32], grads: &[f32], v: &mut [f32], len: usize, hp: RmsPropParams) {
+    for i in 0..len {
+        let g = match hp.clip {
+            Some(c) => grads[i].clamp(-c, c),
+            None => grads[i],
+        };
+        v[i] = hp.rho * v[i] + (1.0 - hp.rho) * g * g;
+        params[i] -= hp.lr * g / (v[i].sqrt() + hp.eps);
     }
 }

@@ -3,6 +3,7 @@
 //! step. Each has a twin in [`crate::cpu`] with the same name and argument order.
 
 pub mod activation;
+pub mod batchnorm;
 pub mod bias;
 pub mod conv;
 pub mod gather;
@@ -10,6 +11,7 @@ pub mod loss;
 pub mod matmul;
 pub mod metrics;
 pub mod optim;
+pub mod pool;
 pub mod rng;
 
 /// An elementwise nonlinearity.

@@ -1,4 +1,4 @@
-//! Host side of `shaders/optim.wgsl`: the Adam update.
+//! Host side of `shaders/optim.wgsl`: the Adam and RMSprop updates.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -59,6 +59,55 @@ pub fn adam(
             hyper.as_entire_binding(),
             step.as_entire_binding(),
         ],
+        gpu.grid(len, WG),
+    )
+}
+
+/// RMSprop's hyper-parameters (Keras names; Keras's defaults are lr 1e-3, rho 0.9, eps 1e-7).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RmsPropParams {
+    pub lr: f32,
+    pub rho: f32,
+    pub eps: f32,
+    /// Clip each gradient element to [-clip, clip] before the update (Keras `clipvalue`).
+    pub clip: Option<f32>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RmsHyper {
+    len: u32,
+    lr: f32,
+    rho: f32,
+    eps: f32,
+    clip: f32,
+}
+
+/// One RMSprop step over `len` parameters as Keras takes it: v = rho * v + (1 - rho) * g^2,
+/// params -= lr * g / (sqrt(v) + eps), gradients first clipped to [-clip, clip] when
+/// `hp.clip` is set. `v` starts at zero.
+pub fn rmsprop(
+    gpu: &Gpu,
+    params: &Tensor,
+    grads: &Tensor,
+    v: &Tensor,
+    len: usize,
+    hp: RmsPropParams,
+) -> Dispatch {
+    assert!(len <= params.len && len <= grads.len && len <= v.len, "rmsprop: tensors too small");
+    let hyper = gpu.uniform(&RmsHyper {
+        len: u32::try_from(len).unwrap(),
+        lr: hp.lr,
+        rho: hp.rho,
+        eps: hp.eps,
+        clip: hp.clip.unwrap_or(0.0),
+    });
+    let clip = if hp.clip.is_some() { 1.0 } else { 0.0 };
+    let pipeline = gpu.pipeline(&shaders::OPTIM, "rmsprop", &[("CLIP", clip)]);
+    gpu.dispatch(
+        "rmsprop",
+        &pipeline,
+        &[params.binding(), grads.binding(), v.binding(), hyper.as_entire_binding()],
         gpu.grid(len, WG),
     )
 }

@@ -1,7 +1,8 @@
 //! Host side of `shaders/rng.wgsl`: uniform, normal and integer random numbers from
 //! Threefry-2x32-20 keyed by (seed, stream) with counter (step, element pair), where seed and
 //! step come from the trainer's [`StepUniform`](super::StepUniform) buffer `step` when the
-//! dispatch runs. `stream` tells apart the uses of randomness within a step.
+//! dispatch runs. `stream` tells apart the uses of randomness within a step. Dropout draws
+//! its mask from the same generator.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -18,6 +19,7 @@ struct Params {
     bound: u32,
     offset: f32,
     scale: f32,
+    rate: f32,
 }
 
 /// One thread per element pair.
@@ -55,7 +57,14 @@ pub fn rng_uniform(
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = Params { len: checked_len(len), stream, bound: 0, offset: low, scale: high - low };
+    let params = Params {
+        len: checked_len(len),
+        stream,
+        bound: 0,
+        offset: low,
+        scale: high - low,
+        rate: 0.0,
+    };
     rng_dispatch(gpu, "rng_uniform", out, params, step)
 }
 
@@ -70,7 +79,8 @@ pub fn rng_normal(
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = Params { len: checked_len(len), stream, bound: 0, offset: mean, scale: std };
+    let params =
+        Params { len: checked_len(len), stream, bound: 0, offset: mean, scale: std, rate: 0.0 };
     rng_dispatch(gpu, "rng_normal", out, params, step)
 }
 
@@ -84,6 +94,50 @@ pub fn rng_randint(
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let params = Params { len: checked_len(len), stream, bound, offset: 0.0, scale: 0.0 };
+    let params =
+        Params { len: checked_len(len), stream, bound, offset: 0.0, scale: 0.0, rate: 0.0 };
     rng_dispatch(gpu, "rng_randint", out, params, step)
+}
+
+/// Inverted dropout (as Keras's) of the first `len` elements of `t`, in place.
+fn dropout(
+    gpu: &Gpu,
+    t: &Tensor,
+    len: usize,
+    rate: f32,
+    stream: u32,
+    step: &wgpu::Buffer,
+) -> Dispatch {
+    assert!((0.0..1.0).contains(&rate), "dropout rate {rate} is outside [0, 1)");
+    let scale = 1.0 / (1.0 - rate);
+    let params = Params { len: checked_len(len), stream, bound: 0, offset: 0.0, scale, rate };
+    rng_dispatch(gpu, "dropout", t, params, step)
+}
+
+/// x = x * mask / (1 - rate) in place, mask[i] = 1 where the uniform variate
+/// [`rng_uniform`] would give element i (same stream and step) is at least `rate`, else 0:
+/// each element is dropped with probability `rate`, and the kept ones are scaled up so that
+/// the mean is unchanged.
+pub fn dropout_forward(
+    gpu: &Gpu,
+    x: &Tensor,
+    len: usize,
+    rate: f32,
+    stream: u32,
+    step: &wgpu::Buffer,
+) -> Dispatch {
+    dropout(gpu, x, len, rate, stream, step)
+}
+
+/// dy = dy * mask / (1 - rate) in place: the gradient of [`dropout_forward`], whose mask it
+/// regenerates from the same stream at the same step.
+pub fn dropout_backward(
+    gpu: &Gpu,
+    dy: &Tensor,
+    len: usize,
+    rate: f32,
+    stream: u32,
+    step: &wgpu::Buffer,
+) -> Dispatch {
+    dropout(gpu, dy, len, rate, stream, step)
 }

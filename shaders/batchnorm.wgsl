@@ -1,0 +1,223 @@
+// Batch normalization of a [rows, cols] matrix, one mean and variance per column (NHWC
+// activations: rows = N*H*W pixels, cols = channels), with Keras's semantics: the batch
+// statistics use the biased variance, y = gamma * (x - mean) / sqrt(var + eps) + beta, and
+// the moving statistics follow moving = momentum * moving + (1 - momentum) * batch.
+//
+// Column statistics take two passes. bn_partials (or bn_backward_partials) has each
+// workgroup sum TC columns over one chunk of rows: its threads stride down the rows, TC
+// neighbouring threads on neighbouring columns of a row, and a tree in workgroup memory adds
+// up the threads of each column. bn_stats (or bn_backward_sums) then adds the chunks, one
+// thread per column. Chunking the rows gives work to many workgroups when there are few
+// columns (64 channels of 200k pixels), and a wide TC serves many columns (a 12544-unit
+// dense layer). The per-element passes, bn_normalize and bn_backward_dx, give each thread
+// one column and a strided share of its rows, so the per-column values are loaded once per
+// thread, not once per element.
+//
+// Bindings, which each entry point takes as 0, 1, 2, ...:
+//   bn_partials           p x partials
+//   bn_stats              p x partials mean_out var_out running_mean running_var
+//   bn_normalize          p x y mean variance beta gamma
+//   bn_backward_partials  p x partials mean variance dy
+//   bn_backward_sums      p dgamma_out partials dbeta_out
+//   bn_backward_dx        p x dx mean variance dy gamma dgamma dbeta
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    // Workgroup (g, k) of a partials pass sums rows [k * chunk_rows, (k + 1) * chunk_rows).
+    chunk_rows: u32,
+    chunks: u32,
+    // Thread (b, c) of a per-element pass takes rows b, b + blocks, b + 2 blocks, ...
+    blocks: u32,
+    eps: f32,
+    momentum: f32,
+    // rows / (rows - 1) for an unbiased moving variance, else 1.
+    var_correction: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// Per chunk k: the sums of column c at [2k * cols + c] and [(2k + 1) * cols + c].
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+
+// Columns per workgroup in the partials passes, a power of two up to WG; the WG / TC
+// threads of each column are its row lanes.
+override TC: u32 = 64u;
+const WG: u32 = 256u;
+
+var<workgroup> lanes: array<vec2<f32>, WG>;
+
+// Sums s over the row lanes of each column by halving; the total lands in row lane 0
+// (lid < TC). Every thread of the workgroup must call it.
+fn sum_row_lanes(lid: u32, s: vec2<f32>) -> vec2<f32> {
+    lanes[lid] = s;
+    for (var half = WG / TC / 2u; half > 0u; half /= 2u) {
+        workgroupBarrier();
+        if lid < half * TC {
+            lanes[lid] += lanes[lid + half * TC];
+        }
+    }
+    // Row lane 0 wrote its own slot last, so it reads it back without another barrier.
+    return lanes[lid];
+}
+
+// Per chunk and column, the sums of d and d^2 with d = x - x[row 0]. Shifting by a sample
+// of the column keeps sum(d^2) - sum(d)^2 / n from cancelling when |mean| >> std.
+@compute @workgroup_size(WG)
+fn bn_partials(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+) {
+    let c = wg.x * TC + lid % TC;
+    var s = vec2(0.0);
+    if c < p.cols {
+        let shift = x[c];
+        let end = min((wg.y + 1u) * p.chunk_rows, p.rows);
+        for (var r = wg.y * p.chunk_rows + lid / TC; r < end; r += WG / TC) {
+            let d = x[r * p.cols + c] - shift;
+            s += vec2(d, d * d);
+        }
+    }
+    s = sum_row_lanes(lid, s);
+    if lid < TC && c < p.cols {
+        partials[2u * wg.y * p.cols + c] = s.x;
+        partials[(2u * wg.y + 1u) * p.cols + c] = s.y;
+    }
+}
+
+@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> var_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> running_var: array<f32>;
+
+// One thread per column adds up the chunks' shifted sums into the batch mean and biased
+// variance, and moves the running statistics towards them.
+@compute @workgroup_size(WG)
+fn bn_stats(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let c = gid.x + gid.y * groups.x * WG;
+    if c >= p.cols {
+        return;
+    }
+    var s = vec2(0.0);
+    for (var k = 0u; k < p.chunks; k++) {
+        s += vec2(partials[2u * k * p.cols + c], partials[(2u * k + 1u) * p.cols + c]);
+    }
+    let n = f32(p.rows);
+    let d = s.x / n;
+    let batch_mean = x[c] + d;
+    // Rounding can take a constant column's variance a hair below zero.
+    let batch_var = max(s.y / n - d * d, 0.0);
+    mean_out[c] = batch_mean;
+    var_out[c] = batch_var;
+    let m = p.momentum;
+    running_mean[c] = m * running_mean[c] + (1.0 - m) * batch_mean;
+    running_var[c] = m * running_var[c] + (1.0 - m) * batch_var * p.var_correction;
+}
+
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> mean: array<f32>;
+@group(0) @binding(4) var<storage, read> variance: array<f32>;
+@group(0) @binding(5) var<storage, read> beta: array<f32>;
+@group(0) @binding(6) var<storage, read> gamma: array<f32>;
+
+// y = (x - mean) * gamma / sqrt(var + eps) + beta, with the batch statistics in training
+// and the running ones in inference.
+@compute @workgroup_size(WG)
+fn bn_normalize(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let t = gid.x + gid.y * groups.x * WG;
+    if t >= p.blocks * p.cols {
+        return;
+    }
+    let c = t % p.cols;
+    let m = mean[c];
+    let scale = gamma[c] / sqrt(variance[c] + p.eps);
+    let shift = beta[c];
+    for (var r = t / p.cols; r < p.rows; r += p.blocks) {
+        let i = r * p.cols + c;
+        y[i] = (x[i] - m) * scale + shift;
+    }
+}
+
+@group(0) @binding(5) var<storage, read> dy: array<f32>;
+
+// Per chunk and column, the sums of dy and dy * xhat, xhat = (x - mean) / sqrt(var + eps):
+// the chunk's shares of dbeta and dgamma.
+@compute @workgroup_size(WG)
+fn bn_backward_partials(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+) {
+    let c = wg.x * TC + lid % TC;
+    var s = vec2(0.0);
+    if c < p.cols {
+        let m = mean[c];
+        let inv_std = 1.0 / sqrt(variance[c] + p.eps);
+        let end = min((wg.y + 1u) * p.chunk_rows, p.rows);
+        for (var r = wg.y * p.chunk_rows + lid / TC; r < end; r += WG / TC) {
+            let i = r * p.cols + c;
+            let g = dy[i];
+            s += vec2(g, g * (x[i] - m) * inv_std);
+        }
+    }
+    s = sum_row_lanes(lid, s);
+    if lid < TC && c < p.cols {
+        partials[2u * wg.y * p.cols + c] = s.x;
+        partials[(2u * wg.y + 1u) * p.cols + c] = s.y;
+    }
+}
+
+@group(0) @binding(1) var<storage, read_write> dgamma_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dbeta_out: array<f32>;
+
+// One thread per column adds up the chunks' shares of dbeta and dgamma.
+@compute @workgroup_size(WG)
+fn bn_backward_sums(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let c = gid.x + gid.y * groups.x * WG;
+    if c >= p.cols {
+        return;
+    }
+    var s = vec2(0.0);
+    for (var k = 0u; k < p.chunks; k++) {
+        s += vec2(partials[2u * k * p.cols + c], partials[(2u * k + 1u) * p.cols + c]);
+    }
+    dbeta_out[c] = s.x;
+    dgamma_out[c] = s.y;
+}
+
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read> dgamma: array<f32>;
+@group(0) @binding(8) var<storage, read> dbeta: array<f32>;
+
+// dx = gamma / sqrt(var + eps) * (dy - dbeta / n - xhat * dgamma / n): the gradient through
+// the batch statistics as well as through the normalization.
+@compute @workgroup_size(WG)
+fn bn_backward_dx(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let t = gid.x + gid.y * groups.x * WG;
+    if t >= p.blocks * p.cols {
+        return;
+    }
+    let c = t % p.cols;
+    let n = f32(p.rows);
+    let m = mean[c];
+    let inv_std = 1.0 / sqrt(variance[c] + p.eps);
+    let k = gamma[c] * inv_std;
+    let mean_dy = dbeta[c] / n;
+    let mean_dy_xhat = dgamma[c] / n;
+    for (var r = t / p.cols; r < p.rows; r += p.blocks) {
+        let i = r * p.cols + c;
+        let xhat = (x[i] - m) * inv_std;
+        dx[i] = k * (dy[i] - mean_dy - xhat * mean_dy_xhat);
+    }
+}

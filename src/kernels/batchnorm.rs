@@ -1,0 +1,288 @@
+//! Host side of `shaders/batchnorm.wgsl`: batch normalization of each column of a [rows, cols]
+//! matrix (each channel of NHWC activations, each unit of a dense layer) in training and
+//! inference mode, and its gradient, with Keras's semantics (biased batch variance; moving
+//! statistics `momentum * moving + (1 - momentum) * batch`).
+//!
+//! Training and its gradient take three dispatches each: per-chunk column sums, their totals,
+//! and the per-element pass.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::shaders;
+
+const WG: u32 = 256;
+/// Rows each thread of a per-element pass takes, so that it loads its column's statistics
+/// once per this many elements (on lavapipe every load costs as much as the arithmetic).
+const ROWS_PER_THREAD: usize = 16;
+/// Workgroups a partials pass aims for: a few per core even on a GPU-less machine, while each
+/// still sums thousands of elements per column. On llvmpipe's GL adapter every workgroup
+/// has a fixed cost that hundreds of small ones would add up.
+const PARTIAL_WORKGROUPS: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    chunk_rows: u32,
+    chunks: u32,
+    blocks: u32,
+    eps: f32,
+    momentum: f32,
+    var_correction: f32,
+}
+
+/// How one call splits its work: the shader's parameters, plus the columns per workgroup
+/// (TC) and the grid of the partials passes.
+struct Split {
+    params: Params,
+    tc: u32,
+    partials_grid: [u32; 3],
+}
+
+fn split(
+    gpu: &Gpu,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    momentum: f32,
+    var_correction: f32,
+) -> Split {
+    assert!(rows >= 1 && cols >= 1, "batch norm of {rows}x{cols}");
+    assert!(rows * cols <= u32::MAX as usize, "batch norm: {rows}x{cols} elements");
+    // A power of two, so that the row lanes of each column halve evenly in the tree.
+    let tc = cols.next_power_of_two().min(WG as usize);
+    let row_lanes = WG as usize / tc;
+    let col_groups = cols.div_ceil(tc);
+    assert!(col_groups <= gpu.limits.max_compute_workgroups_per_dimension as usize);
+    let chunks = PARTIAL_WORKGROUPS.div_ceil(col_groups).min(rows.div_ceil(row_lanes));
+    let chunk_rows = rows.div_ceil(chunks);
+    let chunks = rows.div_ceil(chunk_rows);
+    Split {
+        params: Params {
+            rows: rows as u32,
+            cols: cols as u32,
+            chunk_rows: chunk_rows as u32,
+            chunks: chunks as u32,
+            blocks: rows.div_ceil(ROWS_PER_THREAD) as u32,
+            eps,
+            momentum,
+            var_correction,
+        },
+        tc: tc as u32,
+        partials_grid: [col_groups as u32, chunks as u32, 1],
+    }
+}
+
+impl Split {
+    /// Two sums per column for every chunk of rows.
+    fn scratch(&self, gpu: &Gpu) -> Tensor {
+        gpu.zeros(2 * (self.params.chunks * self.params.cols) as usize)
+    }
+
+    fn partials_pipeline(&self, gpu: &Gpu, entry: &str) -> wgpu::ComputePipeline {
+        gpu.pipeline(&shaders::BATCHNORM, entry, &[("TC", self.tc as f64)])
+    }
+
+    /// One thread per column.
+    fn column_grid(&self, gpu: &Gpu) -> [u32; 3] {
+        gpu.grid(self.params.cols as usize, WG)
+    }
+
+    /// One thread per column and block of rows.
+    fn element_grid(&self, gpu: &Gpu) -> [u32; 3] {
+        gpu.grid((self.params.blocks * self.params.cols) as usize, WG)
+    }
+}
+
+fn check_lengths(name: &str, rows: usize, cols: usize, matrices: &[&Tensor], columns: &[&Tensor]) {
+    for t in matrices {
+        assert!(rows * cols <= t.len, "{name}: a {}-element tensor for {rows}x{cols}", t.len);
+    }
+    for t in columns {
+        assert!(cols <= t.len, "{name}: a {}-element tensor for {cols} columns", t.len);
+    }
+}
+
+/// Training mode: y = gamma * (x - mean) / sqrt(var + eps) + beta with the batch mean and
+/// biased variance of each column, which are saved in `mean_out` and `var_out` for the
+/// backward pass; then running = momentum * running + (1 - momentum) * batch, the variance
+/// first scaled by rows / (rows - 1) when `unbiased_running_var` (PyTorch's choice; Keras
+/// uses the biased one). Three dispatches: column sums per chunk of rows, statistics, y.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean_out: &Tensor,
+    var_out: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+    momentum: f32,
+    unbiased_running_var: bool,
+) -> Vec<Dispatch> {
+    let columns = [gamma, beta, mean_out, var_out, running_mean, running_var];
+    check_lengths("batch_norm_train", rows, cols, &[x, y], &columns);
+    assert!(!unbiased_running_var || rows > 1, "an unbiased variance of one row");
+    let correction = if unbiased_running_var { rows as f32 / (rows - 1) as f32 } else { 1.0 };
+    let s = split(gpu, rows, cols, eps, momentum, correction);
+    let params = gpu.uniform(&s.params);
+    let p = params.as_entire_binding();
+    let partials = s.scratch(gpu);
+    let normalize = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
+    let stats = gpu.pipeline(&shaders::BATCHNORM, "bn_stats", &[]);
+    vec![
+        gpu.dispatch(
+            "bn_partials",
+            &s.partials_pipeline(gpu, "bn_partials"),
+            &[p.clone(), x.binding(), partials.binding()],
+            s.partials_grid,
+        ),
+        gpu.dispatch(
+            "bn_stats",
+            &stats,
+            &[
+                p.clone(),
+                x.binding(),
+                partials.binding(),
+                mean_out.binding(),
+                var_out.binding(),
+                running_mean.binding(),
+                running_var.binding(),
+            ],
+            s.column_grid(gpu),
+        ),
+        gpu.dispatch(
+            "bn_normalize",
+            &normalize,
+            &[
+                p,
+                x.binding(),
+                y.binding(),
+                mean_out.binding(),
+                var_out.binding(),
+                beta.binding(),
+                gamma.binding(),
+            ],
+            s.element_grid(gpu),
+        ),
+    ]
+}
+
+/// The gradient of [`batch_norm_train`]'s y, given the batch statistics it saved:
+/// dbeta = sum dy, dgamma = sum dy * xhat with xhat = (x - mean) / sqrt(var + eps), and
+/// dx = gamma / sqrt(var + eps) * (dy - dbeta / rows - xhat * dgamma / rows), which includes
+/// the paths through the mean and variance. Three dispatches: column sums per chunk of rows,
+/// dgamma and dbeta, dx.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    gamma: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    dx: &Tensor,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Vec<Dispatch> {
+    check_lengths(
+        "batch_norm_backward",
+        rows,
+        cols,
+        &[x, dy, dx],
+        &[gamma, mean, var, dgamma, dbeta],
+    );
+    let s = split(gpu, rows, cols, eps, 0.0, 1.0);
+    let params = gpu.uniform(&s.params);
+    let p = params.as_entire_binding();
+    let partials = s.scratch(gpu);
+    let sums = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_sums", &[]);
+    let dx_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_dx", &[]);
+    vec![
+        gpu.dispatch(
+            "bn_backward_partials",
+            &s.partials_pipeline(gpu, "bn_backward_partials"),
+            &[
+                p.clone(),
+                x.binding(),
+                partials.binding(),
+                mean.binding(),
+                var.binding(),
+                dy.binding(),
+            ],
+            s.partials_grid,
+        ),
+        gpu.dispatch(
+            "bn_backward_sums",
+            &sums,
+            &[p.clone(), dgamma.binding(), partials.binding(), dbeta.binding()],
+            s.column_grid(gpu),
+        ),
+        gpu.dispatch(
+            "bn_backward_dx",
+            &dx_pipeline,
+            &[
+                p,
+                x.binding(),
+                dx.binding(),
+                mean.binding(),
+                var.binding(),
+                dy.binding(),
+                gamma.binding(),
+                dgamma.binding(),
+                dbeta.binding(),
+            ],
+            s.element_grid(gpu),
+        ),
+    ]
+}
+
+/// Inference mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_infer(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Dispatch {
+    check_lengths(
+        "batch_norm_infer",
+        rows,
+        cols,
+        &[x, y],
+        &[gamma, beta, running_mean, running_var],
+    );
+    let s = split(gpu, rows, cols, eps, 0.0, 1.0);
+    let params = gpu.uniform(&s.params);
+    let pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
+    gpu.dispatch(
+        "bn_normalize",
+        &pipeline,
+        &[
+            params.as_entire_binding(),
+            x.binding(),
+            y.binding(),
+            running_mean.binding(),
+            running_var.binding(),
+            beta.binding(),
+            gamma.binding(),
+        ],
+        s.element_grid(gpu),
+    )
+}

@@ -1,0 +1,112 @@
+//! Host side of `shaders/pool.wgsl`: 2x2 average pooling with stride 2 and nearest-neighbour
+//! upsampling x2 on NHWC maps, with their gradients. Pooling keeps Keras's `valid` rule: an odd
+//! last row or column belongs to no window, so the output is h/2 x w/2 (rounded down).
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::shaders;
+
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    batch: u32,
+    channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    scale: f32,
+}
+
+/// One thread per element of `dst`, a [batch, out_h, out_w, c] map read from `src`, a
+/// [batch, in_h, in_w, c] map.
+#[allow(clippy::too_many_arguments)]
+fn pass(
+    gpu: &Gpu,
+    entry: &'static str,
+    src: &Tensor,
+    dst: &Tensor,
+    batch: usize,
+    c: usize,
+    (in_h, in_w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+    scale: f32,
+) -> Dispatch {
+    let (in_len, out_len) = (batch * in_h * in_w * c, batch * out_h * out_w * c);
+    assert!(in_len <= src.len && out_len <= dst.len, "{entry}: tensors too small");
+    assert!(in_len.max(out_len) <= u32::MAX as usize, "{entry}: {out_len} elements");
+    let params = gpu.uniform(&Params {
+        batch: batch as u32,
+        channels: c as u32,
+        in_h: in_h as u32,
+        in_w: in_w as u32,
+        out_h: out_h as u32,
+        out_w: out_w as u32,
+        scale,
+    });
+    let pipeline = gpu.pipeline(&shaders::POOL, entry, &[]);
+    gpu.dispatch(
+        entry,
+        &pipeline,
+        &[src.binding(), dst.binding(), params.as_entire_binding()],
+        gpu.grid(out_len, WG),
+    )
+}
+
+/// y = the mean of each 2x2 window of x, stride 2: x is [batch, h, w, c], y is
+/// [batch, h/2, w/2, c].
+pub fn avg_pool2x2(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    batch: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+) -> Dispatch {
+    pass(gpu, "pool_2x2", x, y, batch, c, (h, w), (h / 2, w / 2), 0.25)
+}
+
+/// dx = the gradient of [`avg_pool2x2`]: each dy element spread as dy/4 over its window;
+/// every element of dx is written, zero in an odd last row or column.
+pub fn avg_pool2x2_backward(
+    gpu: &Gpu,
+    dy: &Tensor,
+    dx: &Tensor,
+    batch: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+) -> Dispatch {
+    pass(gpu, "unpool_2x2", dy, dx, batch, c, (h / 2, w / 2), (h, w), 0.25)
+}
+
+/// y = x with every pixel repeated over a 2x2 block: x is [batch, h, w, c], y is
+/// [batch, 2h, 2w, c].
+pub fn upsample2x(
+    gpu: &Gpu,
+    x: &Tensor,
+    y: &Tensor,
+    batch: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+) -> Dispatch {
+    pass(gpu, "unpool_2x2", x, y, batch, c, (h, w), (2 * h, 2 * w), 1.0)
+}
+
+/// dx = the gradient of [`upsample2x`]: the sum of dy over each pixel's four copies.
+pub fn upsample2x_backward(
+    gpu: &Gpu,
+    dy: &Tensor,
+    dx: &Tensor,
+    batch: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+) -> Dispatch {
+    pass(gpu, "pool_2x2", dy, dx, batch, c, (2 * h, 2 * w), (h, w), 1.0)
+}
