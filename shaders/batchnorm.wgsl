@@ -13,7 +13,8 @@
 // one column and a strided share of its rows, so the per-column values are loaded once per
 // thread, not once per element.
 //
-// Bindings, which each entry point takes as 0, 1, 2, ...:
+// Bindings, which each entry point takes as 0, 1, 2, ... (gpu::Gpu::dispatch), so globals
+// that share a binding number belong to different entry points:
 //   bn_partials           p x partials
 //   bn_stats              p x partials mean_out var_out running_mean running_var
 //   bn_normalize          p x y mean variance beta gamma
