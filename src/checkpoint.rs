@@ -9,17 +9,27 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::nn::NetSpec;
-use crate::nn::presets::GanSpec;
+use crate::nn::gan::{GanSpec, Optimizer};
+use crate::nn::spec::NetSpec;
 
-const FORMAT: &str = "gan-gpu-checkpoint-1";
+const FORMAT: &str = "gan-gpu-checkpoint-2";
 
-/// The tensors of one network and of its optimizer, in `NetSpec::params` order.
+/// The tensors of one network and of its optimizer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetState {
+    /// Every tensor of `NetSpec::params` (trainable ones and state such as moving means).
     pub params: Vec<Vec<f32>>,
-    pub adam_m: Vec<Vec<f32>>,
-    pub adam_v: Vec<Vec<f32>>,
+    /// Optimizer state: `moments[k][j]` is moment k (Adam: m, v; RMSprop: v) of the j-th
+    /// trainable parameter.
+    pub moments: Vec<Vec<Vec<f32>>>,
+}
+
+/// Names of the optimizer's state tensors, as checkpoints store them.
+fn moment_names(opt: &Optimizer) -> &'static [&'static str] {
+    match opt {
+        Optimizer::Adam { .. } => &["adam_m", "adam_v"],
+        Optimizer::Rmsprop { .. } => &["rmsprop_v"],
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,8 +43,12 @@ pub struct Checkpoint {
     pub discriminator: NetState,
 }
 
-fn tensor_names(prefix: &str, spec: &NetSpec) -> Vec<(String, Vec<usize>)> {
-    spec.params().into_iter().map(|p| (format!("{prefix}.{}", p.name), p.shape)).collect()
+/// (name, shape, trainable) of every tensor of a network, as checkpoints name them.
+fn tensor_names(prefix: &str, spec: &NetSpec) -> Vec<(String, Vec<usize>, bool)> {
+    spec.params()
+        .into_iter()
+        .map(|p| (format!("{prefix}.{}", p.name), p.shape, p.trainable))
+        .collect()
 }
 
 impl Checkpoint {
@@ -42,13 +56,22 @@ impl Checkpoint {
     /// at any moment leaves either the old checkpoint or the new one, never a torn file.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
-        for (prefix, spec, state) in [
-            ("generator", &self.spec.generator, &self.generator),
-            ("discriminator", &self.spec.discriminator, &self.discriminator),
+        let r = &self.spec.recipe;
+        for (prefix, spec, state, opt) in [
+            ("generator", &self.spec.generator, &self.generator, &r.g_optimizer),
+            ("discriminator", &self.spec.discriminator, &self.discriminator, &r.d_optimizer),
         ] {
-            for (i, (name, shape)) in tensor_names(prefix, spec).into_iter().enumerate() {
-                tensors.push((format!("{name}.adam_m"), shape.clone(), &state.adam_m[i]));
-                tensors.push((format!("{name}.adam_v"), shape.clone(), &state.adam_v[i]));
+            let mut trainable = 0;
+            for (i, (name, shape, is_trainable)) in
+                tensor_names(prefix, spec).into_iter().enumerate()
+            {
+                if is_trainable {
+                    for (k, moment) in moment_names(opt).iter().enumerate() {
+                        let data = &state.moments[k][trainable];
+                        tensors.push((format!("{name}.{moment}"), shape.clone(), data));
+                    }
+                    trainable += 1;
+                }
                 tensors.push((name, shape, &state.params[i]));
             }
         }
@@ -85,6 +108,7 @@ impl Checkpoint {
             bail!("format {:?}, expected {FORMAT:?}", field("format")?);
         }
         let spec: GanSpec = serde_json::from_str(field("spec")?)?;
+        spec.check()?;
         let tensors = SafeTensors::deserialize(bytes)?;
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let view = tensors.tensor(name).with_context(|| format!("tensor {name} missing"))?;
@@ -101,20 +125,25 @@ impl Checkpoint {
                 .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
                 .collect())
         };
-        let state = |prefix: &str, spec: &NetSpec| -> Result<NetState> {
-            let mut state = NetState { params: vec![], adam_m: vec![], adam_v: vec![] };
-            for (name, shape) in tensor_names(prefix, spec) {
+        let state = |prefix: &str, spec: &NetSpec, opt: &Optimizer| -> Result<NetState> {
+            let names = moment_names(opt);
+            let mut state = NetState { params: vec![], moments: vec![vec![]; names.len()] };
+            for (name, shape, trainable) in tensor_names(prefix, spec) {
                 state.params.push(read(&name, &shape)?);
-                state.adam_m.push(read(&format!("{name}.adam_m"), &shape)?);
-                state.adam_v.push(read(&format!("{name}.adam_v"), &shape)?);
+                if trainable {
+                    for (k, moment) in names.iter().enumerate() {
+                        state.moments[k].push(read(&format!("{name}.{moment}"), &shape)?);
+                    }
+                }
             }
             Ok(state)
         };
+        let r = &spec.recipe;
         Ok(Checkpoint {
             step: field("step")?.parse()?,
             seed: field("seed")?.parse()?,
-            generator: state("generator", &spec.generator)?,
-            discriminator: state("discriminator", &spec.discriminator)?,
+            generator: state("generator", &spec.generator, &r.g_optimizer)?,
+            discriminator: state("discriminator", &spec.discriminator, &r.d_optimizer)?,
             spec,
         })
     }

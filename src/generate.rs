@@ -9,8 +9,8 @@ use crate::data;
 use crate::gpu::Gpu;
 use crate::images;
 use crate::kernels::{StepUniform, rng};
-use crate::nn::Net;
-use crate::nn::presets::Noise;
+use crate::nn::gan::Noise;
+use crate::nn::{Grads, Mode, Net};
 
 /// Images per generator pass: large enough to keep the GPU busy, small enough for any device.
 const CHUNK: usize = 1000;
@@ -29,10 +29,11 @@ pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32>
         }
         Noise::Normal { mean, std } => rng::rng_normal(gpu, &noise, noise.len, mean, std, 0, &step),
     };
-    let pass = generator.pass(gpu, chunk, &noise, None, None);
+    let no_grads = Grads { params: None, input: None };
+    let pass = generator.pass(gpu, chunk, &noise, Mode::Inference, no_grads, 0, &step);
     let mut ops = vec![draw.into()];
     ops.extend(pass.forward.iter().cloned());
-    let image_len = spec.generator.output();
+    let image_len = spec.image_len();
     let mut pixels = Vec::with_capacity(count * image_len);
     // Chunk i draws its noise at RNG step i, so the images depend only on (seed, index).
     for i in 0..count.div_ceil(chunk) {
@@ -59,7 +60,8 @@ pub fn write_images(
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    images::save_grid(&png, &pixels, count, 28, 28)?;
-    data::idx::write_images(&idx, count, 28, 28, &pixels)?;
+    let [h, w, _] = ck.spec.image;
+    images::save_grid(&png, &pixels, count, h, w)?;
+    data::idx::write_images(&idx, count, h, w, &pixels)?;
     Ok((png, idx))
 }

@@ -11,7 +11,7 @@ use gan_gpu::checkpoint::Checkpoint;
 use gan_gpu::data::{self, DatasetName};
 use gan_gpu::generate;
 use gan_gpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
-use gan_gpu::nn::presets;
+use gan_gpu::nn::gan::{self, GanSpec};
 use gan_gpu::train::{self, TrainOptions, Trainer};
 
 #[derive(Parser)]
@@ -39,6 +39,26 @@ enum Command {
     },
     /// Train a GAN.
     Train(TrainArgs),
+    /// Time training iterations of a model on the GPU: ms per iteration and images/s.
+    Bench {
+        /// Built-in model or model file; default: every built-in model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Timed iterations (after 2 untimed ones that compile the pipelines).
+        #[arg(long, default_value_t = 20)]
+        iters: u64,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// One JSON object per model.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum, default_value_t = DatasetName::Mnist)]
+        dataset: DatasetName,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
     /// Generate images from a checkpoint: FILE.png (a grid) and FILE.idx (IDX3, as MNIST).
     Generate {
         #[arg(long)]
@@ -84,7 +104,8 @@ impl GpuArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Built-in model (see `gan-gpu models`); default mlp, or the checkpoint's with --resume.
+    /// Built-in model (see `gan-gpu models`) or a model file (.toml); default mlp, or the
+    /// checkpoint's with --resume.
     #[arg(long)]
     model: Option<String>,
     /// Train until this many iterations are done in all (a resumed run counts its own).
@@ -109,6 +130,10 @@ struct TrainArgs {
     checkpoint_every: u64,
     #[arg(long, default_value_t = 50)]
     log_every: u64,
+    /// Every N epochs: D's accuracy on fresh real and fake images, a grid and a checkpoint
+    /// (default: the model's recipe, e.g. 10 for dcgan; 0 turns it off).
+    #[arg(long, value_name = "EPOCHS")]
+    summarize_every: Option<u64>,
     /// Continue from a checkpoint (default: OUT/checkpoints/latest.safetensors).
     #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT")]
     resume: Option<Option<PathBuf>>,
@@ -137,6 +162,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices { gpu, json } => devices(&gpu.options(), json),
         Command::Models { json } => models(json),
         Command::Train(args) => train_command(args),
+        Command::Bench { model, iters, batch_size, json, dataset, data_dir, gpu } => {
+            let models = match model {
+                Some(m) => vec![m],
+                None => gan::preset_names().into_iter().map(String::from).collect(),
+            };
+            let dataset = data::load_training_set(dataset, data_dir.as_deref())?;
+            let gpu = Gpu::new(&gpu.options())?;
+            for name in models {
+                let mut spec = gan::load_model(&name)?;
+                override_recipe(&mut spec, batch_size, None)?;
+                let batch = spec.recipe.batch;
+                let mut trainer = Trainer::new(gpu.clone(), spec, &dataset, 0, None)?;
+                let ms = train::time_iterations(&mut trainer, 2, iters.max(1));
+                let images_per_s = batch as f64 * 1000.0 / ms;
+                if json {
+                    let line = serde_json::json!({
+                        "model": name, "batch": batch, "iters": iters, "ms_per_iter": ms,
+                        "images_per_s": images_per_s, "device": gpu.describe(),
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{name:<16} batch {batch:>4}  {ms:>10.2} ms/iter  {images_per_s:>9.1} images/s  on {}",
+                        gpu.describe()
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Generate { checkpoint, count, seed, out, gpu } => {
             if count == 0 {
                 bail!("--count must be at least 1");
@@ -183,18 +237,51 @@ fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
 }
 
 fn models(json: bool) -> Result<()> {
-    for name in presets::NAMES {
-        let spec = presets::preset(name)?;
-        let (g, d) = (spec.generator.param_count(), spec.discriminator.param_count());
+    for name in gan::preset_names() {
+        let spec = gan::preset(name)?;
+        let (g, d) = (&spec.generator, &spec.discriminator);
         if json {
             let line = serde_json::json!({
-                "name": name, "params_g": g, "params_d": d, "trainable_g": g, "trainable_d": d,
+                "name": name,
+                "description": spec.description,
+                "params_g": g.param_count(),
+                "params_d": d.param_count(),
+                "trainable_g": g.trainable_count(),
+                "trainable_d": d.trainable_count(),
                 "batch": spec.recipe.batch,
             });
             println!("{line}");
         } else {
-            println!("{name:<12} G {g:>9} params   D {d:>9} params   batch {}", spec.recipe.batch);
+            println!(
+                "{name:<16} G {:>9} params ({:>9} trainable)   D {:>9} params ({:>9} trainable)   {}",
+                g.param_count(),
+                g.trainable_count(),
+                d.param_count(),
+                d.trainable_count(),
+                spec.description
+            );
         }
+    }
+    Ok(())
+}
+
+/// --batch-size and --lr over a model's recipe.
+fn override_recipe(spec: &mut GanSpec, batch_size: Option<usize>, lr: Option<f32>) -> Result<()> {
+    let r = &mut spec.recipe;
+    if let Some(b) = batch_size {
+        if b == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        // A recipe with its own generator batch keeps its ratio to the real batch.
+        r.g_batch = r.g_batch.map(|g| (g * b).div_ceil(r.batch));
+        r.batch = b;
+    }
+    if let Some(lr) = lr {
+        if !(lr > 0.0 && lr.is_finite()) {
+            bail!("--lr must be a positive number");
+        }
+        r.g_optimizer.set_lr(lr);
+        r.d_optimizer.set_lr(lr);
     }
     Ok(())
 }
@@ -221,20 +308,8 @@ fn train_command(args: TrainArgs) -> Result<()> {
             ck.spec.clone()
         }
         (None, model) => {
-            let mut spec = presets::preset(model.as_deref().unwrap_or("mlp"))?;
-            if let Some(b) = args.batch_size {
-                if b == 0 {
-                    bail!("--batch-size must be at least 1");
-                }
-                spec.recipe.batch = b;
-            }
-            if let Some(lr) = args.lr {
-                if !(lr > 0.0 && lr.is_finite()) {
-                    bail!("--lr must be a positive number");
-                }
-                spec.recipe.g_optimizer.lr = lr;
-                spec.recipe.d_optimizer.lr = lr;
-            }
+            let mut spec = gan::load_model(model.as_deref().unwrap_or("mlp"))?;
+            override_recipe(&mut spec, args.batch_size, args.lr)?;
             spec
         }
     };
@@ -247,7 +322,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let iters = match (args.iters, args.epochs) {
         (Some(i), _) => i,
         (None, Some(e)) if e > 0.0 => {
-            (e * dataset.count as f64 / spec.recipe.batch as f64).ceil() as u64
+            (e * dataset.count as f64 / spec.recipe.epoch_images_per_iter() as f64).ceil() as u64
         }
         (None, Some(_)) => bail!("--epochs must be positive"),
         (None, None) => 3000,
@@ -267,6 +342,13 @@ fn train_command(args: TrainArgs) -> Result<()> {
             "the checkpoint is already at step {start}; ask for more with --iters N (N > {start})"
         );
     }
+    let iters_per_epoch =
+        (dataset.count as u64).div_ceil(spec.recipe.epoch_images_per_iter() as u64);
+    let summarize_every = args
+        .summarize_every
+        .or(spec.recipe.summarize_every_epochs)
+        .filter(|&n| n > 0)
+        .map(|n| n * iters_per_epoch);
     let opts = TrainOptions {
         iters,
         seed,
@@ -274,6 +356,8 @@ fn train_command(args: TrainArgs) -> Result<()> {
         sample_every: args.sample_every,
         checkpoint_every: args.checkpoint_every,
         log_every: args.log_every,
+        summarize_every,
+        iters_per_epoch,
         progress: !args.quiet,
     };
     write_config(&args.out, &spec, &opts, &gpu, &dataset.source, resume_path.as_deref())?;
@@ -314,7 +398,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
 
 fn write_config(
     out: &Path,
-    spec: &presets::GanSpec,
+    spec: &GanSpec,
     opts: &TrainOptions,
     gpu: &Gpu,
     data_source: &str,

@@ -19,15 +19,22 @@ use crate::cpu;
 use crate::data::Dataset;
 use crate::gpu::{Dispatch, Gpu, Op, Staging, Tensor, record};
 use crate::images;
-use crate::kernels::{AdamParams, StepUniform, gather, loss, metrics, optim, rng};
-use crate::nn::presets::{DiscriminatorLoss, GanSpec, Noise};
-use crate::nn::{Net, Pass};
+use crate::kernels::{StepUniform, gather, loss, metrics, optim, rng};
+use crate::nn::gan::{DiscriminatorLoss, GanSpec, GeneratorMode, Noise, Optimizer};
+use crate::nn::spec::NetSpec;
+use crate::nn::{Grads, Mode, Net, Pass};
 
 /// RNG streams: each random draw of a step has its own, so they never overlap.
 pub(crate) const STREAM_D_NOISE: u32 = 0;
 pub(crate) const STREAM_BATCH: u32 = 1;
 pub(crate) const STREAM_G_NOISE: u32 = 2;
 const STREAM_SAMPLES: u32 = 3;
+const STREAM_EVAL_BATCH: u32 = 4;
+const STREAM_EVAL_NOISE: u32 = 5;
+
+/// Real and fake images the discriminator is evaluated on in a summary (seed 003's
+/// `summarize_performance`).
+pub const EVAL_COUNT: usize = 100;
 
 /// Images in the fixed-noise sample grid (10 x 10).
 pub const SAMPLE_COUNT: usize = 100;
@@ -54,6 +61,66 @@ pub(crate) const SLOT_FAKE: usize = 2;
 pub(crate) const SLOT_GEN: usize = 4;
 pub const METRIC_SLOTS: usize = 6;
 
+/// Dropout streams of each pass (layer i of a pass uses base + i): distinct from the other
+/// streams and from each other, so no two masks of a step coincide.
+pub(crate) const DROPOUT_G_FAKES: u32 = 1000;
+pub(crate) const DROPOUT_D_TRAIN: u32 = 2000;
+pub(crate) const DROPOUT_G_TRAIN: u32 = 3000;
+pub(crate) const DROPOUT_D_JUDGE: u32 = 4000;
+
+/// A network with its optimizer state on the GPU.
+struct Trained {
+    net: Net,
+    grads: Vec<Tensor>,
+    /// moments[k][j]: optimizer moment k of trainable parameter j.
+    moments: Vec<Vec<Tensor>>,
+}
+
+impl Trained {
+    fn new(gpu: &Gpu, spec: NetSpec, state: &NetState) -> Trained {
+        let net = Net::new(gpu, spec, &state.params);
+        let grads = net.zeros_like_trainable(gpu);
+        let moments =
+            state.moments.iter().map(|m| m.iter().map(|t| gpu.upload(t)).collect()).collect();
+        Trained { net, grads, moments }
+    }
+
+    /// One optimizer update of every trainable parameter from `grads`.
+    fn update(&self, gpu: &Gpu, opt: &Optimizer, step: &wgpu::Buffer) -> Vec<Op> {
+        self.net
+            .trainable()
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                let (w, g) = (&self.net.params[i], &self.grads[j]);
+                match (opt.adam(), opt.rmsprop()) {
+                    (Some(hp), _) => optim::adam(
+                        gpu,
+                        w,
+                        g,
+                        &self.moments[0][j],
+                        &self.moments[1][j],
+                        w.len,
+                        hp,
+                        step,
+                    ),
+                    (_, Some(hp)) => optim::rmsprop(gpu, w, g, &self.moments[0][j], w.len, hp),
+                    _ => unreachable!("an optimizer is Adam or RMSprop"),
+                }
+                .into()
+            })
+            .collect()
+    }
+
+    fn state(&self, gpu: &Gpu) -> NetState {
+        let read_all = |ts: &[Tensor]| ts.iter().map(|t| gpu.read(t)).collect::<Vec<_>>();
+        NetState {
+            params: read_all(&self.net.params),
+            moments: self.moments.iter().map(|m| read_all(m)).collect(),
+        }
+    }
+}
+
 /// A GAN on the GPU with its recorded training iteration.
 pub struct Trainer {
     pub gpu: Arc<Gpu>,
@@ -61,14 +128,15 @@ pub struct Trainer {
     pub seed: u32,
     /// Iterations completed.
     pub step: u64,
-    generator: Net,
-    discriminator: Net,
-    g_moments: (Vec<Tensor>, Vec<Tensor>),
-    d_moments: (Vec<Tensor>, Vec<Tensor>),
+    generator: Trained,
+    discriminator: Trained,
     step_uniform: wgpu::Buffer,
     iteration: Vec<Op>,
     metrics: Tensor,
     sampler: Pass,
+    /// Discriminator accuracy on fresh real and fake images, in inference mode.
+    evaluation: Vec<Op>,
+    eval_metrics: Tensor,
     in_flight: VecDeque<wgpu::SubmissionIndex>,
     pending_metrics: VecDeque<(u64, Staging)>,
     free_staging: Vec<Staging>,
@@ -83,21 +151,11 @@ fn noise(gpu: &Gpu, noise: Noise, out: &Tensor, stream: u32, step: &wgpu::Buffer
     }
 }
 
-fn adam_ops(
-    gpu: &Gpu,
-    net: &Net,
-    grads: &[Tensor],
-    m: &[Tensor],
-    v: &[Tensor],
-    hp: AdamParams,
-    step: &wgpu::Buffer,
-) -> Vec<Op> {
-    (0..net.params.len())
-        .map(|i| {
-            optim::adam(gpu, &net.params[i], &grads[i], &m[i], &v[i], net.params[i].len, hp, step)
-                .into()
-        })
-        .collect()
+fn mode(m: GeneratorMode) -> Mode {
+    match m {
+        GeneratorMode::Training => Mode::Training,
+        GeneratorMode::Inference => Mode::Inference,
+    }
 }
 
 impl Trainer {
@@ -110,23 +168,16 @@ impl Trainer {
         seed: u32,
         resume: Option<Checkpoint>,
     ) -> Result<Trainer> {
-        let image_len = dataset.rows * dataset.cols;
+        spec.check()?;
+        let [h, w, c] = spec.image;
         anyhow::ensure!(
-            image_len == spec.discriminator.input,
-            "the dataset's images are {}x{} = {image_len} pixels but model {} expects {}",
+            (dataset.rows, dataset.cols, 1) == (h, w, c),
+            "the dataset's images are {}x{}x1 but model {} expects {h}x{w}x{c}",
             dataset.rows,
             dataset.cols,
             spec.name,
-            spec.discriminator.input
         );
-        anyhow::ensure!(
-            spec.discriminator.output() == 1,
-            "the discriminator must end in one logit"
-        );
-        anyhow::ensure!(
-            spec.generator.output() == image_len,
-            "the generator must produce {image_len} pixels"
-        );
+        let image_len = spec.image_len();
         let (seed, step, g_state, d_state) = match resume {
             Some(ck) => {
                 anyhow::ensure!(
@@ -142,26 +193,27 @@ impl Trainer {
                 (seed, 0, g, d)
             }
         };
-        let generator = Net::new(&gpu, spec.generator.clone(), &g_state.params);
-        let discriminator = Net::new(&gpu, spec.discriminator.clone(), &d_state.params);
-        let upload_all = |v: &[Vec<f32>]| v.iter().map(|t| gpu.upload(t)).collect::<Vec<_>>();
-        let g_moments = (upload_all(&g_state.adam_m), upload_all(&g_state.adam_v));
-        let d_moments = (upload_all(&d_state.adam_m), upload_all(&d_state.adam_v));
-        let g_grads = generator.zeros_like_params(&gpu);
-        let d_grads = discriminator.zeros_like_params(&gpu);
+        let generator = Trained::new(&gpu, spec.generator.clone(), &g_state);
+        let discriminator = Trained::new(&gpu, spec.discriminator_logits(), &d_state);
+        let (g, d) = (&generator, &discriminator);
 
         let r = &spec.recipe;
-        let batch = r.batch;
+        let (batch, g_batch) = (r.batch, r.g_batch());
         let nz = spec.noise_dim();
         let step_uniform = gpu.uniform(&StepUniform::default());
+        let su = &step_uniform;
         let dataset_words = gpu.upload_u32(&pack_bytes(&dataset.images));
+        let no_grads = Grads { params: None, input: None };
 
         // Discriminator update: real rows then fake rows in one batch of 2B.
         let d_noise = gpu.zeros(batch * nz);
         let indices = gpu.zeros(batch);
         let d_input = gpu.zeros(2 * batch * image_len);
-        let g_fake = generator.pass(&gpu, batch, &d_noise, None, None);
-        let d_train = discriminator.pass(&gpu, 2 * batch, &d_input, Some(&d_grads), None);
+        let g_fakes =
+            g.net.pass(&gpu, batch, &d_noise, mode(r.fakes_for_d), no_grads, DROPOUT_G_FAKES, su);
+        let d_grads = Grads { params: Some(&d.grads), input: None };
+        let d_train =
+            d.net.pass(&gpu, 2 * batch, &d_input, Mode::Training, d_grads, DROPOUT_D_TRAIN, su);
         let mut d_targets = vec![r.real_label; batch];
         d_targets.extend(vec![0.0; batch]);
         let d_targets = gpu.upload(&d_targets);
@@ -174,16 +226,8 @@ impl Trainer {
         let (lo, hi) = r.pixel_range;
 
         let mut ops: Vec<Op> = vec![
-            noise(&gpu, r.noise, &d_noise, STREAM_D_NOISE, &step_uniform).into(),
-            rng::rng_randint(
-                &gpu,
-                &indices,
-                batch,
-                dataset.count as u32,
-                STREAM_BATCH,
-                &step_uniform,
-            )
-            .into(),
+            noise(&gpu, r.noise, &d_noise, STREAM_D_NOISE, su).into(),
+            rng::rng_randint(&gpu, &indices, batch, dataset.count as u32, STREAM_BATCH, su).into(),
             gather::gather_rows(
                 &gpu,
                 &dataset_words,
@@ -196,45 +240,26 @@ impl Trainer {
             )
             .into(),
         ];
-        ops.extend(g_fake.forward.iter().cloned());
+        ops.extend(g_fakes.forward.iter().cloned());
         ops.push(Op::Copy {
-            src: g_fake.output.clone(),
+            src: g_fakes.output.clone(),
             src_offset: 0,
             dst: d_input.clone(),
             dst_offset: batch * image_len,
             len: batch * image_len,
         });
         ops.extend(d_train.forward.iter().cloned());
-        ops.push(
-            loss::bce_with_logits(
-                &gpu,
-                &d_train.output,
-                &d_targets,
-                &d_train.output_grad,
-                &d_losses,
-                2 * batch,
-                d_grad_scale,
-            )
-            .into(),
-        );
+        let (z, t, dz) = (&d_train.output, &d_targets, &d_train.output_grad);
+        ops.push(loss::bce_with_logits(&gpu, z, t, dz, &d_losses, 2 * batch, d_grad_scale).into());
         ops.extend(d_train.backward.iter().cloned());
         ops.push(
-            metrics::batch_metrics(
-                &gpu,
-                &d_train.output,
-                &d_losses,
-                &metrics_buf,
-                SLOT_REAL,
-                0,
-                batch,
-                true,
-            )
-            .into(),
+            metrics::batch_metrics(&gpu, z, &d_losses, &metrics_buf, SLOT_REAL, 0, batch, true)
+                .into(),
         );
         ops.push(
             metrics::batch_metrics(
                 &gpu,
-                &d_train.output,
+                z,
                 &d_losses,
                 &metrics_buf,
                 SLOT_FAKE,
@@ -244,71 +269,59 @@ impl Trainer {
             )
             .into(),
         );
-        ops.extend(adam_ops(
-            &gpu,
-            &discriminator,
-            &d_grads,
-            &d_moments.0,
-            &d_moments.1,
-            r.d_optimizer,
-            &step_uniform,
-        ));
+        ops.extend(d.update(&gpu, &r.d_optimizer, su));
 
         // Generator update: fakes labelled real, gradients through D into G; D's weights stay.
-        let g_noise = gpu.zeros(batch * nz);
-        let g_train = generator.pass(&gpu, batch, &g_noise, Some(&g_grads), None);
+        let g_noise = gpu.zeros(g_batch * nz);
+        let g_grads = Grads { params: Some(&g.grads), input: None };
+        let g_train =
+            g.net.pass(&gpu, g_batch, &g_noise, Mode::Training, g_grads, DROPOUT_G_TRAIN, su);
         // D's input gradient is G's output gradient: the two passes share that buffer.
-        let d_judge =
-            discriminator.pass(&gpu, batch, &g_train.output, None, Some(&g_train.output_grad));
-        let g_targets = gpu.upload(&vec![1.0; batch]);
-        let g_losses = gpu.zeros(batch);
-        ops.push(noise(&gpu, r.noise, &g_noise, STREAM_G_NOISE, &step_uniform).into());
+        let through_d = Grads { params: None, input: Some(&g_train.output_grad) };
+        let d_judge = d.net.pass(
+            &gpu,
+            g_batch,
+            &g_train.output,
+            Mode::Training,
+            through_d,
+            DROPOUT_D_JUDGE,
+            su,
+        );
+        let g_targets = gpu.upload(&vec![1.0; g_batch]);
+        let g_losses = gpu.zeros(g_batch);
+        ops.push(noise(&gpu, r.noise, &g_noise, STREAM_G_NOISE, su).into());
         ops.extend(g_train.forward.iter().cloned());
         ops.extend(d_judge.forward.iter().cloned());
+        let (z, dz) = (&d_judge.output, &d_judge.output_grad);
         ops.push(
             loss::bce_with_logits(
                 &gpu,
-                &d_judge.output,
+                z,
                 &g_targets,
-                &d_judge.output_grad,
+                dz,
                 &g_losses,
-                batch,
-                1.0 / batch as f32,
+                g_batch,
+                1.0 / g_batch as f32,
             )
             .into(),
         );
         ops.extend(d_judge.backward.iter().cloned());
         ops.extend(g_train.backward.iter().cloned());
         ops.push(
-            metrics::batch_metrics(
-                &gpu,
-                &d_judge.output,
-                &g_losses,
-                &metrics_buf,
-                SLOT_GEN,
-                0,
-                batch,
-                true,
-            )
-            .into(),
+            metrics::batch_metrics(&gpu, z, &g_losses, &metrics_buf, SLOT_GEN, 0, g_batch, true)
+                .into(),
         );
-        ops.extend(adam_ops(
-            &gpu,
-            &generator,
-            &g_grads,
-            &g_moments.0,
-            &g_moments.1,
-            r.g_optimizer,
-            &step_uniform,
-        ));
+        ops.extend(g.update(&gpu, &r.g_optimizer, su));
 
-        // The sample grid's noise is fixed for the whole run (and across resumes).
+        // The sample grid's noise is fixed for the whole run (and across resumes); the
+        // generator makes it in inference mode, as Keras's `predict` does.
         let mut sample_noise = vec![0.0; SAMPLE_COUNT * nz];
         let sample_step = StepUniform { step: 0, seed, _pad: [0; 2] };
+        let len = sample_noise.len();
         match r.noise {
             Noise::Uniform { low, high } => cpu::rng::rng_uniform(
                 &mut sample_noise,
-                SAMPLE_COUNT * nz,
+                len,
                 low,
                 high,
                 STREAM_SAMPLES,
@@ -316,14 +329,91 @@ impl Trainer {
             ),
             Noise::Normal { mean, std } => cpu::rng::rng_normal(
                 &mut sample_noise,
-                SAMPLE_COUNT * nz,
+                len,
                 mean,
                 std,
                 STREAM_SAMPLES,
                 &sample_step,
             ),
         }
-        let sampler = generator.pass(&gpu, SAMPLE_COUNT, &gpu.upload(&sample_noise), None, None);
+        let sample_noise = gpu.upload(&sample_noise);
+        let sampler =
+            g.net.pass(&gpu, SAMPLE_COUNT, &sample_noise, Mode::Inference, no_grads, 0, su);
+
+        // Summaries: D judges EVAL_COUNT fresh real images and as many fakes, in inference
+        // mode, as Keras's `evaluate` does.
+        let (eval_noise, eval_indices) = (gpu.zeros(EVAL_COUNT * nz), gpu.zeros(EVAL_COUNT));
+        let eval_input = gpu.zeros(2 * EVAL_COUNT * image_len);
+        let eval_fakes =
+            g.net.pass(&gpu, EVAL_COUNT, &eval_noise, Mode::Inference, no_grads, 0, su);
+        let eval_d =
+            d.net.pass(&gpu, 2 * EVAL_COUNT, &eval_input, Mode::Inference, no_grads, 0, su);
+        let mut eval_targets = vec![1.0; EVAL_COUNT];
+        eval_targets.extend(vec![0.0; EVAL_COUNT]);
+        let (eval_targets, eval_losses) = (gpu.upload(&eval_targets), gpu.zeros(2 * EVAL_COUNT));
+        let (eval_grad, eval_metrics) = (gpu.zeros(2 * EVAL_COUNT), gpu.zeros(4));
+        let mut evaluation: Vec<Op> = vec![
+            noise(&gpu, r.noise, &eval_noise, STREAM_EVAL_NOISE, su).into(),
+            rng::rng_randint(
+                &gpu,
+                &eval_indices,
+                EVAL_COUNT,
+                dataset.count as u32,
+                STREAM_EVAL_BATCH,
+                su,
+            )
+            .into(),
+            gather::gather_rows(
+                &gpu,
+                &dataset_words,
+                &eval_indices,
+                &eval_input,
+                EVAL_COUNT,
+                image_len,
+                (hi - lo) / 255.0,
+                lo,
+            )
+            .into(),
+        ];
+        evaluation.extend(eval_fakes.forward.iter().cloned());
+        evaluation.push(Op::Copy {
+            src: eval_fakes.output.clone(),
+            src_offset: 0,
+            dst: eval_input.clone(),
+            dst_offset: EVAL_COUNT * image_len,
+            len: EVAL_COUNT * image_len,
+        });
+        evaluation.extend(eval_d.forward.iter().cloned());
+        let z = &eval_d.output;
+        evaluation.push(
+            loss::bce_with_logits(
+                &gpu,
+                z,
+                &eval_targets,
+                &eval_grad,
+                &eval_losses,
+                2 * EVAL_COUNT,
+                0.0,
+            )
+            .into(),
+        );
+        evaluation.push(
+            metrics::batch_metrics(&gpu, z, &eval_losses, &eval_metrics, 0, 0, EVAL_COUNT, true)
+                .into(),
+        );
+        evaluation.push(
+            metrics::batch_metrics(
+                &gpu,
+                z,
+                &eval_losses,
+                &eval_metrics,
+                2,
+                EVAL_COUNT,
+                EVAL_COUNT,
+                false,
+            )
+            .into(),
+        );
 
         Ok(Trainer {
             gpu,
@@ -332,12 +422,12 @@ impl Trainer {
             step,
             generator,
             discriminator,
-            g_moments,
-            d_moments,
             step_uniform,
             iteration: ops,
             metrics: metrics_buf,
             sampler,
+            evaluation,
+            eval_metrics,
             in_flight: VecDeque::new(),
             pending_metrics: VecDeque::new(),
             free_staging: Vec::new(),
@@ -398,23 +488,22 @@ impl Trainer {
         self.gpu.read(&self.sampler.output)
     }
 
+    /// The discriminator's accuracy on EVAL_COUNT fresh real images and as many fresh fakes
+    /// (waits for the GPU). The images depend on the seed and the current step only.
+    pub fn evaluate_discriminator(&self) -> (f32, f32) {
+        self.gpu.run(&self.evaluation);
+        let m = self.gpu.read(&self.eval_metrics);
+        (m[1], m[3])
+    }
+
     /// Everything needed to continue exactly where this step left off (waits for the GPU).
     pub fn checkpoint(&self) -> Checkpoint {
-        let read_all = |ts: &[Tensor]| ts.iter().map(|t| self.gpu.read(t)).collect::<Vec<_>>();
         Checkpoint {
             spec: self.spec.clone(),
             step: self.step,
             seed: self.seed,
-            generator: NetState {
-                params: read_all(&self.generator.params),
-                adam_m: read_all(&self.g_moments.0),
-                adam_v: read_all(&self.g_moments.1),
-            },
-            discriminator: NetState {
-                params: read_all(&self.discriminator.params),
-                adam_m: read_all(&self.d_moments.0),
-                adam_v: read_all(&self.d_moments.1),
-            },
+            generator: self.generator.state(&self.gpu),
+            discriminator: self.discriminator.state(&self.gpu),
         }
     }
 
@@ -442,12 +531,33 @@ impl Trainer {
 
 /// Freshly initialised generator and discriminator with zero optimizer moments.
 pub(crate) fn initial_state(spec: &GanSpec, seed: u32) -> (NetState, NetState) {
-    let fresh = |net: &crate::nn::NetSpec, salt: u64| {
+    let fresh = |net: &NetSpec, opt: &Optimizer, salt: u64| {
         let params = net.init_params(seed as u64 * 2 + salt);
-        let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.len()]).collect();
-        NetState { params, adam_m: zeros.clone(), adam_v: zeros }
+        let trainable = net
+            .params()
+            .iter()
+            .filter(|p| p.trainable)
+            .map(|p| vec![0.0; p.numel()])
+            .collect::<Vec<_>>();
+        NetState { params, moments: vec![trainable; opt.moments()] }
     };
-    (fresh(&spec.generator, 0), fresh(&spec.discriminator, 1))
+    let r = &spec.recipe;
+    (fresh(&spec.generator, &r.g_optimizer, 0), fresh(&spec.discriminator, &r.d_optimizer, 1))
+}
+
+/// Milliseconds per training iteration: `warmup` untimed steps (pipelines compile, caches
+/// fill), then `iters` steps timed from the first submission to the last one's completion.
+pub fn time_iterations(trainer: &mut Trainer, warmup: u64, iters: u64) -> f64 {
+    for _ in 0..warmup {
+        trainer.step(false);
+    }
+    trainer.gpu.wait();
+    let start = Instant::now();
+    for _ in 0..iters {
+        trainer.step(false);
+    }
+    trainer.gpu.wait();
+    start.elapsed().as_secs_f64() * 1000.0 / iters.max(1) as f64
 }
 
 /// Bytes packed four to a little-endian u32 word, the form the gather kernel reads.
@@ -472,6 +582,11 @@ pub struct TrainOptions {
     pub sample_every: u64,
     pub checkpoint_every: u64,
     pub log_every: u64,
+    /// Every this many iterations (seed 003's "every N epochs"): D's accuracy on fresh real
+    /// and fake images into metrics.jsonl, a sample grid and a checkpoint named by epoch.
+    pub summarize_every: Option<u64>,
+    /// Iterations per epoch, to name summaries by epoch.
+    pub iters_per_epoch: u64,
     pub progress: bool,
 }
 
@@ -499,16 +614,57 @@ pub fn save_checkpoint(trainer: &Trainer, out: &Path) -> Result<PathBuf> {
 }
 
 fn save_samples(trainer: &Trainer, out: &Path) -> Result<()> {
+    save_samples_as(trainer, out, &format!("step-{:06}.png", trainer.step))
+}
+
+fn save_samples_as(trainer: &Trainer, out: &Path, name: &str) -> Result<()> {
     let pixels = images::to_bytes(&trainer.samples(), trainer.spec.recipe.pixel_range);
     let dir = out.join("samples");
     std::fs::create_dir_all(&dir)?;
-    images::save_grid(
-        &dir.join(format!("step-{:06}.png", trainer.step)),
-        &pixels,
-        SAMPLE_COUNT,
-        28,
-        28,
-    )
+    let [h, w, _] = trainer.spec.image;
+    images::save_grid(&dir.join(name), &pixels, SAMPLE_COUNT, h, w)
+}
+
+/// metrics.jsonl and the progress bar.
+struct Log {
+    file: std::fs::File,
+    bar: indicatif::ProgressBar,
+    /// (step, time) of the previous logged step, for images/s.
+    previous: (u64, Instant),
+    last: Option<Metrics>,
+}
+
+impl Log {
+    fn metrics(&mut self, trainer: &Trainer, ready: Vec<(u64, [f32; METRIC_SLOTS])>) -> Result<()> {
+        for (step, values) in ready {
+            let now = Instant::now();
+            let seconds = now.duration_since(self.previous.1).as_secs_f64().max(1e-9);
+            let rate = (step - self.previous.0) as f64 * trainer.spec.recipe.batch as f64 / seconds;
+            self.previous = (step, now);
+            let m = trainer.metrics_from(step, values, rate);
+            writeln!(self.file, "{}", serde_json::to_string(&m)?)?;
+            self.bar.set_message(format!(
+                "d_loss {:.3} g_loss {:.3} acc {:.2}/{:.2}",
+                m.d_loss, m.g_loss, m.d_acc_real, m.d_acc_fake
+            ));
+            self.last = Some(m);
+        }
+        Ok(())
+    }
+}
+
+/// Seed 003's `summarize_performance`: D's accuracy on fresh real and fake images into
+/// metrics.jsonl, a sample grid and a checkpoint, named by epoch.
+fn summarize(trainer: &Trainer, opts: &TrainOptions, log: &mut Log) -> Result<()> {
+    let epoch = trainer.step / opts.iters_per_epoch.max(1);
+    let (real, fake) = trainer.evaluate_discriminator();
+    let line = serde_json::json!({
+        "step": trainer.step, "epoch": epoch, "summary_d_acc_real": real, "summary_d_acc_fake": fake,
+    });
+    writeln!(log.file, "{line}")?;
+    log.bar.println(format!("epoch {epoch}: D accuracy on real {real:.2}, on fake {fake:.2}"));
+    save_samples_as(trainer, &opts.out, &format!("epoch-{epoch:03}.png"))?;
+    trainer.checkpoint().save(&opts.out.join(format!("checkpoints/epoch-{epoch:03}.safetensors")))
 }
 
 /// Runs the training loop until `opts.iters` or until `stop` is raised (Ctrl-C): the step in
@@ -516,7 +672,7 @@ fn save_samples(trainer: &Trainer, out: &Path) -> Result<()> {
 pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> Result<Summary> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
-    let mut log = OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(opts.out.join("metrics.jsonl"))
@@ -536,41 +692,21 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
     );
     bar.set_position(start_step);
     let started = Instant::now();
-    let mut last_log = (start_step, Instant::now());
-    let mut last = None;
+    let mut log = Log { file, bar, previous: (start_step, Instant::now()), last: None };
     let mut interrupted = false;
-    let batch = trainer.spec.recipe.batch as f64;
-
-    let mut write_metrics = |trainer: &Trainer,
-                             ready: Vec<(u64, [f32; METRIC_SLOTS])>,
-                             last: &mut Option<Metrics>,
-                             last_log: &mut (u64, Instant)|
-     -> Result<()> {
-        for (step, values) in ready {
-            let now = Instant::now();
-            let rate = (step - last_log.0) as f64 * batch
-                / now.duration_since(last_log.1).as_secs_f64().max(1e-9);
-            *last_log = (step, now);
-            let m = trainer.metrics_from(step, values, rate);
-            writeln!(log, "{}", serde_json::to_string(&m)?)?;
-            bar.set_message(format!(
-                "d_loss {:.3} g_loss {:.3} acc {:.2}/{:.2}",
-                m.d_loss, m.g_loss, m.d_acc_real, m.d_acc_fake
-            ));
-            *last = Some(m);
-        }
-        Ok(())
-    };
 
     while trainer.step < opts.iters {
         let next = trainer.step + 1;
         let log_step = next.is_multiple_of(opts.log_every) || next == opts.iters;
         trainer.step(log_step);
-        bar.set_position(trainer.step);
+        log.bar.set_position(trainer.step);
         let ready = trainer.poll_metrics(false);
-        write_metrics(trainer, ready, &mut last, &mut last_log)?;
+        log.metrics(trainer, ready)?;
         if opts.sample_every > 0 && trainer.step.is_multiple_of(opts.sample_every) {
             save_samples(trainer, &opts.out)?;
+        }
+        if opts.summarize_every.is_some_and(|n| n > 0 && trainer.step.is_multiple_of(n)) {
+            summarize(trainer, opts, &mut log)?;
         }
         if stop.load(Ordering::SeqCst) {
             interrupted = true;
@@ -584,19 +720,19 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
         }
     }
     let ready = trainer.poll_metrics(true);
-    write_metrics(trainer, ready, &mut last, &mut last_log)?;
-    log.sync_all()?;
+    log.metrics(trainer, ready)?;
+    log.file.sync_all()?;
     if trainer.step > start_step {
         if opts.sample_every == 0 || !trainer.step.is_multiple_of(opts.sample_every) {
             save_samples(trainer, &opts.out)?;
         }
         save_checkpoint(trainer, &opts.out)?;
     }
-    bar.finish_and_clear();
+    log.bar.finish_and_clear();
     Ok(Summary {
         steps_done: trainer.step - start_step,
         interrupted,
-        last,
+        last: log.last,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -709,8 +709,8 @@ fn used_cases() -> Vec<Case> {
     for gpu in &gpus {
         let variant = if gpu.caps.subgroup_size.is_some() { "fast" } else { "portable" };
         eprintln!("used pipelines: built on {} [{variant} kernels]", gpu.describe());
-        for name in gan_gpu::nn::presets::NAMES {
-            let spec = gan_gpu::nn::presets::preset(name).unwrap();
+        for name in gan_gpu::nn::gan::preset_names() {
+            let spec = gan_gpu::nn::gan::preset(name).unwrap();
             // `--batch-size` decides some matmul layouts: an operand of one row, or rows that
             // are not a multiple of 4.
             for (i, batch) in [spec.recipe.batch, 1, 6].into_iter().enumerate() {

@@ -5,8 +5,11 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use gan_gpu::data::{self, Dataset, DatasetName};
-use gan_gpu::nn::presets;
+use gan_gpu::nn::gan::{self, GanSpec};
 use gan_gpu::train::{self, TrainOptions, Trainer};
+
+/// The MLP presets: cheap enough to train for hundreds of steps in a test.
+const MLPS: [&str; 2] = ["mlp", "mlp-relu"];
 
 fn mnist() -> &'static Dataset {
     static DATA: std::sync::OnceLock<Dataset> = std::sync::OnceLock::new();
@@ -15,8 +18,8 @@ fn mnist() -> &'static Dataset {
     })
 }
 
-fn small(name: &str, batch: usize) -> presets::GanSpec {
-    let mut spec = presets::preset(name).unwrap();
+fn small(name: &str, batch: usize) -> GanSpec {
+    let mut spec = gan::preset(name).unwrap();
     spec.recipe.batch = batch;
     spec
 }
@@ -28,7 +31,8 @@ fn small(name: &str, batch: usize) -> presets::GanSpec {
 #[test]
 fn discriminator_separates_real_from_fake() {
     for gpu in common::gpus() {
-        for name in presets::NAMES {
+        let _gl = common::serialize_gl(gpu);
+        for name in MLPS {
             let mut trainer = Trainer::new(gpu.clone(), small(name, 64), mnist(), 7, None).unwrap();
             let mut history = Vec::new();
             for step in 1..=300u64 {
@@ -60,6 +64,7 @@ fn discriminator_separates_real_from_fake() {
 #[test]
 fn resume_continues_exactly() {
     let gpu = &common::gpus()[0];
+    let _gl = common::serialize_gl(gpu);
     let spec = small("mlp", 32);
     let mut straight = Trainer::new(gpu.clone(), spec.clone(), mnist(), 3, None).unwrap();
     for _ in 0..20 {
@@ -90,6 +95,7 @@ fn resume_continues_exactly() {
 #[test]
 fn train_loop_writes_outputs() {
     let gpu = &common::gpus()[0];
+    let _gl = common::serialize_gl(gpu);
     let dir = tempfile::tempdir().unwrap();
     let opts = TrainOptions {
         iters: 12,
@@ -98,6 +104,8 @@ fn train_loop_writes_outputs() {
         sample_every: 5,
         checkpoint_every: 5,
         log_every: 4,
+        summarize_every: None,
+        iters_per_epoch: 1,
         progress: false,
     };
     let mut trainer = Trainer::new(gpu.clone(), small("mlp", 16), mnist(), 1, None).unwrap();
@@ -137,20 +145,29 @@ fn train_loop_writes_outputs() {
 }
 
 /// The GPU trainer and the CPU reference (the same iteration built from the kernels' CPU
-/// twins) follow the same losses from the same seed, on every adapter.
+/// twins) follow the same losses from the same seed, on every adapter, for every preset:
+/// the MLPs for tens of steps, the convolutional ones for a few steps of a tiny batch (the
+/// CPU twins are plain loops).
 #[test]
 fn gpu_training_follows_the_cpu_reference() {
-    // Losses are means over the batch: after 20 steps of chaotic GAN dynamics, f32 rounding
+    // Losses are means over the batch: after 50 steps of chaotic GAN dynamics, f32 rounding
     // differences between the GPU and the CPU stay below this.
     const LOSS_TOLERANCE: f32 = 2e-3;
-    for gpu in common::gpus() {
-        for name in presets::NAMES {
-            let spec = small(name, 32);
-            let mut reference =
-                gan_gpu::reference::ReferenceTrainer::new(spec.clone(), mnist(), 11);
-            let mut trainer = Trainer::new(gpu.clone(), spec, mnist(), 11, None).unwrap();
-            for step in 1..=20u64 {
-                let want = reference.step();
+    for (name, batch, steps) in [
+        ("mlp", 32, 50),
+        ("mlp-relu", 32, 20),
+        ("dcgan-avgpool", 4, 3),
+        ("dcgan", 2, 2),
+        ("dcgan-upsample", 2, 2),
+    ] {
+        let mut spec = small(name, batch);
+        spec.recipe.g_batch = None;
+        let mut reference = gan_gpu::reference::ReferenceTrainer::new(spec.clone(), mnist(), 11);
+        let want: Vec<_> = (0..steps).map(|_| reference.step()).collect();
+        for gpu in common::gpus() {
+            let _gl = common::serialize_gl(gpu);
+            let mut trainer = Trainer::new(gpu.clone(), spec.clone(), mnist(), 11, None).unwrap();
+            for (step, want) in (1..).zip(&want) {
                 trainer.step(true);
                 let got = trainer.poll_metrics(true);
                 assert_eq!(got.len(), 1);
@@ -160,7 +177,7 @@ fn gpu_training_follows_the_cpu_reference() {
                     assert!(
                         (g - w).abs() <= LOSS_TOLERANCE,
                         "{name} on {} step {step} metric {i}: GPU {g} vs CPU {w}\n{got:?}\n{want:?}",
-                        gpu.describe()
+                        common::describe(gpu)
                     );
                 }
             }

@@ -2,101 +2,38 @@
 //! a [`Pass`] is the recorded forward (and backward) work of that network on one input buffer.
 //! Passes are built once and replayed every step, so a step allocates nothing.
 
-pub mod presets;
+pub mod gan;
+pub mod spec;
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde::{Deserialize, Serialize};
+use spec::{LayerSpec, NetSpec, ParamShape};
 
 use crate::gpu::{Gpu, Op, Tensor};
-use crate::kernels::{Activation, activation, bias, matmul};
+use crate::kernels::conv;
+use crate::kernels::{activation, batchnorm, bias, matmul, pool, rng};
 
-/// One layer of a network description.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "layer", rename_all = "snake_case")]
-pub enum LayerSpec {
-    /// Fully connected: y = x·W + b, W stored [in, out] (Keras's layout).
-    Dense {
-        units: usize,
-    },
-    Activation {
-        activation: Activation,
-    },
+/// Training mode uses batch statistics and dropout; inference mode moving statistics and no
+/// dropout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Training,
+    Inference,
 }
 
-/// A network: its input width and its layers, in order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NetSpec {
-    pub input: usize,
-    pub layers: Vec<LayerSpec>,
-}
-
-/// The shape of one parameter tensor, named as in checkpoints ("dense0.w").
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParamShape {
-    pub name: String,
-    pub shape: Vec<usize>,
-}
-
-impl ParamShape {
-    /// Number of elements.
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
-impl NetSpec {
-    /// Width of the network's output.
-    pub fn output(&self) -> usize {
-        self.layers.iter().fold(self.input, |width, layer| match layer {
-            LayerSpec::Dense { units } => *units,
-            LayerSpec::Activation { .. } => width,
-        })
-    }
-
-    /// The parameter tensors in order, two per dense layer (weight [in, out], bias [out]).
-    pub fn params(&self) -> Vec<ParamShape> {
-        let mut width = self.input;
-        let mut params = Vec::new();
-        for (i, layer) in self.dense_layers() {
-            let units = match layer {
-                LayerSpec::Dense { units } => *units,
-                LayerSpec::Activation { .. } => unreachable!(),
-            };
-            params.push(ParamShape { name: format!("dense{i}.w"), shape: vec![width, units] });
-            params.push(ParamShape { name: format!("dense{i}.b"), shape: vec![units] });
-            width = units;
-        }
-        params
-    }
-
-    pub fn param_count(&self) -> usize {
-        self.params().iter().map(ParamShape::numel).sum()
-    }
-
-    fn dense_layers(&self) -> impl Iterator<Item = (usize, &LayerSpec)> {
-        self.layers.iter().filter(|l| matches!(l, LayerSpec::Dense { .. })).enumerate()
-    }
-
-    /// Initial values as Keras gives them: Glorot-uniform weights, zero biases.
-    pub fn init_params(&self, seed: u64) -> Vec<Vec<f32>> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        self.params()
-            .iter()
-            .map(|p| match p.shape[..] {
-                [fan_in, fan_out] => {
-                    let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
-                    (0..p.numel()).map(|_| rng.random_range(-limit..limit)).collect()
-                }
-                _ => vec![0.0; p.numel()],
-            })
-            .collect()
-    }
-}
-
-/// A network's parameters on the GPU.
+/// A network's parameters (and state tensors such as moving means) on the GPU.
 pub struct Net {
     pub spec: NetSpec,
+    pub shapes: Vec<ParamShape>,
+    /// One tensor per entry of `shapes`.
     pub params: Vec<Tensor>,
+}
+
+/// What a pass's backward computes besides the gradient flowing through.
+#[derive(Clone, Copy)]
+pub struct Grads<'a> {
+    /// Gradients of the trainable parameters, in [`Net::trainable`] order.
+    pub params: Option<&'a [Tensor]>,
+    /// Where to write the gradient of the input.
+    pub input: Option<&'a Tensor>,
 }
 
 impl Net {
@@ -111,101 +48,335 @@ impl Net {
                 gpu.upload(v)
             })
             .collect();
-        Net { spec, params }
+        Net { spec, shapes, params }
     }
 
-    /// Zero tensors shaped like the parameters (gradients, optimizer moments).
-    pub fn zeros_like_params(&self, gpu: &Gpu) -> Vec<Tensor> {
-        self.params.iter().map(|p| gpu.zeros(p.len)).collect()
+    /// Indices (into `params`) of the tensors an optimizer updates.
+    pub fn trainable(&self) -> Vec<usize> {
+        (0..self.shapes.len()).filter(|&i| self.shapes[i].trainable).collect()
     }
 
-    /// Records this network on `input` ([batch, spec.input]). With `param_grads`, the backward
-    /// pass writes each parameter's gradient there; with `input_grad`, it also writes the
-    /// gradient of the input there (the output gradient of the network that made the input).
+    /// Zero tensors shaped like the trainable parameters (gradients, optimizer moments).
+    pub fn zeros_like_trainable(&self, gpu: &Gpu) -> Vec<Tensor> {
+        self.trainable().iter().map(|&i| gpu.zeros(self.params[i].len)).collect()
+    }
+
+    /// Records this network on `input` ([batch, spec.input]). Dropout layer i draws its mask
+    /// from RNG stream `stream_base + i` at the step that `step` holds.
+    #[allow(clippy::too_many_arguments)]
     pub fn pass(
         &self,
         gpu: &Gpu,
         batch: usize,
         input: &Tensor,
-        param_grads: Option<&[Tensor]>,
-        input_grad: Option<&Tensor>,
+        mode: Mode,
+        grads: Grads,
+        stream_base: u32,
+        step: &wgpu::Buffer,
     ) -> Pass {
-        assert!(input.len >= batch * self.spec.input);
+        let shapes = self.spec.shapes().expect("a checked NetSpec");
+        let numel = |s: &[usize]| s.iter().product::<usize>();
+        assert!(input.len >= batch * numel(&shapes[0]));
+        let trainable = self.trainable();
+        let grad_slot = |param: usize| trainable.iter().position(|&t| t == param);
         let mut forward: Vec<Op> = Vec::new();
-        // Each dense layer writes a new activation buffer; activations then work in place on
-        // it, so the backward pass finds every layer's input and output still intact.
-        let mut acts = vec![input.clone()];
-        let mut widths = vec![self.spec.input];
-        let mut dense_index = 0;
-        for layer in &self.spec.layers {
-            let x = acts.last().unwrap().clone();
-            let width = *widths.last().unwrap();
-            match layer {
+        let mut records: Vec<LayerRecord> = Vec::new();
+        let mut x = input.clone();
+        let mut first_param = 0;
+        for (i, layer) in self.spec.layers.iter().enumerate() {
+            let (in_shape, out_shape) = (&shapes[i], &shapes[i + 1]);
+            let p = &self.params[first_param..];
+            let new_output = || gpu.zeros(batch * numel(out_shape));
+            let mut stats = None;
+            let y = match layer {
                 LayerSpec::Dense { units } => {
-                    let y = gpu.zeros(batch * units);
-                    let (w, b) = (&self.params[2 * dense_index], &self.params[2 * dense_index + 1]);
-                    forward.push(
-                        matmul::matmul(gpu, &x, w, Some(b), &y, batch, *units, width, false, false)
-                            .into(),
+                    let y = new_output();
+                    let (w, b) = (&p[0], &p[1]);
+                    let m = matmul::matmul(
+                        gpu,
+                        &x,
+                        w,
+                        Some(b),
+                        &y,
+                        batch,
+                        *units,
+                        in_shape[0],
+                        false,
+                        false,
                     );
-                    acts.push(y);
-                    widths.push(*units);
-                    dense_index += 1;
+                    forward.push(m.into());
+                    y
                 }
-                LayerSpec::Activation { activation: act } => {
+                LayerSpec::Conv2d { .. } => {
+                    let g = layer.conv_geometry(batch, in_shape).unwrap();
+                    let y = new_output();
+                    forward.push(conv::conv2d(gpu, &x, &p[0], Some(&p[1]), &y, &g).into());
+                    y
+                }
+                LayerSpec::ConvTranspose2d { .. } => {
+                    let g = layer.conv_geometry(batch, in_shape).unwrap();
+                    let y = new_output();
                     forward
-                        .push(activation::activation_forward(gpu, &x, batch * width, *act).into());
+                        .push(conv::conv_transpose2d(gpu, &x, &p[0], Some(&p[1]), &y, &g).into());
+                    y
                 }
-            }
+                LayerSpec::BatchNorm { momentum, eps } => {
+                    let cols = *in_shape.last().unwrap();
+                    let rows = batch * numel(in_shape) / cols;
+                    let y = new_output();
+                    let (gamma, beta, moving_mean, moving_var) = (&p[0], &p[1], &p[2], &p[3]);
+                    match mode {
+                        Mode::Training => {
+                            let (mean, var) = (gpu.zeros(cols), gpu.zeros(cols));
+                            // Keras's fused kernel (image inputs) keeps the unbiased variance,
+                            // its plain one (dense inputs) the biased one.
+                            let unbiased = in_shape.len() == 3;
+                            forward.extend(
+                                batchnorm::batch_norm_train(
+                                    gpu,
+                                    &x,
+                                    &y,
+                                    gamma,
+                                    beta,
+                                    &mean,
+                                    &var,
+                                    moving_mean,
+                                    moving_var,
+                                    rows,
+                                    cols,
+                                    *eps,
+                                    *momentum,
+                                    unbiased,
+                                )
+                                .into_iter()
+                                .map(Op::from),
+                            );
+                            stats = Some((mean, var));
+                        }
+                        Mode::Inference => forward.push(
+                            batchnorm::batch_norm_infer(
+                                gpu,
+                                &x,
+                                &y,
+                                gamma,
+                                beta,
+                                moving_mean,
+                                moving_var,
+                                rows,
+                                cols,
+                                *eps,
+                            )
+                            .into(),
+                        ),
+                    }
+                    y
+                }
+                LayerSpec::Dropout { rate } => match mode {
+                    Mode::Training => {
+                        // Out of place: an activation before it needs its own output intact.
+                        let y = new_output();
+                        forward.push(copy(&x, &y));
+                        let stream = stream_base + i as u32;
+                        forward
+                            .push(rng::dropout_forward(gpu, &y, y.len, *rate, stream, step).into());
+                        y
+                    }
+                    Mode::Inference => x.clone(),
+                },
+                LayerSpec::AvgPool2x2 => {
+                    let y = new_output();
+                    let (h, w, c) = (in_shape[0], in_shape[1], in_shape[2]);
+                    forward.push(pool::avg_pool2x2(gpu, &x, &y, batch, h, w, c).into());
+                    y
+                }
+                LayerSpec::Upsample2x => {
+                    let y = new_output();
+                    let (h, w, c) = (in_shape[0], in_shape[1], in_shape[2]);
+                    forward.push(pool::upsample2x(gpu, &x, &y, batch, h, w, c).into());
+                    y
+                }
+                LayerSpec::Reshape { .. } | LayerSpec::Flatten => x.clone(),
+                LayerSpec::Relu
+                | LayerSpec::LeakyRelu { .. }
+                | LayerSpec::Tanh
+                | LayerSpec::Sigmoid => {
+                    // In place, except on the pass's own input, which belongs to the caller.
+                    let y = if x.buffer == input.buffer {
+                        let y = new_output();
+                        forward.push(copy(&x, &y));
+                        y
+                    } else {
+                        x.clone()
+                    };
+                    let act = layer.activation().unwrap();
+                    forward.push(activation::activation_forward(gpu, &y, y.len, act).into());
+                    y
+                }
+            };
+            records.push(LayerRecord { input: x, output: y.clone(), first_param, stats });
+            first_param += layer.params(i, in_shape).unwrap().len();
+            x = y;
         }
-        let output = acts.last().unwrap().clone();
+        let output = x;
         let output_grad = gpu.zeros(output.len);
 
         let mut backward: Vec<Op> = Vec::new();
-        let mut grad = output_grad.clone();
-        let mut act_index = acts.len() - 1;
-        for layer in self.spec.layers.iter().rev() {
-            match layer {
-                LayerSpec::Activation { activation: act } => {
-                    let y = &acts[act_index];
-                    backward
-                        .push(activation::activation_backward(gpu, y, &grad, y.len, *act).into());
-                }
+        if grads.params.is_none() && grads.input.is_none() {
+            return Pass { forward, backward, output, output_grad };
+        }
+        assert_eq!(mode, Mode::Training, "backward through an inference-mode pass");
+        // Layers before the first one with trainable parameters need no input gradient,
+        // unless the caller wants the pass's input gradient.
+        let has_trainable = |i: usize| {
+            let layer = &self.spec.layers[i];
+            layer.params(i, &shapes[i]).unwrap().iter().any(|p| p.trainable)
+        };
+        let first_trainable_layer =
+            grads.params.and((0..self.spec.layers.len()).find(|&i| has_trainable(i)));
+        let needs_dx =
+            |i: usize| grads.input.is_some() || first_trainable_layer.is_some_and(|f| i > f);
+        let mut gy = output_grad.clone();
+        for (i, layer) in self.spec.layers.iter().enumerate().rev() {
+            let LayerRecord { input: x, output: y, first_param: first, stats } = &records[i];
+            let in_shape = &shapes[i];
+            let p = &self.params[*first..];
+            let param_grad = |k: usize| grads.params.map(|g| &g[grad_slot(first + k).unwrap()]);
+            // The input gradient: a fresh tensor, or the caller's for layer 0.
+            let dx_tensor = || match (i, grads.input) {
+                (0, Some(t)) => t.clone(),
+                _ => gpu.zeros(batch * numel(in_shape)),
+            };
+            let dx = match layer {
                 LayerSpec::Dense { units } => {
-                    dense_index -= 1;
-                    act_index -= 1;
-                    let x = &acts[act_index];
-                    let width = widths[act_index];
-                    let w = &self.params[2 * dense_index];
-                    if let Some(grads) = param_grads {
-                        let (dw, db) = (&grads[2 * dense_index], &grads[2 * dense_index + 1]);
+                    let width = in_shape[0];
+                    if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
                         backward.push(
                             matmul::matmul(
-                                gpu, x, &grad, None, dw, width, *units, batch, true, false,
+                                gpu, x, &gy, None, dw, width, *units, batch, true, false,
                             )
                             .into(),
                         );
-                        backward.push(bias::bias_grad(gpu, &grad, db, batch, *units).into());
+                        backward.push(bias::bias_grad(gpu, &gy, db, batch, *units).into());
                     }
-                    let dx = match input_grad {
-                        Some(dx) if act_index == 0 => Some(dx.clone()),
-                        _ if act_index > 0 => Some(gpu.zeros(batch * width)),
-                        _ => None,
-                    };
-                    if let Some(dx) = dx {
+                    needs_dx(i).then(|| {
+                        let dx = dx_tensor();
                         backward.push(
                             matmul::matmul(
-                                gpu, &grad, w, None, &dx, batch, width, *units, false, true,
+                                gpu, &gy, &p[0], None, &dx, batch, width, *units, false, true,
                             )
                             .into(),
                         );
-                        grad = dx;
-                    }
+                        dx
+                    })
                 }
+                LayerSpec::Conv2d { filters, .. } => {
+                    let g = layer.conv_geometry(batch, in_shape).unwrap();
+                    if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
+                        backward.push(conv::conv2d_backward_weight(gpu, x, &gy, dw, &g).into());
+                        backward.push(
+                            bias::bias_grad(gpu, &gy, db, batch * g.out_h * g.out_w, *filters)
+                                .into(),
+                        );
+                    }
+                    needs_dx(i).then(|| {
+                        let dx = dx_tensor();
+                        backward.push(
+                            conv::conv2d_backward_data(gpu, &gy, &p[0], None, &dx, &g).into(),
+                        );
+                        dx
+                    })
+                }
+                LayerSpec::ConvTranspose2d { filters, .. } => {
+                    let g = layer.conv_geometry(batch, in_shape).unwrap();
+                    if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
+                        backward.push(
+                            conv::conv_transpose2d_backward_weight(gpu, x, &gy, dw, &g).into(),
+                        );
+                        backward.push(
+                            bias::bias_grad(gpu, &gy, db, batch * g.in_h * g.in_w, *filters).into(),
+                        );
+                    }
+                    needs_dx(i).then(|| {
+                        let dx = dx_tensor();
+                        backward.push(
+                            conv::conv_transpose2d_backward_data(gpu, &gy, &p[0], &dx, &g).into(),
+                        );
+                        dx
+                    })
+                }
+                LayerSpec::BatchNorm { eps, .. } => {
+                    let cols = *in_shape.last().unwrap();
+                    let rows = batch * numel(in_shape) / cols;
+                    let (mean, var) = stats.as_ref().unwrap();
+                    let scratch = || gpu.zeros(cols);
+                    let (dgamma, dbeta) = match (param_grad(0), param_grad(1)) {
+                        (Some(dg), Some(db)) => (dg.clone(), db.clone()),
+                        _ => (scratch(), scratch()),
+                    };
+                    let dx = dx_tensor();
+                    backward.extend(
+                        batchnorm::batch_norm_backward(
+                            gpu, x, &gy, &p[0], mean, var, &dx, &dgamma, &dbeta, rows, cols, *eps,
+                        )
+                        .into_iter()
+                        .map(Op::from),
+                    );
+                    Some(dx)
+                }
+                LayerSpec::Dropout { rate } => {
+                    let stream = stream_base + i as u32;
+                    backward
+                        .push(rng::dropout_backward(gpu, &gy, gy.len, *rate, stream, step).into());
+                    Some(gy.clone())
+                }
+                LayerSpec::AvgPool2x2 | LayerSpec::Upsample2x => needs_dx(i).then(|| {
+                    let dx = dx_tensor();
+                    let (h, w, c) = (in_shape[0], in_shape[1], in_shape[2]);
+                    let op = if matches!(layer, LayerSpec::AvgPool2x2) {
+                        pool::avg_pool2x2_backward(gpu, &gy, &dx, batch, h, w, c)
+                    } else {
+                        pool::upsample2x_backward(gpu, &gy, &dx, batch, h, w, c)
+                    };
+                    backward.push(op.into());
+                    dx
+                }),
+                LayerSpec::Reshape { .. } | LayerSpec::Flatten => Some(gy.clone()),
+                LayerSpec::Relu
+                | LayerSpec::LeakyRelu { .. }
+                | LayerSpec::Tanh
+                | LayerSpec::Sigmoid => {
+                    let act = layer.activation().unwrap();
+                    backward.push(activation::activation_backward(gpu, y, &gy, gy.len, act).into());
+                    Some(gy.clone())
+                }
+            };
+            match dx {
+                Some(dx) => gy = dx,
+                None => break,
             }
+        }
+        // Layers that pass the gradient through in place leave it in their own buffer.
+        if let Some(target) = grads.input
+            && target.buffer != gy.buffer
+        {
+            backward.push(copy(&gy, target));
         }
         Pass { forward, backward, output, output_grad }
     }
+}
+
+/// What the forward pass of one layer leaves for its backward pass.
+struct LayerRecord {
+    input: Tensor,
+    output: Tensor,
+    /// Index of the layer's first tensor in `Net::params`.
+    first_param: usize,
+    /// Batch mean and variance of a batch norm in training mode.
+    stats: Option<(Tensor, Tensor)>,
+}
+
+fn copy(src: &Tensor, dst: &Tensor) -> Op {
+    Op::Copy { src: src.clone(), src_offset: 0, dst: dst.clone(), dst_offset: 0, len: src.len }
 }
 
 /// The recorded work of one network on one input buffer.

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -57,9 +57,17 @@ pub fn describe(gpu: &Gpu) -> String {
     format!("{} [{variant} kernels]", gpu.describe())
 }
 
+/// Held while a test uses a GL device: tests run in parallel threads, and wgpu's GL backend
+/// gives up on its context lock after 6 s, which one llvmpipe shader compile can exceed.
+pub fn serialize_gl(gpu: &Gpu) -> Option<MutexGuard<'static, ()>> {
+    static GL: Mutex<()> = Mutex::new(());
+    (gpu.info.backend == wgpu::Backend::Gl).then(|| GL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// Runs `body` on every test GPU, saying which adapter and kernel set each run used.
 pub fn on_every_gpu(test: &str, body: impl Fn(&Gpu)) {
     for gpu in gpus() {
+        let _gl = serialize_gl(gpu);
         eprintln!("{test}: on {}", describe(gpu));
         body(gpu);
     }
