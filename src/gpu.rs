@@ -399,11 +399,11 @@ impl Gpu {
 
     /// Reads a tensor back (blocking; tests and checkpoints only, never inside a step).
     pub fn read(&self, tensor: &Tensor) -> Vec<f32> {
-        bytemuck::cast_slice(&self.read_bytes(&tensor.buffer, tensor.len * 4)).to_vec()
+        bytemuck::pod_collect_to_vec(&self.read_bytes(&tensor.buffer, tensor.len * 4))
     }
 
     pub fn read_u32(&self, tensor: &Tensor) -> Vec<u32> {
-        bytemuck::cast_slice(&self.read_bytes(&tensor.buffer, tensor.len * 4)).to_vec()
+        bytemuck::pod_collect_to_vec(&self.read_bytes(&tensor.buffer, tensor.len * 4))
     }
 
     fn read_bytes(&self, buffer: &wgpu::Buffer, len: usize) -> Vec<u8> {
@@ -412,9 +412,15 @@ impl Gpu {
         staging.copy_from(&mut encoder, buffer);
         self.queue.submit([encoder.finish()]);
         staging.map();
-        self.wait();
-        let bytes = staging.try_take().expect("buffer mapping failed");
-        bytes[..len].to_vec()
+        // Another thread's poll of the same device may be the one that runs our mapping
+        // callback, after its poll returns: poll until the mapping has landed.
+        loop {
+            self.wait();
+            if let Some(bytes) = staging.try_take() {
+                return bytes[..len].to_vec();
+            }
+            std::thread::yield_now();
+        }
     }
 }
 

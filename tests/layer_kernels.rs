@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use common::{on_every_gpu, poison, random_vec, rng};
@@ -15,16 +14,6 @@ use gan_gpu::kernels::optim::RmsPropParams;
 use gan_gpu::kernels::{self, StepUniform};
 use rand::Rng;
 use rand::rngs::StdRng;
-
-/// Runs `body` on every test GPU, one test of this file at a time. Gpu::read waits for its
-/// buffer mapping with one device poll, and wgpu fires the mapping's callback on whichever
-/// thread collected it: when another test polls the same device at that moment, the read
-/// finds the mapping still pending and panics ("buffer mapping failed").
-fn on_every_gpu_in_turn(test: &str, body: impl Fn(&Gpu)) {
-    static TURN: Mutex<()> = Mutex::new(());
-    let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    on_every_gpu(test, body);
-}
 
 fn assert_close(name: &str, got: &[f32], want: &[f32], tol: Tolerance) {
     if let Err(e) = compare(name, got, want, tol) {
@@ -61,7 +50,7 @@ fn run_map(
 
 #[test]
 fn avg_pool_matches_cpu() {
-    on_every_gpu_in_turn("avg_pool2x2", |gpu| {
+    on_every_gpu("avg_pool2x2", |gpu| {
         let mut r = rng(21);
         for (b, h, w, c) in map_shapes(&mut r) {
             let name = format!("{b}x{h}x{w}x{c}");
@@ -86,7 +75,7 @@ fn avg_pool_matches_cpu() {
 
 #[test]
 fn upsample_matches_cpu() {
-    on_every_gpu_in_turn("upsample2x", |gpu| {
+    on_every_gpu("upsample2x", |gpu| {
         let mut r = rng(22);
         for (b, h, w, c) in map_shapes(&mut r) {
             let name = format!("{b}x{h}x{w}x{c}");
@@ -244,7 +233,7 @@ fn check_batch_norm(gpu: &Gpu, r: &mut StdRng, rows: usize, cols: usize, unbiase
 
 #[test]
 fn batch_norm_matches_cpu() {
-    on_every_gpu_in_turn("batch_norm", |gpu| {
+    on_every_gpu("batch_norm", |gpu| {
         let mut r = rng(23);
         // (rows, cols): one row (variance zero), one column, channel counts not multiples of
         // 4, many chunks of rows (5000x1, 4000x17), two workgroups of columns (50x300), and
@@ -280,7 +269,7 @@ fn gpu_dropout(gpu: &Gpu, x: &[f32], rate: f32, stream: u32, step: StepUniform) 
 
 #[test]
 fn dropout_matches_cpu_and_drops_its_share() {
-    on_every_gpu_in_turn("dropout", |gpu| {
+    on_every_gpu("dropout", |gpu| {
         let mut r = rng(24);
         let step = StepUniform { step: 5, seed: 77, _pad: [0; 2] };
         for rate in [0.0, 0.25, 0.5, 0.9] {
@@ -310,7 +299,7 @@ fn dropout_matches_cpu_and_drops_its_share() {
 
 #[test]
 fn dropout_backward_reuses_the_mask_and_steps_change_it() {
-    on_every_gpu_in_turn("dropout backward", |gpu| {
+    on_every_gpu("dropout backward", |gpu| {
         let mut r = rng(25);
         let (len, rate, stream) = (3000, 0.5, 7);
         let step = StepUniform { step: 12, seed: 3, _pad: [0; 2] };
@@ -345,7 +334,7 @@ fn dropout_backward_reuses_the_mask_and_steps_change_it() {
 
 #[test]
 fn rmsprop_three_steps_match_cpu() {
-    on_every_gpu_in_turn("rmsprop", |gpu| {
+    on_every_gpu("rmsprop", |gpu| {
         let mut r = rng(26);
         let lengths = [1, r.random_range(2..256), 256 * 5 + r.random_range(1..256)];
         for (len, clip) in lengths.into_iter().zip([None, Some(0.5), None]) {
@@ -392,7 +381,7 @@ fn median_seconds(gpu: &Gpu, ops: &[Op], runs: usize) -> f64 {
 #[test]
 #[ignore]
 fn batch_norm_speed() {
-    on_every_gpu_in_turn("batch_norm speed", |gpu| {
+    on_every_gpu("batch_norm speed", |gpu| {
         for (rows, cols) in [(200_704, 64), (256, 12_544)] {
             let len = rows * cols;
             let x = gpu.upload(&random_vec(&mut rng(27), len, -1.0, 1.0));
