@@ -104,8 +104,8 @@ fn train_loop_writes_outputs() {
         sample_every: 5,
         checkpoint_every: 5,
         log_every: 4,
-        summarize_every: None,
-        iters_per_epoch: 1,
+        summarize_every: Some(6),
+        iters_per_epoch: 3,
         progress: false,
     };
     let mut trainer = Trainer::new(gpu.clone(), small("mlp", 16), mnist(), 1, None).unwrap();
@@ -116,9 +116,11 @@ fn train_loop_writes_outputs() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.iter().map(|l| l["step"].as_u64().unwrap()).collect::<Vec<_>>(), [4, 8, 12]);
+    let logged: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("d_loss").is_some()).collect();
+    assert_eq!(logged.iter().map(|l| l["step"].as_u64().unwrap()).collect::<Vec<_>>(), [4, 8, 12]);
     for key in ["d_loss", "g_loss", "d_acc_real", "d_acc_fake", "images_per_s"] {
-        assert!(lines.iter().all(|l| l[key].as_f64().unwrap().is_finite()), "{key}");
+        assert!(logged.iter().all(|l| l[key].as_f64().unwrap().is_finite()), "{key}");
     }
     for f in [
         "samples/step-000005.png",
@@ -129,6 +131,24 @@ fn train_loop_writes_outputs() {
         "checkpoints/step-000012.safetensors",
         "checkpoints/latest.safetensors",
     ] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    // Summaries every 6 iterations (2 epochs of 3): D's accuracy on fresh images, a grid and
+    // a checkpoint named by epoch.
+    let summaries: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("summary_d_acc_real").is_some()).collect();
+    assert_eq!(summaries.iter().map(|l| l["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4]);
+    for l in &summaries {
+        for key in ["summary_d_acc_real", "summary_d_acc_fake"] {
+            let acc = l[key].as_f64().unwrap();
+            assert!(
+                (0.0..=1.0).contains(&acc) && (acc * 100.0 - (acc * 100.0).round()).abs() < 1e-4,
+                "{key} {acc}"
+            );
+        }
+    }
+    for f in ["samples/epoch-002.png", "samples/epoch-004.png", "checkpoints/epoch-004.safetensors"]
+    {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
     let grid = image::open(dir.path().join("samples/step-000012.png")).unwrap();
