@@ -5,6 +5,7 @@
 //! same argument order) -> [`nn`] (layers and models) -> [`train`] (the training loop) and
 //! [`data`] (datasets), with [`checkpoint`] and [`images`] for what training writes.
 
+pub mod bench;
 pub mod check;
 pub mod checkpoint;
 pub mod cpu;

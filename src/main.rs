@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use gan_gpu::bench;
 use gan_gpu::checkpoint::Checkpoint;
 use gan_gpu::data::{self, DatasetName};
 use gan_gpu::generate;
@@ -39,17 +40,24 @@ enum Command {
     },
     /// Train a GAN.
     Train(TrainArgs),
-    /// Time training iterations of a model on the GPU: ms per iteration and images/s.
+    /// Time training iterations of a model on the GPU: ms per iteration and images/s; or, with
+    /// --kernel, single kernels checked against their CPU twins, next to the device's ceilings.
     Bench {
         /// Built-in model or model file; default: every built-in model.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "kernel")]
         model: Option<String>,
+        /// Time one kernel family (matmul, conv, conv-transpose, batchnorm, pool, upsample,
+        /// activations, loss, adam, rmsprop, rng, gather) or all of them, instead of a model.
+        #[arg(long)]
+        kernel: Option<String>,
+        #[arg(long, requires = "kernel", long_help = gan_gpu::bench::SHAPE_HELP)]
+        shape: Option<String>,
         /// Timed iterations (after 2 untimed ones that compile the pipelines).
         #[arg(long, default_value_t = 20)]
         iters: u64,
         #[arg(long)]
         batch_size: Option<usize>,
-        /// One JSON object per model.
+        /// One JSON object per model (per kernel and shape with --kernel).
         #[arg(long)]
         json: bool,
         #[arg(long, value_enum, default_value_t = DatasetName::Mnist)]
@@ -162,7 +170,22 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices { gpu, json } => devices(&gpu.options(), json),
         Command::Models { json } => models(json),
         Command::Train(args) => train_command(args),
-        Command::Bench { model, iters, batch_size, json, dataset, data_dir, gpu } => {
+        Command::Bench { kernel: Some(kernel), shape, json, gpu, .. } => {
+            let kernels = bench::Kernel::parse_list(&kernel)?;
+            let gpu = Gpu::new(&gpu.options())?;
+            if !json {
+                println!("on {}", gpu.describe());
+                println!("{}", bench::table_header());
+            }
+            bench::run(&gpu, &kernels, shape.as_deref(), |row| {
+                if json {
+                    println!("{}", serde_json::to_string(row).expect("a row serializes"));
+                } else {
+                    println!("{}", bench::table_line(row));
+                }
+            })
+        }
+        Command::Bench { model, iters, batch_size, json, dataset, data_dir, gpu, .. } => {
             let models = match model {
                 Some(m) => vec![m],
                 None => gan::preset_names().into_iter().map(String::from).collect(),

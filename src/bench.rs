@@ -1,0 +1,820 @@
+//! `gan-gpu bench --kernel`: each kernel family checked against its CPU twin and then timed on
+//! the shapes the presets run (or one given with `--shape`), next to the device's measured
+//! ceilings: copy bandwidth and the best matmul rate.
+//!
+//! Timing is wall-clock around one submission that replays the same dispatch many times, then
+//! waits; the median of a few such submissions, divided by the calls in each, is `ms`.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::check::{self, Tolerance};
+use crate::cpu;
+use crate::gpu::{Gpu, Op, Tensor};
+use crate::kernels::conv::{Conv2dGeometry, Padding};
+use crate::kernels::optim::RmsPropParams;
+use crate::kernels::{
+    Activation, AdamParams, StepUniform, activation, batchnorm, conv, gather, loss, matmul, optim,
+    pool, rng,
+};
+
+/// The kernel families `--kernel` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Matmul,
+    Conv,
+    ConvTranspose,
+    Batchnorm,
+    Pool,
+    Upsample,
+    Activations,
+    Loss,
+    Adam,
+    Rmsprop,
+    Rng,
+    Gather,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 12] = [
+        Kernel::Matmul,
+        Kernel::Conv,
+        Kernel::ConvTranspose,
+        Kernel::Batchnorm,
+        Kernel::Pool,
+        Kernel::Upsample,
+        Kernel::Activations,
+        Kernel::Loss,
+        Kernel::Adam,
+        Kernel::Rmsprop,
+        Kernel::Rng,
+        Kernel::Gather,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Matmul => "matmul",
+            Kernel::Conv => "conv",
+            Kernel::ConvTranspose => "conv-transpose",
+            Kernel::Batchnorm => "batchnorm",
+            Kernel::Pool => "pool",
+            Kernel::Upsample => "upsample",
+            Kernel::Activations => "activations",
+            Kernel::Loss => "loss",
+            Kernel::Adam => "adam",
+            Kernel::Rmsprop => "rmsprop",
+            Kernel::Rng => "rng",
+            Kernel::Gather => "gather",
+        }
+    }
+
+    /// A kernel name, or `all` for every one.
+    pub fn parse_list(s: &str) -> Result<Vec<Kernel>> {
+        if s == "all" {
+            return Ok(Kernel::ALL.to_vec());
+        }
+        match Kernel::ALL.iter().find(|k| k.name() == s) {
+            Some(&k) => Ok(vec![k]),
+            None => {
+                let names: Vec<&str> = Kernel::ALL.iter().map(|k| k.name()).collect();
+                bail!("unknown kernel {s:?}: one of {}, or all", names.join(", "))
+            }
+        }
+    }
+
+    /// The shapes the presets run: batch sizes as the presets have them for the dense layers
+    /// and optimizers, batch 16 for the convolutional layers (so that `--kernel all` takes
+    /// about a minute on a CPU adapter).
+    pub fn default_shapes(self) -> &'static [&'static str] {
+        match self {
+            // mlp at batch 128: G dense 100->128 and 128->784, D dense 784->128 and 128->1,
+            // forward (X·W), dX (dY·Wᵀ) and dW (Xᵀ·dY); dcgan's G dense 100->6272 at batch 256.
+            Kernel::Matmul => &[
+                "128,128,100",
+                "128,784,128",
+                "128,128,784,tb",
+                "128,784,128,ta",
+                "128,128,784",
+                "128,784,128,tb",
+                "784,128,128,ta",
+                "128,1,128",
+                "256,6272,100",
+            ],
+            // dcgan's D (3x3 stride 2) and G's last conv (7x7), dcgan-avgpool's D (5x5 valid),
+            // dcgan-upsample's second D conv.
+            Kernel::Conv => &[
+                "16,28,28,1,64,3,2,same",
+                "16,14,14,64,64,3,2,same",
+                "16,28,28,128,1,7,1,same",
+                "16,28,28,1,8,5,1,valid",
+                "16,12,12,8,16,5,1,valid",
+                "16,14,14,64,128,5,2,same",
+            ],
+            // dcgan's G (4x4 stride 2) and dcgan-avgpool's G (5x5 stride 2 to 3, 6, 12, 28).
+            Kernel::ConvTranspose => &[
+                "16,7,7,128,128,4,2,same",
+                "16,2,2,25,256,5,2,same,3",
+                "16,6,6,128,64,5,2,same,12",
+                "16,12,12,64,1,5,2,valid,28",
+            ],
+            // dcgan-upsample's G: dense 12544 units, then 14x14x128, 28x28x64; dcgan-avgpool's
+            // G 12x12x64.
+            Kernel::Batchnorm => &["16,12544", "3136,128", "12544,64", "2304,64"],
+            // dcgan-avgpool's D after its two convs.
+            Kernel::Pool => &["16,24,24,8", "16,8,8,16"],
+            // dcgan-upsample's G.
+            Kernel::Upsample => &["16,7,7,256", "16,14,14,128"],
+            // mlp's hidden and output layers at batch 128, dcgan's G at batch 16.
+            Kernel::Activations => &[
+                "16384,leaky_relu",
+                "100352,tanh",
+                "200704,leaky_relu",
+                "12544,sigmoid",
+                "16384,relu",
+            ],
+            // D's logits: a batch of 128, and dcgan's 256 fakes plus reals.
+            Kernel::Loss => &["128", "256", "512"],
+            // The largest parameter tensors: mlp's 784x128 and 100x128, dcgan's 100x6272 and
+            // 4x4x128x128.
+            Kernel::Adam => &["100352", "12800", "627200", "262144"],
+            // dcgan-upsample's D: 5x5x256x512 and 5x5x64x128.
+            Kernel::Rmsprop => &["3276800", "204800"],
+            // Noise: mlp's 128x100 uniform, dcgan's 256x100 normal, dropout of 16x7x7x256.
+            Kernel::Rng => &["12800,uniform", "25600,normal", "200704,dropout"],
+            // A batch of MNIST digits: 128 and 256 rows of 784 bytes.
+            Kernel::Gather => &["128,784", "256,784"],
+        }
+    }
+}
+
+/// `--shape` syntax per kernel, for the CLI's help.
+pub const SHAPE_HELP: &str = "One shape for the kernel (default: the shapes the presets run):
+  matmul          M,N,K[,ta][,tb]   C[M,N] = op(A)·op(B); ta: A stored [K,M]; tb: B stored [N,K]
+  conv            B,H,W,C,K,F,S,same|valid     B images HxWxC, K filters FxF, stride S;
+                                    times forward, dx and dw
+  conv-transpose  B,H,W,C,K,F,S,same|valid[,O] input HxWxC to K channels (OxO when given);
+                                    times forward, dx and dw
+  batchnorm       ROWS,COLS         training forward and backward (3 dispatches each)
+  pool            B,H,W,C           2x2 average pooling, forward and backward
+  upsample        B,H,W,C           2x upsampling, forward and backward
+  activations     LEN,relu|leaky_relu|tanh|sigmoid   forward and backward
+  loss            N                 sigmoid cross-entropy with logits and its gradient
+  adam            LEN               one Adam step
+  rmsprop         LEN               one RMSprop step
+  rng             LEN,uniform|normal|dropout
+  gather          COUNT,ROW_LEN     COUNT rows of ROW_LEN bytes, scaled to floats";
+
+/// One output of a case and what its CPU twin says it should hold.
+pub struct Check {
+    pub name: String,
+    pub got: Tensor,
+    pub want: Vec<f32>,
+    pub tol: Tolerance,
+}
+
+/// One timed thing: the recorded work of one call, its outputs with their expected values,
+/// and the work it does (FLOPs and the fewest bytes it must move).
+pub struct Case {
+    pub kernel: Kernel,
+    pub shape: String,
+    pub ops: Vec<Op>,
+    pub checks: Vec<Check>,
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+/// What `gan-gpu bench --kernel` prints per line.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Row {
+    pub kernel: String,
+    pub shape: String,
+    /// Milliseconds per call.
+    pub ms: f64,
+    pub gflops: f64,
+    /// The fewest bytes the call must read and write, per second.
+    pub gbps: f64,
+    /// gflops and gbps as fractions of the device's ceilings.
+    pub flops_share: f64,
+    pub bandwidth_share: f64,
+    /// Calls recorded in each timed submission.
+    pub calls: usize,
+    pub timer: &'static str,
+}
+
+/// The device's measured ceilings.
+#[derive(Clone, Copy, Debug)]
+pub struct Ceilings {
+    pub gflops: f64,
+    pub gbps: f64,
+}
+
+/// Submissions timed per case; `ms` is their median.
+const REPETITIONS: usize = 5;
+/// Each timed submission aims for this long, so that submission overhead is amortized.
+const TARGET_SECONDS: f64 = 0.05;
+const MAX_CALLS: usize = 1000;
+
+/// Runs `case` once, compares each output with the CPU twin's (an error, without timing, if
+/// any disagrees), then times it.
+pub fn measure(gpu: &Gpu, case: &Case, ceilings: Option<Ceilings>) -> Result<Row> {
+    gpu.run(&case.ops);
+    for c in &case.checks {
+        let got = gpu.read(&c.got);
+        check::compare(
+            &format!("{} {} {}", case.kernel.name(), case.shape, c.name),
+            &got,
+            &c.want,
+            c.tol,
+        )
+        .map_err(anyhow::Error::msg)
+        .context("the GPU kernel disagrees with its CPU twin; not timing it")?;
+    }
+    let (ms, calls) = time_ops(gpu, &case.ops);
+    Ok(row(case.kernel.name(), &case.shape, ms, calls, case.flops, case.bytes, ceilings))
+}
+
+fn row(
+    kernel: &str,
+    shape: &str,
+    ms: f64,
+    calls: usize,
+    flops: f64,
+    bytes: f64,
+    ceilings: Option<Ceilings>,
+) -> Row {
+    let gflops = flops / ms / 1e6;
+    let gbps = bytes / ms / 1e6;
+    let share = |v: f64, c: f64| if c > 0.0 { v / c } else { 0.0 };
+    Row {
+        kernel: kernel.to_string(),
+        shape: shape.to_string(),
+        ms,
+        gflops,
+        gbps,
+        flops_share: ceilings.map_or(0.0, |c| share(gflops, c.gflops)),
+        bandwidth_share: ceilings.map_or(0.0, |c| share(gbps, c.gbps)),
+        calls,
+        timer: "wall",
+    }
+}
+
+/// Milliseconds per call of `ops` and the calls per submission: one untimed run, then the
+/// median of [`REPETITIONS`] submissions of as many calls as fill [`TARGET_SECONDS`].
+fn time_ops(gpu: &Gpu, ops: &[Op]) -> (f64, usize) {
+    let start = Instant::now();
+    gpu.run(ops);
+    let once = start.elapsed().as_secs_f64();
+    let calls = ((TARGET_SECONDS / once.max(1e-6)) as usize).clamp(1, MAX_CALLS);
+    let repeated: Vec<Op> = ops.iter().cycle().take(ops.len() * calls).cloned().collect();
+    let mut samples: Vec<f64> = (0..REPETITIONS)
+        .map(|_| {
+            let start = Instant::now();
+            gpu.run(&repeated);
+            start.elapsed().as_secs_f64() * 1e3 / calls as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    (samples[REPETITIONS / 2], calls)
+}
+
+/// The device's ceilings: bandwidth from a copy of `copy_mib` MiB (bytes read plus bytes
+/// written), arithmetic from the best of `matmul_shapes` (each checked first). Returns them
+/// with one row per measurement, kernel "ceiling".
+pub fn measure_ceilings(
+    gpu: &Gpu,
+    copy_mib: usize,
+    matmul_shapes: &[&str],
+) -> Result<(Ceilings, Vec<Row>)> {
+    let len = copy_mib << 18;
+    let (src, dst) = (gpu.upload(&vec![1.0; len]), gpu.zeros(len));
+    let copy = [Op::Copy { src, src_offset: 0, dst, dst_offset: 0, len }];
+    let (ms, calls) = time_ops(gpu, &copy);
+    let mut copy_row =
+        row("ceiling", &format!("copy {copy_mib} MiB"), ms, calls, 0.0, 8.0 * len as f64, None);
+    let gbps = copy_row.gbps;
+    copy_row.bandwidth_share = 1.0;
+    let mut rows = vec![copy_row];
+    let mut rng = StdRng::seed_from_u64(1);
+    for shape in matmul_shapes {
+        for case in cases(gpu, Kernel::Matmul, shape, &mut rng)? {
+            let mut r = measure(gpu, &case, None)?;
+            r.kernel = "ceiling".into();
+            r.shape = format!("matmul {}", r.shape);
+            r.bandwidth_share = r.gbps / gbps;
+            rows.push(r);
+        }
+    }
+    let gflops = rows.iter().fold(0f64, |m, r| m.max(r.gflops));
+    for r in &mut rows[1..] {
+        r.flops_share = r.gflops / gflops;
+    }
+    Ok((Ceilings { gflops, gbps }, rows))
+}
+
+/// The matmul shapes the arithmetic ceiling is the best of.
+pub const CEILING_MATMULS: [&str; 3] = ["512,512,512", "1024,512,256", "256,1024,512"];
+
+/// Ceilings, then every case of `kernels` (on `shape`, else their default shapes), each row
+/// handed to `emit` as soon as it is measured. Stops at the first kernel that disagrees with
+/// its CPU twin.
+pub fn run(
+    gpu: &Gpu,
+    kernels: &[Kernel],
+    shape: Option<&str>,
+    mut emit: impl FnMut(&Row),
+) -> Result<()> {
+    let (ceilings, rows) = measure_ceilings(gpu, 64, &CEILING_MATMULS)?;
+    rows.iter().for_each(&mut emit);
+    let mut rng = StdRng::seed_from_u64(0);
+    for &kernel in kernels {
+        let shapes: Vec<&str> = match shape {
+            Some(s) => vec![s],
+            None => kernel.default_shapes().to_vec(),
+        };
+        for s in shapes {
+            for case in cases(gpu, kernel, s, &mut rng)? {
+                emit(&measure(gpu, &case, Some(ceilings))?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table's header, aligned with [`table_line`].
+pub fn table_header() -> String {
+    format!(
+        "{:<15} {:<34} {:>10} {:>9} {:>8} {:>7} {:>7} {:>6}  timer",
+        "kernel", "shape", "ms", "GFLOP/s", "GB/s", "%flops", "%bw", "calls"
+    )
+}
+
+pub fn table_line(r: &Row) -> String {
+    format!(
+        "{:<15} {:<34} {:>10.4} {:>9.2} {:>8.2} {:>6.1}% {:>6.1}% {:>6}  {}",
+        r.kernel,
+        r.shape,
+        r.ms,
+        r.gflops,
+        r.gbps,
+        100.0 * r.flops_share,
+        100.0 * r.bandwidth_share,
+        r.calls,
+        r.timer
+    )
+}
+
+/// Random values in [-1, -0.1] ∪ [0.1, 1]: non-zero, so that a kernel that skips an input
+/// or writes zeros shows.
+fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|_| {
+            let v: f32 = rng.random_range(0.1..1.0);
+            if rng.random_bool(0.5) { v } else { -v }
+        })
+        .collect()
+}
+
+fn fields<'a>(kernel: Kernel, shape: &'a str, min: usize, max: usize) -> Result<Vec<&'a str>> {
+    let f: Vec<&str> = shape.split(',').map(str::trim).collect();
+    ensure!(
+        (min..=max).contains(&f.len()),
+        "{} shape {shape:?}: expected {} (see --help)",
+        kernel.name(),
+        SHAPE_HELP.lines().find(|l| l.trim_start().starts_with(kernel.name())).unwrap_or("").trim()
+    );
+    Ok(f)
+}
+
+fn num(field: &str) -> Result<usize> {
+    let n: usize = field.parse().with_context(|| format!("{field:?} is not a number"))?;
+    ensure!(n > 0, "sizes must be positive, not {field:?}");
+    Ok(n)
+}
+
+fn nums(f: &[&str]) -> Result<Vec<usize>> {
+    f.iter().map(|s| num(s)).collect()
+}
+
+/// One check of `got` against `want`.
+fn expect(name: &str, got: &Tensor, want: Vec<f32>, tol: Tolerance) -> Check {
+    Check { name: name.to_string(), got: got.clone(), want, tol }
+}
+
+/// The cases one shape of a kernel gives (forward and backward passes are cases of their own),
+/// with the CPU twins' results, built but not run.
+pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result<Vec<Case>> {
+    let case = |label: &str, ops: Vec<Op>, checks: Vec<Check>, flops: f64, bytes: f64| Case {
+        kernel,
+        shape: if label.is_empty() { shape.to_string() } else { format!("{shape} {label}") },
+        ops,
+        checks,
+        flops,
+        bytes,
+    };
+    let step = StepUniform { step: 1, seed: 7, _pad: [0; 2] };
+    Ok(match kernel {
+        Kernel::Matmul => {
+            let f = fields(kernel, shape, 3, 5)?;
+            let [m, n, k] = nums(&f[..3])?[..] else { unreachable!() };
+            let mut flags = (false, false);
+            for flag in &f[3..] {
+                match *flag {
+                    "ta" => flags.0 = true,
+                    "tb" => flags.1 = true,
+                    other => bail!("matmul flag {other:?}: ta or tb"),
+                }
+            }
+            let (a, b) = (random(rng, m * k), random(rng, k * n));
+            let mut want = vec![0.0; m * n];
+            cpu::matmul::matmul(&a, &b, None, &mut want, m, n, k, flags.0, flags.1);
+            let (ga, gb, gc) = (gpu.upload(&a), gpu.upload(&b), gpu.zeros(m * n));
+            let d = matmul::matmul(gpu, &ga, &gb, None, &gc, m, n, k, flags.0, flags.1);
+            let bytes = 4.0 * (m * k + k * n + m * n) as f64;
+            vec![case(
+                "",
+                vec![d.into()],
+                vec![expect("C", &gc, want, check::REDUCTION)],
+                2.0 * (m * n * k) as f64,
+                bytes,
+            )]
+        }
+        Kernel::Conv | Kernel::ConvTranspose => {
+            let transposed = kernel == Kernel::ConvTranspose;
+            let f = fields(kernel, shape, 8, if transposed { 9 } else { 8 })?;
+            let [b, h, w, c, k, fk, s] = nums(&f[..7])?[..] else { unreachable!() };
+            let padding = match f[7] {
+                "same" => Padding::Same,
+                "valid" => Padding::Valid,
+                other => bail!("padding {other:?}: same or valid"),
+            };
+            let g = if transposed {
+                let size = f.get(8).map(|o| num(o)).transpose()?;
+                Conv2dGeometry::transposed(
+                    b,
+                    (h, w),
+                    c,
+                    k,
+                    (fk, fk),
+                    (s, s),
+                    padding,
+                    (0, 0),
+                    size.map(|o| (o, o)),
+                )?
+            } else {
+                Conv2dGeometry::conv(b, (h, w), c, k, (fk, fk), (s, s), padding)?
+            };
+            let flops = 2.0 * (g.output_len() * g.kernel_h * g.kernel_w * g.in_c) as f64;
+            let bytes = 4.0 * (g.input_len() + g.output_len() + g.weight_len()) as f64;
+            // The conv's input and output; a transposed conv reads the output and writes the input.
+            let (xin, xout, wt) = (
+                random(rng, g.input_len()),
+                random(rng, g.output_len()),
+                random(rng, g.weight_len()),
+            );
+            let (gin, gout, gw) = (gpu.upload(&xin), gpu.upload(&xout), gpu.upload(&wt));
+            let (rin, rout, rw) =
+                (gpu.zeros(g.input_len()), gpu.zeros(g.output_len()), gpu.zeros(g.weight_len()));
+            let (mut win, mut wout, mut ww) =
+                (vec![0.0; g.input_len()], vec![0.0; g.output_len()], vec![0.0; g.weight_len()]);
+            let tol = check::REDUCTION;
+            if transposed {
+                cpu::conv::conv_transpose2d(&xout, &wt, None, &mut win, &g);
+                cpu::conv::conv_transpose2d_backward_data(&xin, &wt, &mut wout, &g);
+                cpu::conv::conv_transpose2d_backward_weight(&xout, &xin, &mut ww, &g);
+                vec![
+                    case(
+                        "fwd",
+                        vec![conv::conv_transpose2d(gpu, &gout, &gw, None, &rin, &g).into()],
+                        vec![expect("y", &rin, win, tol)],
+                        flops,
+                        bytes,
+                    ),
+                    case(
+                        "dx",
+                        vec![
+                            conv::conv_transpose2d_backward_data(gpu, &gin, &gw, &rout, &g).into(),
+                        ],
+                        vec![expect("dx", &rout, wout, tol)],
+                        flops,
+                        bytes,
+                    ),
+                    case(
+                        "dw",
+                        vec![
+                            conv::conv_transpose2d_backward_weight(gpu, &gout, &gin, &rw, &g)
+                                .into(),
+                        ],
+                        vec![expect("dw", &rw, ww, tol)],
+                        flops,
+                        bytes,
+                    ),
+                ]
+            } else {
+                cpu::conv::conv2d(&xin, &wt, None, &mut wout, &g);
+                cpu::conv::conv2d_backward_data(&xout, &wt, None, &mut win, &g);
+                cpu::conv::conv2d_backward_weight(&xin, &xout, &mut ww, &g);
+                vec![
+                    case(
+                        "fwd",
+                        vec![conv::conv2d(gpu, &gin, &gw, None, &rout, &g).into()],
+                        vec![expect("y", &rout, wout, tol)],
+                        flops,
+                        bytes,
+                    ),
+                    case(
+                        "dx",
+                        vec![conv::conv2d_backward_data(gpu, &gout, &gw, None, &rin, &g).into()],
+                        vec![expect("dx", &rin, win, tol)],
+                        flops,
+                        bytes,
+                    ),
+                    case(
+                        "dw",
+                        vec![conv::conv2d_backward_weight(gpu, &gin, &gout, &rw, &g).into()],
+                        vec![expect("dw", &rw, ww, tol)],
+                        flops,
+                        bytes,
+                    ),
+                ]
+            }
+        }
+        Kernel::Batchnorm => {
+            let f = fields(kernel, shape, 2, 2)?;
+            let [rows, cols] = nums(&f)?[..] else { unreachable!() };
+            let len = rows * cols;
+            let (eps, momentum) = (1e-3, 0.9);
+            let (x, dy) = (random(rng, len), random(rng, len));
+            let (gamma, beta) = (random(rng, cols), random(rng, cols));
+            let (rm0, rv0) = (vec![0.0; cols], vec![1.0; cols]);
+            let mut y = vec![0.0; len];
+            let (mut mean, mut var) = (vec![0.0; cols], vec![0.0; cols]);
+            let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
+            cpu::batchnorm::batch_norm_train(
+                &x, &mut y, &gamma, &beta, &mut mean, &mut var, &mut rm, &mut rv, rows, cols, eps,
+                momentum, false,
+            );
+            let mut dx = vec![0.0; len];
+            let (mut dgamma, mut dbeta) = (vec![0.0; cols], vec![0.0; cols]);
+            cpu::batchnorm::batch_norm_backward(
+                &x,
+                &dy,
+                &gamma,
+                &mean,
+                &var,
+                &mut dx,
+                &mut dgamma,
+                &mut dbeta,
+                rows,
+                cols,
+                eps,
+            );
+            let (gx, gdy, ggamma, gbeta) =
+                (gpu.upload(&x), gpu.upload(&dy), gpu.upload(&gamma), gpu.upload(&beta));
+            let (gy, gmean, gvar) = (gpu.zeros(len), gpu.zeros(cols), gpu.zeros(cols));
+            let (grm, grv) = (gpu.upload(&rm0), gpu.upload(&rv0));
+            let fwd = batchnorm::batch_norm_train(
+                gpu, &gx, &gy, &ggamma, &gbeta, &gmean, &gvar, &grm, &grv, rows, cols, eps,
+                momentum, false,
+            );
+            // The backward pass reads the statistics the CPU computed, so that it is checked
+            // on its own.
+            let (smean, svar) = (gpu.upload(&mean), gpu.upload(&var));
+            let (gdx, gdgamma, gdbeta) = (gpu.zeros(len), gpu.zeros(cols), gpu.zeros(cols));
+            let bwd = batchnorm::batch_norm_backward(
+                gpu, &gx, &gdy, &ggamma, &smean, &svar, &gdx, &gdgamma, &gdbeta, rows, cols, eps,
+            );
+            let tol = check::REDUCTION;
+            vec![
+                case(
+                    "fwd",
+                    fwd.into_iter().map(Op::from).collect(),
+                    vec![
+                        expect("y", &gy, y, tol),
+                        expect("mean", &gmean, mean, tol),
+                        expect("var", &gvar, var, tol),
+                    ],
+                    7.0 * len as f64,
+                    8.0 * len as f64,
+                ),
+                case(
+                    "bwd",
+                    bwd.into_iter().map(Op::from).collect(),
+                    vec![
+                        expect("dx", &gdx, dx, tol),
+                        expect("dgamma", &gdgamma, dgamma, tol),
+                        expect("dbeta", &gdbeta, dbeta, tol),
+                    ],
+                    10.0 * len as f64,
+                    12.0 * len as f64,
+                ),
+            ]
+        }
+        Kernel::Pool | Kernel::Upsample => {
+            let f = fields(kernel, shape, 4, 4)?;
+            let [b, h, w, c] = nums(&f)?[..] else { unreachable!() };
+            let big = b * h * w * c;
+            let small = if kernel == Kernel::Pool { b * (h / 2) * (w / 2) * c } else { 4 * big };
+            ensure!(small > 0, "pool of {h}x{w}: the output is empty");
+            let (x, dy) = (random(rng, big), random(rng, small));
+            let (mut y, mut dx) = (vec![0.0; small], vec![0.0; big]);
+            let (gx, gdy, gy, gdx) =
+                (gpu.upload(&x), gpu.upload(&dy), gpu.zeros(small), gpu.zeros(big));
+            let tol = check::ELEMENTWISE;
+            let (fwd, bwd, fwd_flops, bwd_flops) = if kernel == Kernel::Pool {
+                cpu::pool::avg_pool2x2(&x, &mut y, b, h, w, c);
+                cpu::pool::avg_pool2x2_backward(&dy, &mut dx, b, h, w, c);
+                (
+                    pool::avg_pool2x2(gpu, &gx, &gy, b, h, w, c),
+                    pool::avg_pool2x2_backward(gpu, &gdy, &gdx, b, h, w, c),
+                    4 * small,
+                    big,
+                )
+            } else {
+                cpu::pool::upsample2x(&x, &mut y, b, h, w, c);
+                cpu::pool::upsample2x_backward(&dy, &mut dx, b, h, w, c);
+                (
+                    pool::upsample2x(gpu, &gx, &gy, b, h, w, c),
+                    pool::upsample2x_backward(gpu, &gdy, &gdx, b, h, w, c),
+                    0,
+                    4 * big,
+                )
+            };
+            let bytes = 4.0 * (big + small) as f64;
+            vec![
+                case(
+                    "fwd",
+                    vec![fwd.into()],
+                    vec![expect("y", &gy, y, tol)],
+                    fwd_flops as f64,
+                    bytes,
+                ),
+                case(
+                    "bwd",
+                    vec![bwd.into()],
+                    vec![expect("dx", &gdx, dx, tol)],
+                    bwd_flops as f64,
+                    bytes,
+                ),
+            ]
+        }
+        Kernel::Activations => {
+            let f = fields(kernel, shape, 2, 2)?;
+            let len = num(f[0])?;
+            let act = match f[1] {
+                "relu" => Activation::Relu,
+                "leaky_relu" => Activation::LeakyRelu { alpha: 0.2 },
+                "tanh" => Activation::Tanh,
+                "sigmoid" => Activation::Sigmoid,
+                other => bail!("activation {other:?}: relu, leaky_relu, tanh or sigmoid"),
+            };
+            let (x, dy) = (random(rng, len), random(rng, len));
+            let mut y = x.clone();
+            cpu::activation::activation_forward(&mut y, len, act);
+            let mut dx = dy.clone();
+            cpu::activation::activation_backward(&y, &mut dx, len, act);
+            let (gx, gy, gdy) = (gpu.upload(&x), gpu.upload(&y), gpu.upload(&dy));
+            let tol = check::ELEMENTWISE;
+            vec![
+                case(
+                    "fwd",
+                    vec![activation::activation_forward(gpu, &gx, len, act).into()],
+                    vec![expect("y", &gx, y, tol)],
+                    0.0,
+                    8.0 * len as f64,
+                ),
+                case(
+                    "bwd",
+                    vec![activation::activation_backward(gpu, &gy, &gdy, len, act).into()],
+                    vec![expect("dx", &gdy, dx, tol)],
+                    0.0,
+                    12.0 * len as f64,
+                ),
+            ]
+        }
+        Kernel::Loss => {
+            let f = fields(kernel, shape, 1, 1)?;
+            let n = num(f[0])?;
+            let z = random(rng, n);
+            let t: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
+            let (mut dz, mut losses) = (vec![0.0; n], vec![0.0; n]);
+            let scale = 1.0 / n as f32;
+            cpu::loss::bce_with_logits(&z, &t, &mut dz, &mut losses, n, scale);
+            let (gz, gt, gdz, gl) = (gpu.upload(&z), gpu.upload(&t), gpu.zeros(n), gpu.zeros(n));
+            let d = loss::bce_with_logits(gpu, &gz, &gt, &gdz, &gl, n, scale);
+            let tol = check::ELEMENTWISE;
+            vec![case(
+                "",
+                vec![d.into()],
+                vec![expect("dz", &gdz, dz, tol), expect("losses", &gl, losses, tol)],
+                0.0,
+                16.0 * n as f64,
+            )]
+        }
+        Kernel::Adam | Kernel::Rmsprop => {
+            let f = fields(kernel, shape, 1, 1)?;
+            let len = num(f[0])?;
+            let (p, g) = (random(rng, len), random(rng, len));
+            // Second moments must be non-negative.
+            let v: Vec<f32> = random(rng, len).iter().map(|x| x.abs()).collect();
+            let (gp, gg, gv) = (gpu.upload(&p), gpu.upload(&g), gpu.upload(&v));
+            let (mut wp, mut wv) = (p.clone(), v.clone());
+            let tol = check::ELEMENTWISE;
+            if kernel == Kernel::Adam {
+                let m = random(rng, len);
+                let mut wm = m.clone();
+                let hp = AdamParams { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-7, clip: None };
+                cpu::optim::adam(&mut wp, &g, &mut wm, &mut wv, len, hp, &step);
+                let gm = gpu.upload(&m);
+                let d = optim::adam(gpu, &gp, &gg, &gm, &gv, len, hp, &gpu.uniform(&step));
+                vec![case(
+                    "",
+                    vec![d.into()],
+                    vec![
+                        expect("params", &gp, wp, tol),
+                        expect("m", &gm, wm, tol),
+                        expect("v", &gv, wv, tol),
+                    ],
+                    12.0 * len as f64,
+                    28.0 * len as f64,
+                )]
+            } else {
+                let hp = RmsPropParams { lr: 8e-4, rho: 0.9, eps: 1e-7, clip: Some(1.0) };
+                cpu::optim::rmsprop(&mut wp, &g, &mut wv, len, hp);
+                let d = optim::rmsprop(gpu, &gp, &gg, &gv, len, hp);
+                vec![case(
+                    "",
+                    vec![d.into()],
+                    vec![expect("params", &gp, wp, tol), expect("v", &gv, wv, tol)],
+                    8.0 * len as f64,
+                    20.0 * len as f64,
+                )]
+            }
+        }
+        Kernel::Rng => {
+            let f = fields(kernel, shape, 2, 2)?;
+            let len = num(f[0])?;
+            let step_buffer = gpu.uniform(&step);
+            let stream = 3;
+            let (d, out, want, bytes) = match f[1] {
+                "uniform" => {
+                    let mut want = vec![0.0; len];
+                    cpu::rng::rng_uniform(&mut want, len, -1.0, 1.0, stream, &step);
+                    let out = gpu.zeros(len);
+                    let d = rng::rng_uniform(gpu, &out, len, -1.0, 1.0, stream, &step_buffer);
+                    (d, out, want, 4 * len)
+                }
+                "normal" => {
+                    let mut want = vec![0.0; len];
+                    cpu::rng::rng_normal(&mut want, len, 0.0, 1.0, stream, &step);
+                    let out = gpu.zeros(len);
+                    let d = rng::rng_normal(gpu, &out, len, 0.0, 1.0, stream, &step_buffer);
+                    (d, out, want, 4 * len)
+                }
+                "dropout" => {
+                    let x = random(rng, len);
+                    let mut want = x.clone();
+                    cpu::rng::dropout_forward(&mut want, len, 0.4, stream, &step);
+                    let out = gpu.upload(&x);
+                    let d = rng::dropout_forward(gpu, &out, len, 0.4, stream, &step_buffer);
+                    (d, out, want, 8 * len)
+                }
+                other => bail!("rng distribution {other:?}: uniform, normal or dropout"),
+            };
+            vec![case(
+                "",
+                vec![d.into()],
+                vec![expect("out", &out, want, check::ELEMENTWISE)],
+                0.0,
+                bytes as f64,
+            )]
+        }
+        Kernel::Gather => {
+            let f = fields(kernel, shape, 2, 2)?;
+            let [count, row_len] = nums(&f)?[..] else { unreachable!() };
+            // A dataset of 1000 rows, as the trainer keeps it: bytes packed four to a word.
+            let rows = 1000;
+            let mut bytes = vec![0u8; (rows * row_len).next_multiple_of(4)];
+            rng.fill(&mut bytes[..]);
+            let words: Vec<u32> = bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let indices: Vec<u32> = (0..count).map(|_| rng.random_range(0..rows as u32)).collect();
+            let (scale, offset) = (1.0 / 127.5, -1.0);
+            let mut want = vec![0.0; count * row_len];
+            cpu::gather::gather_rows(&bytes, &indices, &mut want, count, row_len, scale, offset);
+            let (gimages, gidx, gout) =
+                (gpu.upload_u32(&words), gpu.upload_u32(&indices), gpu.zeros(count * row_len));
+            let d = gather::gather_rows(gpu, &gimages, &gidx, &gout, count, row_len, scale, offset);
+            vec![case(
+                "",
+                vec![d.into()],
+                vec![expect("out", &gout, want, check::ELEMENTWISE)],
+                2.0 * (count * row_len) as f64,
+                (5 * count * row_len + 4 * count) as f64,
+            )]
+        }
+    })
+}

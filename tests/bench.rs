@@ -1,0 +1,152 @@
+//! `gan-gpu bench --kernel`: every kernel family measured on tiny shapes, a kernel whose output
+//! disagrees with the CPU twin refused, and the CLI's JSON lines.
+
+use std::process::Command;
+
+use gan_gpu::bench::{self, Kernel, Row};
+use gan_gpu::gpu::{Gpu, GpuOptions};
+use rand::{SeedableRng, rngs::StdRng};
+
+/// Two tiny shapes per kernel, covering each shape syntax's options.
+const TINY: &[(Kernel, &str)] = &[
+    (Kernel::Matmul, "8,8,8"),
+    (Kernel::Matmul, "5,12,7,ta,tb"),
+    (Kernel::Conv, "2,6,6,3,4,3,2,same"),
+    (Kernel::Conv, "1,5,5,2,3,3,1,valid"),
+    (Kernel::ConvTranspose, "2,3,3,4,2,4,2,same"),
+    (Kernel::ConvTranspose, "1,2,2,3,2,5,2,same,3"),
+    (Kernel::Batchnorm, "4,8"),
+    (Kernel::Batchnorm, "37,3"),
+    (Kernel::Pool, "2,4,4,3"),
+    (Kernel::Pool, "1,5,3,2"),
+    (Kernel::Upsample, "2,3,3,2"),
+    (Kernel::Upsample, "1,1,2,5"),
+    (Kernel::Activations, "100,leaky_relu"),
+    (Kernel::Activations, "33,sigmoid"),
+    (Kernel::Loss, "16"),
+    (Kernel::Loss, "3"),
+    (Kernel::Adam, "64"),
+    (Kernel::Adam, "5"),
+    (Kernel::Rmsprop, "64"),
+    (Kernel::Rmsprop, "7"),
+    (Kernel::Rng, "64,normal"),
+    (Kernel::Rng, "33,dropout"),
+    (Kernel::Gather, "4,28"),
+    (Kernel::Gather, "3,5"),
+];
+
+fn gpu() -> std::sync::Arc<Gpu> {
+    Gpu::new(&GpuOptions::default()).expect("a GPU adapter (mesa-vulkan-drivers gives lavapipe)")
+}
+
+fn finite_positive(what: &str, v: f64) {
+    assert!(v.is_finite() && v > 0.0, "{what} = {v}");
+}
+
+#[test]
+fn every_kernel_is_checked_and_timed_on_tiny_shapes() {
+    let gpu = gpu();
+    let (ceilings, ceiling_rows) =
+        bench::measure_ceilings(&gpu, 1, &["64,64,64", "32,64,16"]).unwrap();
+    finite_positive("copy ceiling", ceilings.gbps);
+    finite_positive("matmul ceiling", ceilings.gflops);
+    assert_eq!(ceiling_rows.len(), 3);
+    assert!(ceiling_rows.iter().all(|r| r.kernel == "ceiling"));
+    let best = ceiling_rows[1..].iter().map(|r| r.flops_share).fold(0.0, f64::max);
+    assert_eq!(best, 1.0, "the best matmul is the arithmetic ceiling");
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut seen = Vec::new();
+    for &(kernel, shape) in TINY {
+        let cases = bench::cases(&gpu, kernel, shape, &mut rng).unwrap();
+        let expected = match kernel {
+            Kernel::Conv | Kernel::ConvTranspose => 3,
+            Kernel::Batchnorm | Kernel::Pool | Kernel::Upsample | Kernel::Activations => 2,
+            _ => 1,
+        };
+        assert_eq!(cases.len(), expected, "{} {shape}", kernel.name());
+        for case in cases {
+            let r: Row = bench::measure(&gpu, &case, Some(ceilings))
+                .unwrap_or_else(|e| panic!("{} {}: {e:#}", kernel.name(), case.shape));
+            let what = format!("{} {}", r.kernel, r.shape);
+            assert_eq!(r.kernel, kernel.name());
+            assert!(r.shape.starts_with(shape), "{what}");
+            finite_positive(&format!("{what} ms"), r.ms);
+            finite_positive(&format!("{what} gbps"), r.gbps);
+            finite_positive(&format!("{what} bandwidth share"), r.bandwidth_share);
+            assert!(r.calls >= 1, "{what}");
+            assert_eq!(r.timer, "wall");
+            let counts_flops = !matches!(kernel, Kernel::Activations | Kernel::Loss | Kernel::Rng)
+                && r.shape != "2,3,3,2 fwd"
+                && r.shape != "1,1,2,5 fwd";
+            if counts_flops {
+                finite_positive(&format!("{what} gflops"), r.gflops);
+                finite_positive(&format!("{what} flops share"), r.flops_share);
+            } else {
+                assert_eq!(r.gflops, 0.0, "{what}");
+            }
+            seen.push(kernel);
+        }
+    }
+    for kernel in Kernel::ALL {
+        assert!(seen.contains(&kernel), "{} not measured", kernel.name());
+    }
+}
+
+#[test]
+fn a_result_that_disagrees_with_the_cpu_twin_is_not_timed() {
+    let gpu = gpu();
+    let mut rng = StdRng::seed_from_u64(6);
+    for (kernel, shape) in [(Kernel::Matmul, "8,8,8"), (Kernel::Batchnorm, "4,8")] {
+        let mut case = bench::cases(&gpu, kernel, shape, &mut rng).unwrap().remove(0);
+        // As right, the case passes; one expected element off by 1% of the scale fails it.
+        let last = case.checks.len() - 1;
+        let want = &mut case.checks[last].want;
+        let scale = want.iter().fold(0f32, |m, w| m.max(w.abs()));
+        want[1] += 0.01 * scale;
+        let err = bench::measure(&gpu, &case, None).expect_err("a wrong result was timed");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("CPU twin") && msg.contains("not timing"), "{msg}");
+    }
+}
+
+#[test]
+fn bad_kernels_and_shapes_are_clear_errors() {
+    let gpu = gpu();
+    let mut rng = StdRng::seed_from_u64(7);
+    let err = Kernel::parse_list("matmull").unwrap_err().to_string();
+    assert!(err.contains("unknown kernel") && err.contains("conv-transpose"), "{err}");
+    assert_eq!(Kernel::parse_list("all").unwrap(), Kernel::ALL.to_vec());
+    for (kernel, shape, needle) in [
+        (Kernel::Matmul, "8,8", "M,N,K"),
+        (Kernel::Matmul, "8,8,8,tc", "ta or tb"),
+        (Kernel::Conv, "1,5,5,2,3,3,1,full", "same or valid"),
+        (Kernel::Loss, "0", "positive"),
+        (Kernel::Rng, "8,poisson", "uniform, normal or dropout"),
+    ] {
+        let err = match bench::cases(&gpu, kernel, shape, &mut rng) {
+            Ok(_) => panic!("{} {shape} was accepted", kernel.name()),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(needle), "{} {shape}: {err}", kernel.name());
+    }
+}
+
+#[test]
+fn cli_prints_json_lines() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
+        .args(["bench", "--kernel", "matmul", "--shape", "8,8,8", "--json"])
+        .output()
+        .expect("running gan-gpu");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let kernels: Vec<&str> = lines.iter().map(|l| l["kernel"].as_str().unwrap()).collect();
+    assert_eq!(kernels, ["ceiling", "ceiling", "ceiling", "ceiling", "matmul"]);
+    let last = &lines[4];
+    assert_eq!(last["shape"], "8,8,8");
+    for field in ["ms", "gflops", "gbps"] {
+        finite_positive(field, last[field].as_f64().unwrap());
+    }
+    assert_eq!(last["timer"], "wall");
+}
