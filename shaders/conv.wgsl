@@ -42,6 +42,11 @@ struct Params {
     // 64 / wg_cols blocks of 8 rows. Outputs narrower than 32 columns get narrower, taller
     // workgroups instead of idle invocations.
     wg_cols: u32,
+    // conv_weight_grad: images per cache block (see there).
+    chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Override constants select what changes the inner loops; what only changes a tile's setup or
@@ -293,6 +298,12 @@ fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
 // ---- conv_weight_grad: dW[k, j] = Σ_m im2col(x)[m, k] · dy[m, j], k = (kh, kw, ci) and
 // m = (n, oh, ow). Its A operand is im2col(x)ᵀ, read (like matmul's TRANS_A) as quads of 4
 // consecutive k at one m: 4 channels of one x pixel.
+//
+// Every tile sums over the whole batch, so at batch 128 each one would stream tens of MB of x
+// and dy through the cache. Instead a workgroup's 8 tiles (64 rows of dW) walk the batch in
+// chunks of Params.chunk images, sized to stay in cache, with a barrier after each: llvmpipe
+// runs all the workgroup's invocations up to a barrier before any passes it, so all 8 tiles
+// read a chunk while it is hot (2.5x faster at batch 128 on the largest layers).
 
 // Taps and channels of dW rows k0..k0+3 (clamped into dW).
 struct RowQuad {
@@ -326,9 +337,12 @@ fn out_range(t: u32, len: u32, out_len: u32, s: u32, pad: u32) -> vec2<i32> {
 }
 
 // The rectangle for dW rows i0..i0+7: exact when they share a tap, else every output pixel
-// (each load then checks its own tap).
+// (each load then checks its own tap); empty past the last row.
 fn weight_rect(i0: u32) -> Rect {
     let rows = p.k_h * p.k_w * p.x_c;
+    if i0 >= rows {
+        return Rect(vec2(0), vec2(-1));
+    }
     let tap = i0 / p.x_c;
     if tap != min(i0 + 7u, rows - 1u) / p.x_c {
         return Rect(vec2(0), vec2(i32(p.y_h) - 1, i32(p.y_w) - 1));
@@ -338,10 +352,10 @@ fn weight_rect(i0: u32) -> Rect {
     return Rect(vec2(rh.x, rw.x), vec2(rh.y, rw.y));
 }
 
-// The first output pixel (n, oh, ow) of the rectangle, or n = batch when it is empty.
-fn first_pixel(r: Rect) -> vec3<u32> {
+// The rectangle's first output pixel (n, oh, ow) in image n0, or n = n_end when it is empty.
+fn first_pixel(r: Rect, n0: u32, n_end: u32) -> vec3<u32> {
     let empty = any(r.lo > r.hi);
-    return vec3(select(0u, p.batch, empty), u32(max(r.lo.x, 0)), u32(max(r.lo.y, 0)));
+    return vec3(select(n0, n_end, empty), u32(max(r.lo.x, 0)), u32(max(r.lo.y, 0)));
 }
 
 // The output pixel after m in the rectangle: ow fastest, then oh, then the image.
@@ -363,7 +377,8 @@ fn step_pixels(m: vec3<u32>, r: Rect) -> array<vec3<u32>, 4> {
 }
 
 // x at output pixel m for the 4 dW rows of `rq`: their im2col elements, zero where the tap
-// falls in the padding or m is past the batch.
+// falls in the padding or m is past the batch (pixels past the chunk's last image add nothing
+// because their dy rows are zero).
 fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     // Coordinates above the padding wrap around to huge values and fail the bounds test.
     let ih = m.y * p.s_h + rq.kh - p.pad_top;
@@ -386,12 +401,12 @@ fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     return v;
 }
 
-// dy[m_q, j..j+3] for the 4 pixels of a step, zero past the batch.
-fn dy_rows4(ms: array<vec3<u32>, 4>, j: u32) -> array<vec4<f32>, 4> {
+// dy[m_q, j..j+3] for the 4 pixels of a step, zero past the chunk's last image.
+fn dy_rows4(ms: array<vec3<u32>, 4>, j: u32, n_end: u32) -> array<vec4<f32>, 4> {
     var rows: array<vec4<f32>, 4>;
     for (var q = 0u; q < 4u; q++) {
         let m = ms[q];
-        if m.x < p.batch {
+        if m.x < n_end {
             rows[q] = b_quad(((m.x * p.y_h + m.y) * p.y_w + m.z) * p.y_c, j, p.y_c);
         }
     }
@@ -419,32 +434,34 @@ fn weight_store(i0: u32, j: u32, acc: array<vec4<f32>, 8>) {
 }
 
 // Portable weight gradient: each invocation computes 8 rows x 4 columns of dW from its own
-// loads, 12 per step of 4 output pixels for 128 FMAs.
+// loads, 12 per step of 4 output pixels for 128 FMAs. Invocations past dW's last row walk
+// empty rectangles: every invocation must reach each barrier.
 @compute @workgroup_size(64)
 fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
                              @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32) {
     let blocks = portable_blocks(wg, nwg, lid);
     let i0 = blocks.y * 8u;
-    if i0 >= p.k_h * p.k_w * p.x_c {
-        return;
-    }
     let j = blocks.x * 4u;
     let rect = weight_rect(i0);
     let rq0 = row_quad(i0);
     let rq1 = row_quad(i0 + 4u);
     var acc: array<vec4<f32>, 8>;
-    var m = first_pixel(rect);
-    while m.x < p.batch {
-        let ms = step_pixels(m, rect);
-        let brows = dy_rows4(ms, j);
-        var quads: array<vec4<f32>, 8>;
-        for (var q = 0u; q < 4u; q++) {
-            quads[2u * q] = x_quad(ms[q], rq0);
-            quads[2u * q + 1u] = x_quad(ms[q], rq1);
+    for (var n0 = 0u; n0 < p.batch; n0 += p.chunk) {
+        let n_end = min(n0 + p.chunk, p.batch);
+        var m = first_pixel(rect, n0, n_end);
+        while m.x < n_end {
+            let ms = step_pixels(m, rect);
+            let brows = dy_rows4(ms, j, n_end);
+            var quads: array<vec4<f32>, 8>;
+            for (var q = 0u; q < 4u; q++) {
+                quads[2u * q] = x_quad(ms[q], rq0);
+                quads[2u * q + 1u] = x_quad(ms[q], rq1);
+            }
+            fma_block(&acc, weight_a_rows(quads), brows);
+            m = next_pixel(ms[3], rect);
         }
-        fma_block(&acc, weight_a_rows(quads), brows);
-        m = next_pixel(ms[3], rect);
+        workgroupBarrier();
     }
     weight_store(i0, j, acc);
 }
@@ -491,27 +508,31 @@ fn conv_gather_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     }
 }
 
-// Weight gradient for subgroups of exactly 8 lanes: 8 rows x 32 columns of dW. Lane L owns
-// columns 4L..4L+3 and loads their dy values; lane 2q + h loads x for rows 4h..4h+3 at the
-// step's pixel q, and the quads are shared: 5 loads per lane per step for 128 FMAs.
-@compute @workgroup_size(8)
+// Weight gradient for subgroups of exactly 8 lanes, 8 subgroups per workgroup: each subgroup
+// computes 8 rows x 32 columns of dW. Lane L owns columns 4L..4L+3 and loads their dy values;
+// lane 2q + h loads x for rows 4h..4h+3 at the step's pixel q, and the quads are shared:
+// 5 loads per lane per step for 128 FMAs. The walks differ between subgroups but not within
+// one, so the broadcasts stay in uniform control flow.
+@compute @workgroup_size(64)
 fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                              @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(subgroup_id) sg: u32,
                              @builtin(subgroup_invocation_id) lane: u32) {
-    let i0 = (wg.y + wg.z * nwg.y) * 8u;
-    if i0 >= p.k_h * p.k_w * p.x_c {
-        return;
-    }
+    let i0 = ((wg.y + wg.z * nwg.y) * 8u + sg) * 8u;
     let j = wg.x * 32u + lane * 4u;
     let rect = weight_rect(i0);
     let rq = row_quad(i0 + 4u * (lane % 2u));
     var acc: array<vec4<f32>, 8>;
-    var m = first_pixel(rect);
-    while m.x < p.batch {
-        let ms = step_pixels(m, rect);
-        let brows = dy_rows4(ms, j);
-        fma_block(&acc, weight_a_rows(share(x_quad(ms[lane / 2u], rq))), brows);
-        m = next_pixel(ms[3], rect);
+    for (var n0 = 0u; n0 < p.batch; n0 += p.chunk) {
+        let n_end = min(n0 + p.chunk, p.batch);
+        var m = first_pixel(rect, n0, n_end);
+        while m.x < n_end {
+            let ms = step_pixels(m, rect);
+            let brows = dy_rows4(ms, j, n_end);
+            fma_block(&acc, weight_a_rows(share(x_quad(ms[lane / 2u], rq))), brows);
+            m = next_pixel(ms[3], rect);
+        }
+        workgroupBarrier();
     }
     weight_store(i0, j, acc);
 }

@@ -304,10 +304,18 @@ struct Params {
     backward_data: u32,
     has_bias: u32,
     wg_cols: u32,
+    chunk: u32,
+    _pad: [u32; 3],
 }
 
 impl Params {
-    fn new(g: &Conv2dGeometry, backward_data: bool, has_bias: bool, wg_cols: usize) -> Params {
+    fn new(
+        g: &Conv2dGeometry,
+        backward_data: bool,
+        has_bias: bool,
+        wg_cols: usize,
+        chunk: usize,
+    ) -> Params {
         let sizes = [
             g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
             g.stride_h, g.stride_w,
@@ -334,9 +342,14 @@ impl Params {
             backward_data: backward_data.into(),
             has_bias: has_bias.into(),
             wg_cols: u(wg_cols),
+            chunk: u(chunk),
+            _pad: [0; 3],
         }
     }
 }
+
+/// Bytes of x and dy per cache block of the weight gradient.
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// What one conv dispatch computes.
 #[derive(Clone, Copy, PartialEq)]
@@ -399,13 +412,22 @@ fn launch(
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(b_row % 4 == 0)),
     ];
-    // Tile: 8 lanes x 4 columns in one subgroup, or 64 invocations of 4 columns by 8 rows,
-    // as few columns wide as the output needs (1, 2, 4 or 8 blocks of 4).
+    // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
+    // weight gradient), or 64 invocations of 4 columns by 8 rows, as few columns wide as the
+    // output needs (1, 2, 4 or 8 blocks of 4).
     let wg_cols = if subgroup { 8 } else { cols.div_ceil(4).next_power_of_two().min(8) };
-    let tiles_per_group = if subgroup { 1 } else { 64 / wg_cols };
+    let tiles_per_group = match (subgroup, pass) {
+        (true, Pass::BackwardWeight) => 8,
+        (true, _) => 1,
+        (false, _) => 64 / wg_cols,
+    };
+    // The weight gradient's cache blocks: as many images of x and dy as fit in 256 KiB (an L2
+    // cache's share), at least one.
+    let chunk = (CHUNK_BYTES / (4 * (g.in_h * g.in_w * g.in_c + g.out_h * g.out_w * g.out_c)))
+        .clamp(1, g.batch);
     let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
     let groups = grid(gpu, cols.div_ceil(4 * wg_cols), row_tiles.div_ceil(tiles_per_group));
-    let params = Params::new(g, pass == Pass::BackwardData, bias.is_some(), wg_cols);
+    let params = Params::new(g, pass == Pass::BackwardData, bias.is_some(), wg_cols, chunk);
     let params = gpu.uniform(&params);
     // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
     // a bias any read-only tensor stands in for it in the gather kernels (they do not read it).
