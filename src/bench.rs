@@ -2,8 +2,10 @@
 //! the shapes the presets run (or one given with `--shape`), next to the device's measured
 //! ceilings: copy bandwidth and the best matmul rate.
 //!
-//! Timing is wall-clock around one submission that replays the same dispatch many times, then
-//! waits; the median of a few such submissions, divided by the calls in each, is `ms`.
+//! Timing: one submission replays the same dispatch many times, timed by GPU timestamp queries
+//! around it where the device has them (`timer: "timestamp"`), else by the wall clock around
+//! submit and wait (`"wall"`); the median of a few such submissions, divided by the calls in
+//! each, is `ms`.
 
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::check::{self, Tolerance};
 use crate::cpu;
-use crate::gpu::{Gpu, Op, Tensor};
+use crate::gpu::{Gpu, Op, Staging, Tensor, record};
 use crate::kernels::conv::{Conv2dGeometry, Padding};
 use crate::kernels::optim::RmsPropParams;
 use crate::kernels::{
@@ -219,6 +221,11 @@ const MAX_CALLS: usize = 1000;
 /// Runs `case` once, compares each output with the CPU twin's (an error, without timing, if
 /// any disagrees), then times it.
 pub fn measure(gpu: &Gpu, case: &Case, ceilings: Option<Ceilings>) -> Result<Row> {
+    check_and_time(gpu, case, ceilings, false)
+}
+
+/// [`measure`], reporting the fastest repetition when `best` and the median otherwise.
+fn check_and_time(gpu: &Gpu, case: &Case, ceilings: Option<Ceilings>, best: bool) -> Result<Row> {
     gpu.run(&case.ops);
     for c in &case.checks {
         let got = gpu.read(&c.got);
@@ -231,15 +238,14 @@ pub fn measure(gpu: &Gpu, case: &Case, ceilings: Option<Ceilings>) -> Result<Row
         .map_err(anyhow::Error::msg)
         .context("the GPU kernel disagrees with its CPU twin; not timing it")?;
     }
-    let (ms, calls) = time_ops(gpu, &case.ops);
-    Ok(row(case.kernel.name(), &case.shape, ms, calls, case.flops, case.bytes, ceilings))
+    let (ms, calls, timer) = time_ops(gpu, &case.ops, best);
+    Ok(row(case.kernel.name(), &case.shape, (ms, calls, timer), case.flops, case.bytes, ceilings))
 }
 
 fn row(
     kernel: &str,
     shape: &str,
-    ms: f64,
-    calls: usize,
+    (ms, calls, timer): (f64, usize, &'static str),
     flops: f64,
     bytes: f64,
     ceilings: Option<Ceilings>,
@@ -256,31 +262,84 @@ fn row(
         flops_share: ceilings.map_or(0.0, |c| share(gflops, c.gflops)),
         bandwidth_share: ceilings.map_or(0.0, |c| share(gbps, c.gbps)),
         calls,
-        timer: "wall",
+        timer,
     }
 }
 
-/// Milliseconds per call of `ops` and the calls per submission: one untimed run, then the
-/// median of [`REPETITIONS`] submissions of as many calls as fill [`TARGET_SECONDS`].
-fn time_ops(gpu: &Gpu, ops: &[Op]) -> (f64, usize) {
+/// Milliseconds per call of `ops`, the calls per submission and the timer used: one untimed
+/// run, then the median (the fastest when `best`, for ceilings) of [`REPETITIONS`] submissions of as many calls as fill
+/// [`TARGET_SECONDS`], each timed by GPU timestamps where the device has them, else by the
+/// wall clock around submit and wait.
+fn time_ops(gpu: &Gpu, ops: &[Op], best: bool) -> (f64, usize, &'static str) {
     let start = Instant::now();
     gpu.run(ops);
     let once = start.elapsed().as_secs_f64();
     let calls = ((TARGET_SECONDS / once.max(1e-6)) as usize).clamp(1, MAX_CALLS);
     let repeated: Vec<Op> = ops.iter().cycle().take(ops.len() * calls).cloned().collect();
+    let timer = if gpu.caps.timestamps { "timestamp" } else { "wall" };
     let mut samples: Vec<f64> = (0..REPETITIONS)
         .map(|_| {
-            let start = Instant::now();
-            gpu.run(&repeated);
-            start.elapsed().as_secs_f64() * 1e3 / calls as f64
+            let ms = if gpu.caps.timestamps {
+                timestamped_ms(gpu, &repeated)
+            } else {
+                let start = Instant::now();
+                gpu.run(&repeated);
+                start.elapsed().as_secs_f64() * 1e3
+            };
+            ms / calls as f64
         })
         .collect();
     samples.sort_by(f64::total_cmp);
-    (samples[REPETITIONS / 2], calls)
+    (samples[if best { 0 } else { REPETITIONS / 2 }], calls, timer)
+}
+
+/// Milliseconds between GPU timestamps written by empty compute passes before and after `ops`,
+/// all in one submission.
+fn timestamped_ms(gpu: &Gpu, ops: &[Op]) -> f64 {
+    let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("bench"),
+        ty: wgpu::QueryType::Timestamp,
+        count: 2,
+    });
+    let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench timestamps"),
+        size: 16,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let staging = Staging::new(gpu, 16);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    let mark = |encoder: &mut wgpu::CommandEncoder, begin: Option<u32>, end: Option<u32>| {
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("bench timestamp"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: begin,
+                end_of_pass_write_index: end,
+            }),
+        });
+    };
+    mark(&mut encoder, Some(0), None);
+    record(&mut encoder, ops);
+    mark(&mut encoder, None, Some(1));
+    encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
+    staging.copy_from(&mut encoder, &resolved);
+    gpu.queue.submit([encoder.finish()]);
+    staging.map();
+    let bytes = loop {
+        gpu.wait();
+        if let Some(bytes) = staging.try_take() {
+            break bytes;
+        }
+        std::thread::yield_now();
+    };
+    let [t0, t1]: [u64; 2] = bytemuck::pod_read_unaligned(&bytes);
+    t1.saturating_sub(t0) as f64 * gpu.queue.get_timestamp_period() as f64 / 1e6
 }
 
 /// The device's ceilings: bandwidth from a copy of `copy_mib` MiB (bytes read plus bytes
-/// written), arithmetic from the best of `matmul_shapes` (each checked first). Returns them
+/// written), arithmetic from the best of `matmul_shapes` (each checked first), each from its
+/// fastest repetition. Returns them
 /// with one row per measurement, kernel "ceiling".
 pub fn measure_ceilings(
     gpu: &Gpu,
@@ -290,16 +349,16 @@ pub fn measure_ceilings(
     let len = copy_mib << 18;
     let (src, dst) = (gpu.upload(&vec![1.0; len]), gpu.zeros(len));
     let copy = [Op::Copy { src, src_offset: 0, dst, dst_offset: 0, len }];
-    let (ms, calls) = time_ops(gpu, &copy);
+    let timing = time_ops(gpu, &copy, true);
     let mut copy_row =
-        row("ceiling", &format!("copy {copy_mib} MiB"), ms, calls, 0.0, 8.0 * len as f64, None);
+        row("ceiling", &format!("copy {copy_mib} MiB"), timing, 0.0, 8.0 * len as f64, None);
     let gbps = copy_row.gbps;
     copy_row.bandwidth_share = 1.0;
     let mut rows = vec![copy_row];
     let mut rng = StdRng::seed_from_u64(1);
     for shape in matmul_shapes {
         for case in cases(gpu, Kernel::Matmul, shape, &mut rng)? {
-            let mut r = measure(gpu, &case, None)?;
+            let mut r = check_and_time(gpu, &case, None, true)?;
             r.kernel = "ceiling".into();
             r.shape = format!("matmul {}", r.shape);
             r.bandwidth_share = r.gbps / gbps;
