@@ -132,7 +132,10 @@ fn report(adapter: &wgpu::Adapter, portable: bool) -> AdapterReport {
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
-        kernel_variants: vec![format!("matmul: {}", crate::kernels::matmul::variant_name(&caps))],
+        kernel_variants: vec![
+            format!("matmul: {}", crate::kernels::matmul::variant_name(&caps)),
+            format!("conv: {}", crate::kernels::conv::variant_name(&caps)),
+        ],
     }
 }
 

@@ -383,8 +383,9 @@ fn train_command(args: TrainArgs) -> Result<()> {
         iters_per_epoch,
         progress: !args.quiet,
     };
-    write_config(&args.out, &spec, &opts, &gpu, &dataset.source, resume_path.as_deref())?;
-    let mut trainer = Trainer::new(gpu, spec, &dataset, seed, resume)?;
+    // The trainer checks the model against the device before anything is written.
+    let mut trainer = Trainer::new(gpu.clone(), spec, &dataset, seed, resume)?;
+    write_config(&args.out, &trainer.spec, &opts, &gpu, &dataset.source, resume_path.as_deref())?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {

@@ -178,6 +178,7 @@ impl Trainer {
             spec.name,
         );
         let image_len = spec.image_len();
+        check_fits(&gpu, &spec, dataset)?;
         let (seed, step, g_state, d_state) = match resume {
             Some(ck) => {
                 anyhow::ensure!(
@@ -527,6 +528,38 @@ impl Trainer {
             images_per_s,
         }
     }
+}
+
+/// Every buffer the trainer binds must fit the device's storage-binding limit (128 MiB under
+/// WebGPU's defaults): the largest activation of each pass, and the dataset.
+fn check_fits(gpu: &Gpu, spec: &GanSpec, dataset: &Dataset) -> Result<()> {
+    let limit = gpu.limits.max_storage_buffer_binding_size as u64;
+    let r = &spec.recipe;
+    let largest = |net: &NetSpec, batch: usize| -> u64 {
+        let widest =
+            net.shapes().unwrap().iter().map(|s| s.iter().product::<usize>()).max().unwrap();
+        let params = net.params().iter().map(|p| p.numel()).max().unwrap_or(0);
+        (batch * widest).max(params) as u64 * 4
+    };
+    let need = largest(&spec.generator, r.batch.max(r.g_batch()))
+        .max(largest(&spec.discriminator, (2 * r.batch).max(r.g_batch())));
+    anyhow::ensure!(
+        need <= limit,
+        "batch {} of model {} needs a {} MiB buffer, over this device's limit of {} MiB per binding: \
+         use a smaller --batch-size",
+        r.batch,
+        spec.name,
+        need >> 20,
+        limit >> 20
+    );
+    let data = dataset.images.len() as u64;
+    anyhow::ensure!(
+        data <= limit,
+        "the dataset's {} MiB of images exceed this device's limit of {} MiB per binding",
+        data >> 20,
+        limit >> 20
+    );
+    Ok(())
 }
 
 /// Freshly initialised generator and discriminator with zero optimizer moments.
