@@ -32,7 +32,8 @@ struct Params {
     k_w: u32,
     s_h: u32,
     s_w: u32,
-    // x pixel (oh*s_h + kh - pad_top, ow*s_w + kw - pad_left) feeds y pixel (oh, ow) via tap (kh, kw).
+    // Tap (kh, kw) connects x pixel (oh*s_h + kh - pad_top, ow*s_w + kw - pad_left) to y
+    // pixel (oh, ow).
     pad_top: u32,
     pad_left: u32,
     // conv_gather computes dx from dy: its tiles are pixels of x, the gathered image is dy.
@@ -102,8 +103,8 @@ fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     return v;
 }
 
-// Elements c0..c0+3 of the `len`-element row of b at `base`, with the vec4 read kept inside
-// the row and the scalar reads skipped past its end (their lanes are never stored).
+// Elements c0..c0+3 of the `len`-element row of b at `base`: the vec4 read is kept inside the
+// row (clamped lanes are never stored), the scalar ones give zero past its end.
 fn b_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     if VEC_B {
         return b4[(base + min(c0, len - 4u)) / 4u];
@@ -303,7 +304,7 @@ fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
 // and dy through the cache. Instead a workgroup's 8 tiles (64 rows of dW) walk the batch in
 // chunks of Params.chunk images, sized to stay in cache, with a barrier after each: llvmpipe
 // runs all the workgroup's invocations up to a barrier before any passes it, so all 8 tiles
-// read a chunk while it is hot (2.5x faster at batch 128 on the largest layers).
+// read a chunk while it is hot (2x faster at batch 128 on the largest layers).
 
 // Taps and channels of dW rows k0..k0+3 (clamped into dW).
 struct RowQuad {
