@@ -384,6 +384,7 @@ pub fn run(
     shape: Option<&str>,
     mut emit: impl FnMut(&Row),
 ) -> Result<()> {
+    ensure!(shape.is_none() || kernels.len() == 1, "--shape needs a single --kernel, not all");
     let (ceilings, rows) = measure_ceilings(gpu, 64, &CEILING_MATMULS)?;
     rows.iter().for_each(&mut emit);
     let mut rng = StdRng::seed_from_u64(0);
@@ -435,7 +436,7 @@ fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
         .collect()
 }
 
-fn fields<'a>(kernel: Kernel, shape: &'a str, min: usize, max: usize) -> Result<Vec<&'a str>> {
+fn fields(kernel: Kernel, shape: &str, min: usize, max: usize) -> Result<Vec<&str>> {
     let f: Vec<&str> = shape.split(',').map(str::trim).collect();
     ensure!(
         (min..=max).contains(&f.len()),

@@ -116,6 +116,8 @@ fn bad_kernels_and_shapes_are_clear_errors() {
     let err = Kernel::parse_list("matmull").unwrap_err().to_string();
     assert!(err.contains("unknown kernel") && err.contains("conv-transpose"), "{err}");
     assert_eq!(Kernel::parse_list("all").unwrap(), Kernel::ALL.to_vec());
+    let err = bench::run(&gpu, &Kernel::ALL, Some("8,8,8"), |_| panic!("measured")).unwrap_err();
+    assert!(err.to_string().contains("single --kernel"), "{err}");
     for (kernel, shape, needle) in [
         (Kernel::Matmul, "8,8", "M,N,K"),
         (Kernel::Matmul, "8,8,8,tc", "ta or tb"),
