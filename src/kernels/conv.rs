@@ -316,14 +316,7 @@ impl Params {
         wg_cols: usize,
         chunk: usize,
     ) -> Params {
-        let sizes = [
-            g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
-            g.stride_h, g.stride_w,
-        ];
-        assert!(sizes.iter().all(|&s| s > 0), "conv with a zero size: {g:?}");
-        // The kernels index with u32, and do tap arithmetic with i32.
-        let largest = [g.input_len(), g.output_len(), g.weight_len(), g.pad_top, g.pad_left];
-        assert!(largest.iter().all(|&v| v < i32::MAX as usize), "conv too large: {g:?}");
+        // `launch` has checked that every size fits in an i32.
         let u = |v: usize| v as u32;
         Params {
             batch: u(g.batch),
@@ -370,6 +363,14 @@ fn launch(
     c: &Tensor,
     g: &Conv2dGeometry,
 ) -> Dispatch {
+    let sizes = [
+        g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
+        g.stride_h, g.stride_w,
+    ];
+    assert!(sizes.iter().all(|&s| s > 0), "conv with a zero size: {g:?}");
+    // The kernels index with u32, and do tap arithmetic with i32.
+    let largest = [g.input_len(), g.output_len(), g.weight_len(), g.pad_top, g.pad_left];
+    assert!(largest.iter().all(|&v| v < i32::MAX as usize), "conv too large: {g:?}");
     let (x, w, y) = (g.input_len(), g.weight_len(), g.output_len());
     let (label, a_len, b_len, c_len) = match pass {
         Pass::Forward => ("conv2d", x, w, y),
