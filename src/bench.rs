@@ -384,18 +384,30 @@ pub fn run(
     shape: Option<&str>,
     mut emit: impl FnMut(&Row),
 ) -> Result<()> {
-    ensure!(shape.is_none() || kernels.len() == 1, "--shape needs a single --kernel, not all");
+    let mut rng = StdRng::seed_from_u64(0);
+    // A given shape is parsed (and its cases built) before the ceilings take their seconds.
+    let given = match shape {
+        Some(s) => {
+            ensure!(kernels.len() == 1, "--shape needs a single --kernel, not all");
+            Some(cases(gpu, kernels[0], s, &mut rng)?)
+        }
+        None => None,
+    };
     let (ceilings, rows) = measure_ceilings(gpu, 64, &CEILING_MATMULS)?;
     rows.iter().for_each(&mut emit);
-    let mut rng = StdRng::seed_from_u64(0);
-    for &kernel in kernels {
-        let shapes: Vec<&str> = match shape {
-            Some(s) => vec![s],
-            None => kernel.default_shapes().to_vec(),
-        };
-        for s in shapes {
-            for case in cases(gpu, kernel, s, &mut rng)? {
-                emit(&measure(gpu, &case, Some(ceilings))?);
+    let mut measure_all = |cases: Vec<Case>| -> Result<()> {
+        for case in cases {
+            emit(&measure(gpu, &case, Some(ceilings))?);
+        }
+        Ok(())
+    };
+    match given {
+        Some(given) => measure_all(given)?,
+        None => {
+            for &kernel in kernels {
+                for s in kernel.default_shapes() {
+                    measure_all(cases(gpu, kernel, s, &mut rng)?)?;
+                }
             }
         }
     }
