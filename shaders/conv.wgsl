@@ -60,6 +60,9 @@ override VEC_A: bool = false;
 override TRANS_B: bool = false;
 // The stored rows of b (weight slices, or dy in conv_weight_grad) have a multiple of 4 elements.
 override VEC_B: bool = false;
+// conv_gather: the gathered image has one channel, so a reduction step takes 4 taps along w
+// instead of 4 channels of one tap (3 of which would be padding).
+override PACK_TAPS: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // The gathered image: x (forward, weight gradient) or dy (backward data).
@@ -247,6 +250,51 @@ fn w_rows4(slice: u32, k0: u32, j: u32, k: u32, n: u32) -> array<vec4<f32>, 4> {
     return rows;
 }
 
+// With PACK_TAPS, the 4 taps (kh, kw + e*step) of a step: which exist, their pixels' offsets
+// within a src image, and their weight slices.
+struct TapQuad {
+    live: vec4<bool>,
+    pixel: vec4<u32>,
+    slice: vec4<u32>,
+}
+
+fn tap_quad(t: GatherTile, kh: i32, kw: i32) -> TapQuad {
+    var q: TapQuad;
+    for (var e = 0; e < 4; e++) {
+        let tap = kw + e * t.tw.step;
+        q.live[e] = tap <= t.tw.last;
+        if q.live[e] {
+            q.pixel[e] = src_pixel(t, kh, tap);
+            q.slice[e] = w_slice(kh, tap);
+        }
+    }
+    return q;
+}
+
+// The one gathered channel of the src image at `image` for the 4 taps, zero past the last.
+fn a_taps(image: u32, q: TapQuad) -> vec4<f32> {
+    var v = vec4(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        if q.live[e] {
+            v[e] = a[image + q.pixel[e]];
+        }
+    }
+    return v;
+}
+
+// The weights from the one gathered channel to output channels j..j+3 for the 4 taps. Past
+// the last tap a_taps is zero already; these are not read only because their slices may lie
+// past W's end.
+fn w_taps(q: TapQuad, j: u32, n: u32) -> array<vec4<f32>, 4> {
+    var rows: array<vec4<f32>, 4>;
+    for (var e = 0u; e < 4u; e++) {
+        if q.live[e] {
+            rows[e] = b_quad(q.slice[e], j, n);
+        }
+    }
+    return rows;
+}
+
 // Writes the tile's row for image n, columns j..j+3 (plus bias), skipping what lies outside.
 fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     if n >= p.batch {
@@ -277,8 +325,18 @@ fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
     }
     let j = blocks.x * 4u;
     var acc: array<vec4<f32>, 8>;
+    let kw_step = t.tw.step * select(1, 4, PACK_TAPS);
     for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
-        for (var kw = t.tw.first; kw <= t.tw.last; kw += t.tw.step) {
+        for (var kw = t.tw.first; kw <= t.tw.last; kw += kw_step) {
+            if PACK_TAPS {
+                let taps = tap_quad(t, kh, kw);
+                var arows: array<vec4<f32>, 8>;
+                for (var r = 0u; r < 8u; r++) {
+                    arows[r] = a_taps(src_image(t, t.n0 + r), taps);
+                }
+                fma_block(&acc, arows, w_taps(taps, j, t.dst.z));
+                continue;
+            }
             let pixel = src_pixel(t, kh, kw);
             let slice = w_slice(kh, kw);
             for (var c0 = 0u; c0 < t.src.z; c0 += 4u) {
@@ -494,8 +552,15 @@ fn conv_gather_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     }
     let j = wg.x * 32u + lane * 4u;
     var acc: array<vec4<f32>, 8>;
+    let kw_step = t.tw.step * select(1, 4, PACK_TAPS);
     for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
-        for (var kw = t.tw.first; kw <= t.tw.last; kw += t.tw.step) {
+        for (var kw = t.tw.first; kw <= t.tw.last; kw += kw_step) {
+            if PACK_TAPS {
+                let taps = tap_quad(t, kh, kw);
+                let x = a_taps(src_image(t, t.n0 + lane), taps);
+                fma_block(&acc, share(x), w_taps(taps, j, t.dst.z));
+                continue;
+            }
             let pixel = src_image(t, t.n0 + lane) + src_pixel(t, kh, kw);
             let slice = w_slice(kh, kw);
             for (var c0 = 0u; c0 < t.src.z; c0 += 4u) {

@@ -238,6 +238,7 @@ fn conv_matches_cpu_twin() {
     case("k4 s2 same 8x9x6 -> 3", c(2, (8, 9), 6, 3, (4, 4), (2, 2), Same), false);
     case("k7 s1 same 6x6x8 -> 1", c(2, (6, 6), 8, 1, (7, 7), (1, 1), Same), false);
     case("k5 s1 valid 9x8x2 -> 7", c(2, (9, 8), 2, 7, (5, 5), (1, 1), Valid), false);
+    case("k5 s2 same 9x7x3 -> 1", c(3, (9, 7), 3, 1, (5, 5), (2, 2), Same), false);
     case("k3 s1 same 1x1x5 -> 33, batch 9", c(9, (1, 1), 5, 33, (3, 3), (1, 1), Same), false);
     case("k5 s2 same 1x1x12 -> 20", c(3, (1, 1), 12, 20, (5, 5), (2, 2), Same), false);
     case("k5 s1 same 4x4x12 -> 40, batch 10", c(10, (4, 4), 12, 40, (5, 5), (1, 1), Same), false);

@@ -412,6 +412,7 @@ fn launch(
         ("VEC_A", flag(gathered % 4 == 0)),
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(b_row % 4 == 0)),
+        ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
     ];
     // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
     // weight gradient), or 64 invocations of 4 columns by 8 rows, as few columns wide as the
