@@ -267,7 +267,7 @@ fn conv_matches_cpu_twin() {
     );
     case("T k3 s2 same 3x4x8 -> 4, +(1,1)", t_to((3, 4), (8, 4), 3, 2, Same, (1, 1), None), true);
     case("T k3 s3 valid 3x3x4 -> 20", t_to((3, 3), (4, 20), 3, 3, Valid, (0, 0), None), true);
-    case("T k2 s2 same 1x1x8 -> 1", t_to((1, 1), (8, 1), 2, 2, Same, (0, 0), None), true);
+    case("T k2 s2 same 1x1x8 -> 2x2x1", t_to((1, 1), (8, 1), 2, 2, Same, (0, 0), None), true);
     // A selection of the presets' layers, at batch 2.
     let keep = [0, 2, 4, 8, 12, 13, 14, 15, 18];
     for (i, (name, g, is_transposed)) in preset_shapes(2).into_iter().enumerate() {
