@@ -533,7 +533,7 @@ impl Trainer {
 /// Every buffer the trainer binds must fit the device's storage-binding limit (128 MiB under
 /// WebGPU's defaults): the largest activation of each pass, and the dataset.
 fn check_fits(gpu: &Gpu, spec: &GanSpec, dataset: &Dataset) -> Result<()> {
-    let limit = gpu.limits.max_storage_buffer_binding_size as u64;
+    let limit = gpu.limits.max_storage_buffer_binding_size;
     let r = &spec.recipe;
     let largest = |net: &NetSpec, batch: usize| -> u64 {
         let widest =
