@@ -282,18 +282,25 @@ fn conv_matches_cpu_twin() {
     });
 }
 
-/// Past 65535 tiles of 8 images the grid folds into z: 65792 pixels of one image, with the
-/// 17 channels that put the forward on the subgroup kernel where there is one.
+/// Past 65535 workgroups in a dimension the grid folds: the subgroup gather's flat count into
+/// y (65792 tiles, with the 17 channels that choose it), the portable kernels' row blocks into z
+/// (4.2M one-channel tiles, 64 to a workgroup).
 #[test]
-fn conv_covers_a_grid_folded_into_z() {
-    let g = conv(1, (257, 256), (1, 17), 1, 1, Padding::Same);
-    let call = Call::new(&mut common::rng(2), "1x1 over 257x256 pixels", Conv2d, g, true);
-    common::on_every_gpu("conv, folded grid", |gpu| {
-        let (d, _) = call.dispatch(gpu);
+fn conv_covers_folded_grids() {
+    let mut rng = common::rng(2);
+    let wide = conv(1, (257, 256), (1, 17), 1, 1, Padding::Same);
+    let wide = Call::new(&mut rng, "1x1 over 257x256 pixels to 17", Conv2d, wide, true);
+    let narrow = conv(1, (2048, 2049), (1, 1), 1, 1, Padding::Same);
+    let narrow = Call::new(&mut rng, "1x1 over 2048x2049 pixels to 1", Conv2d, narrow, true);
+    common::on_every_gpu("conv, folded grids", |gpu| {
+        let (d, _) = wide.dispatch(gpu);
         if gpu.caps.subgroup_size.is_some() {
-            assert!(d.workgroups[2] > 1, "{} tiles gave the grid {:?}", 257 * 256, d.workgroups);
+            assert!(d.workgroups[1] > 1, "{}: grid {:?}", wide.name, d.workgroups);
         }
-        call.check(gpu).unwrap();
+        wide.check(gpu).unwrap();
+        let (d, _) = narrow.dispatch(gpu);
+        assert!(d.workgroups[2] > 1, "{}: grid {:?}", narrow.name, d.workgroups);
+        narrow.check(gpu).unwrap();
     });
 }
 

@@ -428,7 +428,13 @@ fn launch(
     let chunk = (CHUNK_BYTES / (4 * (g.in_h * g.in_w * g.in_c + g.out_h * g.out_w * g.out_c)))
         .clamp(1, g.batch);
     let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
-    let groups = grid(gpu, cols.div_ceil(4 * wg_cols), row_tiles.div_ceil(tiles_per_group));
+    let col_tiles = cols.div_ceil(4 * wg_cols);
+    let groups = if subgroup && pass != Pass::BackwardWeight {
+        // One workgroup per tile, a flat count: conv_gather_subgroup orders them itself.
+        gpu.grid(row_tiles * col_tiles, 1)
+    } else {
+        grid(gpu, col_tiles, row_tiles.div_ceil(tiles_per_group))
+    };
     let params = Params::new(g, pass == Pass::BackwardData, bias.is_some(), wg_cols, chunk);
     let params = gpu.uniform(&params);
     // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
