@@ -446,6 +446,18 @@ pub struct Shader {
     pub source: &'static str,
 }
 
+impl Shader {
+    /// The part of this module before its subgroup section (the line that starts with
+    /// "// ---- Subgroup variant"), for devices without subgroups: naga rejects a module that
+    /// uses subgroup operations anywhere when the device lacks them.
+    pub fn portable_part(&self, name: &'static str) -> Shader {
+        let end = self.source.find("// ---- Subgroup variant").unwrap_or_else(|| {
+            panic!("{} has no subgroup section", self.name);
+        });
+        Shader { name, source: &self.source[..end] }
+    }
+}
+
 /// One compute dispatch with its bindings, built once and replayed every step.
 #[derive(Clone, Debug)]
 pub struct Dispatch {

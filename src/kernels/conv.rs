@@ -270,19 +270,13 @@ pub fn variant_name(caps: &KernelCaps) -> &'static str {
     if caps.subgroup_size.is_some() { "subgroup" } else { "portable" }
 }
 
-/// The start of the subgroup section of `conv.wgsl`.
-const SUBGROUP_MARKER: &str = "// ---- Subgroup variants.";
-
 /// The WGSL module for a device with these capabilities: the whole file where subgroups are
-/// available, else only the part before the subgroup section, because naga rejects a module
-/// that uses subgroup operations anywhere when the device lacks them.
+/// available, else its portable part.
 fn module(caps: &KernelCaps) -> Shader {
     if caps.subgroup_size.is_some() {
         return shaders::CONV;
     }
-    let source = shaders::CONV.source;
-    let end = source.find(SUBGROUP_MARKER).expect("conv.wgsl has a subgroup section");
-    Shader { name: "conv.wgsl (portable part)", source: &source[..end] }
+    shaders::CONV.portable_part("conv.wgsl (portable part)")
 }
 
 #[repr(C)]

@@ -23,19 +23,13 @@ pub fn variant_name(caps: &KernelCaps) -> &'static str {
     if caps.subgroup_size.is_some() { "subgroup" } else { "portable" }
 }
 
-/// The start of the subgroup section of `matmul.wgsl`.
-const SUBGROUP_MARKER: &str = "// ---- Subgroup variant.";
-
-/// The WGSL module that holds `entry` on a device with these capabilities: the whole file where
-/// subgroups are available, else only the part before the subgroup section, because naga
-/// rejects a module that uses subgroup operations anywhere when the device lacks them.
+/// The WGSL module for a device with these capabilities: the whole file where subgroups are
+/// available, else its portable part.
 fn module(caps: &KernelCaps) -> Shader {
     if caps.subgroup_size.is_some() {
         return shaders::MATMUL;
     }
-    let source = shaders::MATMUL.source;
-    let end = source.find(SUBGROUP_MARKER).expect("matmul.wgsl has a subgroup section");
-    Shader { name: "matmul.wgsl (portable part)", source: &source[..end] }
+    shaders::MATMUL.portable_part("matmul.wgsl (portable part)")
 }
 
 #[repr(C)]
