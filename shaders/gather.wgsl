@@ -42,3 +42,26 @@ fn gather_rows(
         out[base + b] = f32((bytes >> (8u * b)) & 0xFFu) * p.scale + p.offset;
     }
 }
+
+// ---- Labels: one byte per row of the dataset (packed four to a word as above), as u32.
+
+struct LabelParams {
+    count: u32,
+}
+
+@group(0) @binding(2) var<storage, read_write> out_labels: array<u32>;
+@group(0) @binding(3) var<uniform> lp: LabelParams;
+
+// out_labels[i] = byte indices[i] of `images` (here the label bytes), one thread per label.
+@compute @workgroup_size(WG)
+fn gather_labels(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if i >= lp.count {
+        return;
+    }
+    let at = indices[i];
+    out_labels[i] = (images[at >> 2u] >> ((at & 3u) * 8u)) & 0xFFu;
+}

@@ -10,6 +10,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+pub mod eval;
 pub mod generate;
 pub mod gpu;
 pub mod images;

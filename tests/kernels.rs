@@ -371,3 +371,103 @@ fn gather_rows_matches_cpu() {
         }
     });
 }
+
+/// Rows x classes for the softmax kernels: one row, ragged numbers of rows around the
+/// workgroup size, and classes other than 10 (a single class, two, and wide rows).
+fn softmax_shapes(r: &mut impl Rng) -> [(usize, usize); 5] {
+    [
+        (1, 10),
+        (r.random_range(2..256), 1),
+        (256 + r.random_range(1..256), 10),
+        (r.random_range(2..40), 2),
+        (256 * 2 + r.random_range(1..256), r.random_range(11..300)),
+    ]
+}
+
+#[test]
+fn softmax_cross_entropy_matches_cpu() {
+    on_every_gpu("softmax_cross_entropy", |gpu| {
+        let mut r = rng(11);
+        for (rows, classes) in softmax_shapes(&mut r) {
+            // Wide logits: exp would overflow f32 without the row maximum taken off.
+            let z = random_vec(&mut r, rows * classes, -100.0, 100.0);
+            let labels: Vec<u32> = (0..rows).map(|_| r.random_range(0..classes as u32)).collect();
+            let (dz, losses) = (gpu.upload(&poison(rows * classes)), gpu.upload(&poison(rows)));
+            let scale = 1.0 / rows as f32;
+            let d = kernels::loss::softmax_cross_entropy(
+                gpu,
+                &gpu.upload(&z),
+                &gpu.upload_u32(&labels),
+                &dz,
+                &losses,
+                rows,
+                classes,
+                scale,
+            );
+            gpu.run(&[d.into()]);
+            let (mut want_dz, mut want_losses) = (vec![0.0; rows * classes], vec![0.0; rows]);
+            cpu::loss::softmax_cross_entropy(
+                &z,
+                &labels,
+                &mut want_dz,
+                &mut want_losses,
+                rows,
+                classes,
+                scale,
+            );
+            let name = format!("softmax cross-entropy {rows}x{classes}");
+            assert_close(&format!("{name}: losses"), &gpu.read(&losses), &want_losses, ELEMENTWISE);
+            assert_close(&format!("{name}: gradient"), &gpu.read(&dz), &want_dz, ELEMENTWISE);
+        }
+    });
+}
+
+#[test]
+fn softmax_matches_cpu() {
+    on_every_gpu("softmax", |gpu| {
+        let mut r = rng(12);
+        for (rows, classes) in softmax_shapes(&mut r) {
+            let z = random_vec(&mut r, rows * classes, -100.0, 100.0);
+            let probs = gpu.upload(&poison(rows * classes));
+            gpu.run(&[kernels::loss::softmax(gpu, &gpu.upload(&z), &probs, rows, classes).into()]);
+            let mut want = vec![0.0; rows * classes];
+            cpu::loss::softmax(&z, &mut want, rows, classes);
+            let name = format!("softmax {rows}x{classes}");
+            assert_close(&name, &gpu.read(&probs), &want, ELEMENTWISE);
+        }
+    });
+}
+
+#[test]
+fn gather_labels_matches_cpu() {
+    on_every_gpu("gather_labels", |gpu| {
+        let mut r = rng(13);
+        for (count, len) in [(1, 1), (300, 23), (r.random_range(2..256), 1001)] {
+            let labels: Vec<u8> = (0..len).map(|_| r.random()).collect();
+            let words: Vec<u32> = labels
+                .chunks(4)
+                .map(|c| {
+                    let mut b = [0; 4];
+                    b[..c.len()].copy_from_slice(c);
+                    u32::from_le_bytes(b)
+                })
+                .collect();
+            // The last label (in the buffer's last word) and repeats among the rest.
+            let indices: Vec<u32> = (0..count)
+                .map(|i| if i == 0 { len as u32 - 1 } else { r.random_range(0..len as u32) })
+                .collect();
+            let out = gpu.upload_u32(&vec![u32::MAX; count]);
+            let d = kernels::gather::gather_labels(
+                gpu,
+                &gpu.upload_u32(&words),
+                &gpu.upload_u32(&indices),
+                &out,
+                count,
+            );
+            gpu.run(&[d.into()]);
+            let mut want = vec![0; count];
+            cpu::gather::gather_labels(&labels, &indices, &mut want, count);
+            assert_eq!(gpu.read_u32(&out), want, "gather {count} labels of {len}");
+        }
+    });
+}

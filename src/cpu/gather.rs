@@ -18,3 +18,10 @@ pub fn gather_rows(
         }
     }
 }
+
+/// out[i] = labels[indices[i]]: the labels of a batch gathered with the same indices as its rows.
+pub fn gather_labels(labels: &[u8], indices: &[u32], out: &mut [u32], count: usize) {
+    for (o, &index) in out[..count].iter_mut().zip(&indices[..count]) {
+        *o = labels[index as usize] as u32;
+    }
+}

@@ -47,3 +47,24 @@ pub fn gather_rows(
         gpu.grid(count * row_len.div_ceil(4), WG),
     )
 }
+
+/// out[i] = byte indices[i] of `labels` (bytes packed four to a word, as for [`gather_rows`]),
+/// as a u32, for i < count: the labels of a batch gathered with the same indices as its rows.
+/// The indices are not checked: each must be below the number of labels.
+pub fn gather_labels(
+    gpu: &Gpu,
+    labels: &Tensor,
+    indices: &Tensor,
+    out: &Tensor,
+    count: usize,
+) -> Dispatch {
+    assert!(count <= indices.len && count <= out.len, "gather_labels: tensors too small");
+    let params = gpu.uniform(&[u32::try_from(count).unwrap()]);
+    let pipeline = gpu.pipeline(&shaders::GATHER, "gather_labels", &[]);
+    gpu.dispatch(
+        "gather_labels",
+        &pipeline,
+        &[labels.binding(), indices.binding(), out.binding(), params.as_entire_binding()],
+        gpu.grid(count, WG),
+    )
+}
