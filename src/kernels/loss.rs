@@ -58,9 +58,9 @@ fn row_params(rows: usize, classes: usize, grad_scale: f32) -> RowParams {
 }
 
 /// For each of `rows` rows of `classes` logits and its label (u32, below `classes`, not
-/// checked): losses[r] = -log softmax(logits[r])[labels[r]], and dlogits[r] = (softmax(logits[r])
-/// - onehot(labels[r])) * grad_scale (grad_scale = 1/rows gives the gradient of the mean).
-/// The row's maximum is subtracted before exp, so any finite logits work.
+/// checked): losses[r] = -log softmax(logits[r])[labels[r]], and
+/// dlogits[r] = (softmax(logits[r]) - onehot(labels[r])) * grad_scale
+/// (grad_scale = 1/rows gives the gradient of the mean). The row's maximum is subtracted before exp, so any finite logits work.
 #[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy(
     gpu: &Gpu,
