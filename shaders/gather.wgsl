@@ -1,11 +1,15 @@
 // A batch of images gathered from the dataset kept on the GPU as bytes, four to a u32 word
-// (little-endian), and mapped to the pixel range: out = byte * scale + offset.
+// (little-endian), and mapped to the pixel range: out = byte * scale + offset. A dataset larger
+// than one storage binding is split into shards of whole rows; one dispatch per shard writes the
+// rows whose index falls in it and leaves the others to the other shards' dispatches.
 
 struct Params {
     count: u32,
     row_len: u32,
     scale: f32,
     offset: f32,
+    first_row: u32,
+    rows: u32,
 }
 
 @group(0) @binding(0) var<storage, read> images: array<u32>;
@@ -28,10 +32,15 @@ fn gather_rows(
     if i >= p.count {
         return;
     }
+    // Unsigned wrap-around sends rows before the shard past its end as well.
+    let row = indices[i] - p.first_row;
+    if row >= p.rows {
+        return;
+    }
     let j = (q - i * quads_per_row) * 4u;
     let n = min(4u, p.row_len - j);
     // Byte address of pixel j of the chosen image, and where it sits in its word.
-    let start = indices[i] * p.row_len + j;
+    let start = row * p.row_len + j;
     let shift = (start & 3u) * 8u;
     var bytes = images[start >> 2u] >> shift;
     if shift + 8u * n > 32u {

@@ -867,19 +867,22 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             let [count, row_len] = nums(&f)?[..] else { unreachable!() };
             // A dataset of 1000 rows, as the trainer keeps it: bytes packed four to a word.
             let rows = 1000;
-            let mut bytes = vec![0u8; (rows * row_len).next_multiple_of(4)];
+            let mut bytes = vec![0u8; rows * row_len];
             rng.fill(&mut bytes[..]);
-            let words: Vec<u32> = bytes
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
             let indices: Vec<u32> = (0..count).map(|_| rng.random_range(0..rows as u32)).collect();
             let (scale, offset) = (1.0 / 127.5, -1.0);
             let mut want = vec![0.0; count * row_len];
-            cpu::gather::gather_rows(&bytes, &indices, &mut want, count, row_len, scale, offset);
-            let (gimages, gidx, gout) =
-                (gpu.upload_u32(&words), gpu.upload_u32(&indices), gpu.zeros(count * row_len));
-            let d = gather::gather_rows(gpu, &gimages, &gidx, &gout, count, row_len, scale, offset);
+            cpu::gather::gather_rows(
+                &bytes, 0, rows, &indices, &mut want, count, row_len, scale, offset,
+            );
+            let (gimages, gidx, gout) = (
+                gpu.upload_u32(&gather::pack_bytes(&bytes)),
+                gpu.upload_u32(&indices),
+                gpu.zeros(count * row_len),
+            );
+            let d = gather::gather_rows(
+                gpu, &gimages, 0, rows, &gidx, &gout, count, row_len, scale, offset,
+            );
             vec![case(
                 "",
                 vec![d.into()],

@@ -386,6 +386,8 @@ impl ReferenceTrainer {
         let (lo, hi) = r.pixel_range;
         cpu::gather::gather_rows(
             &self.images,
+            0,
+            self.count,
             &indices,
             &mut d_input,
             batch,

@@ -7,7 +7,8 @@ mod common;
 use common::{on_every_gpu, poison, random_vec, rng};
 use gan_gpu::check::{ELEMENTWISE, REDUCTION, Tolerance, compare};
 use gan_gpu::cpu;
-use gan_gpu::gpu::Gpu;
+use gan_gpu::gpu::{Gpu, Op};
+use gan_gpu::kernels::gather::PackedRows;
 use gan_gpu::kernels::{self, Activation, AdamParams, StepUniform};
 use rand::Rng;
 
@@ -339,35 +340,32 @@ fn gather_rows_matches_cpu() {
         {
             let rows = 23;
             let images: Vec<u8> = (0..rows * row_len).map(|_| r.random()).collect();
-            let words: Vec<u32> = images
-                .chunks(4)
-                .map(|c| {
-                    let mut b = [0; 4];
-                    b[..c.len()].copy_from_slice(c);
-                    u32::from_le_bytes(b)
-                })
-                .collect();
             // The last row (ends at the buffer's end) and repeats among the rest.
             let indices: Vec<u32> = (0..count)
                 .map(|i| if i == 0 { rows as u32 - 1 } else { r.random_range(0..rows as u32) })
                 .collect();
-            let out = gpu.upload(&poison(count * row_len));
             let (scale, offset) = (1.0 / 127.5, -1.0);
-            let d = kernels::gather::gather_rows(
-                gpu,
-                &gpu.upload_u32(&words),
-                &gpu.upload_u32(&indices),
-                &out,
-                count,
-                row_len,
-                scale,
-                offset,
-            );
-            gpu.run(&[d.into()]);
             let mut want = vec![0.0; count * row_len];
-            cpu::gather::gather_rows(&images, &indices, &mut want, count, row_len, scale, offset);
-            let name = format!("gather {count} rows of {row_len}");
-            assert_close(&name, &gpu.read(&out), &want, ELEMENTWISE);
+            cpu::gather::gather_rows(
+                &images, 0, rows, &indices, &mut want, count, row_len, scale, offset,
+            );
+            // Whole, and split into shards of 5 rows (the last one shorter) or of as many rows
+            // as fit 40 bytes, each gathering the rows it holds.
+            for shard_bytes in [images.len(), 5 * row_len, 40.max(row_len)] {
+                let out = gpu.upload(&poison(count * row_len));
+                let dataset = PackedRows::upload_in_shards(gpu, &images, row_len, shard_bytes);
+                let ops: Vec<Op> = dataset
+                    .gather(gpu, &gpu.upload_u32(&indices), &out, count, scale, offset)
+                    .into_iter()
+                    .map(Op::from)
+                    .collect();
+                gpu.run(&ops);
+                let name = format!(
+                    "gather {count} rows of {row_len} from {} shards",
+                    dataset.shard_count()
+                );
+                assert_close(&name, &gpu.read(&out), &want, ELEMENTWISE);
+            }
         }
     });
 }

@@ -4,29 +4,37 @@
 mod common;
 
 use gan_gpu::data::{self, DatasetName};
+use std::sync::Arc;
+
 use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
 use gan_gpu::nn::gan;
 use gan_gpu::train::Trainer;
+
+/// A device on `reference`'s adapter, with its kernel variants, opened with `limits`.
+fn same_adapter(reference: &Gpu, limits: wgpu::Limits) -> Arc<Gpu> {
+    let backend = match reference.info.backend {
+        wgpu::Backend::Vulkan => BackendChoice::Vulkan,
+        wgpu::Backend::Gl => BackendChoice::Gl,
+        wgpu::Backend::Metal => BackendChoice::Metal,
+        wgpu::Backend::Dx12 => BackendChoice::Dx12,
+        other => panic!("unexpected backend {other:?}"),
+    };
+    let opts = GpuOptions {
+        backend,
+        adapter: None,
+        portable_kernels: reference.caps.subgroup_size.is_none(),
+    };
+    let gpu = Gpu::with_limits(&opts, limits.clone()).unwrap();
+    assert_eq!(gpu.limits, limits);
+    gpu
+}
 
 #[test]
 fn every_preset_trains_within_webgpu_default_limits() {
     let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
     // One device per backend the tests run on, asking for nothing above the defaults.
     for reference in common::gpus() {
-        let backend = match reference.info.backend {
-            wgpu::Backend::Vulkan => BackendChoice::Vulkan,
-            wgpu::Backend::Gl => BackendChoice::Gl,
-            wgpu::Backend::Metal => BackendChoice::Metal,
-            wgpu::Backend::Dx12 => BackendChoice::Dx12,
-            other => panic!("unexpected backend {other:?}"),
-        };
-        let opts = GpuOptions {
-            backend,
-            adapter: None,
-            portable_kernels: reference.caps.subgroup_size.is_none(),
-        };
-        let gpu = Gpu::with_limits(&opts, wgpu::Limits::default()).unwrap();
-        assert_eq!(gpu.limits, wgpu::Limits::default());
+        let gpu = same_adapter(reference, wgpu::Limits::default());
         for name in gan::preset_names() {
             let mut spec = gan::preset(name).unwrap();
             spec.recipe.batch = 2;
@@ -40,5 +48,33 @@ fn every_preset_trains_within_webgpu_default_limits() {
                 common::describe(&gpu)
             );
         }
+    }
+}
+
+/// A dataset larger than one storage binding is split into shards, each gathered by its own
+/// dispatch, and training on it is the same as on a device where it fits one binding.
+#[test]
+fn a_dataset_over_the_binding_limit_trains_from_shards() {
+    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
+    let small = 16 << 20;
+    assert!(dataset.images.len() > 2 * small as usize, "MNIST should need three shards");
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: small,
+        max_buffer_size: small,
+        ..wgpu::Limits::default()
+    };
+    let mut spec = gan::preset("mlp").unwrap();
+    spec.recipe.batch = 64;
+    let metrics = |gpu: Arc<Gpu>| {
+        let mut trainer = Trainer::new(gpu, spec.clone(), &dataset, 3, None).unwrap();
+        for _ in 0..3 {
+            trainer.step(true);
+        }
+        trainer.poll_metrics(true)
+    };
+    for reference in common::gpus() {
+        let _gl = common::serialize_gl(reference);
+        let sharded = same_adapter(reference, limits.clone());
+        assert_eq!(metrics(sharded), metrics(reference.clone()), "{}", common::describe(reference));
     }
 }

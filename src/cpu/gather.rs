@@ -1,9 +1,14 @@
 //! CPU twin of `kernels::gather`.
 
-/// out[i*row_len + j] = images[indices[i]*row_len + j] * scale + offset: a batch of rows
-/// from a byte dataset, mapped to the pixel range.
+/// out[i*row_len + j] = images[(indices[i] - first_row)*row_len + j] * scale + offset, for the
+/// i < count whose index falls in the shard `first_row..first_row + rows` that `images` holds:
+/// a batch of rows from a byte dataset, mapped to the pixel range. Other rows are left as
+/// they are.
+#[allow(clippy::too_many_arguments)]
 pub fn gather_rows(
     images: &[u8],
+    first_row: usize,
+    rows: usize,
     indices: &[u32],
     out: &mut [f32],
     count: usize,
@@ -12,7 +17,10 @@ pub fn gather_rows(
     offset: f32,
 ) {
     for (i, &index) in indices[..count].iter().enumerate() {
-        let row = &images[index as usize * row_len..][..row_len];
+        let Some(row) = (index as usize).checked_sub(first_row).filter(|&r| r < rows) else {
+            continue;
+        };
+        let row = &images[row * row_len..][..row_len];
         for (o, &byte) in out[i * row_len..][..row_len].iter_mut().zip(row) {
             *o = byte as f32 * scale + offset;
         }
