@@ -223,8 +223,14 @@ fn threefry_matches_random123_known_answers() {
 fn gather_rows_picks_rows_and_scales() {
     let images: Vec<u8> = vec![0, 1, 2, 10, 11, 12, 20, 21, 255];
     let mut out = vec![f32::NAN; 9];
-    cpu::gather::gather_rows(&images, &[2, 0, 2], &mut out, 3, 3, 0.5, -1.0);
+    cpu::gather::gather_rows(&images, 0, 3, &[2, 0, 2], &mut out, 3, 3, 0.5, -1.0);
     assert_eq!(out, [9.0, 9.5, 126.5, -1.0, -0.5, 0.0, 9.0, 9.5, 126.5]);
+    // A shard holding rows 1..3 fills the rows it holds and leaves row 0's outputs alone.
+    let mut out = vec![f32::NAN; 9];
+    cpu::gather::gather_rows(&images[3..], 1, 2, &[2, 0, 1], &mut out, 3, 3, 0.5, -1.0);
+    assert_eq!(out[..3], [9.0, 9.5, 126.5]);
+    assert!(out[3..6].iter().all(|v| v.is_nan()));
+    assert_eq!(out[6..], [4.0, 4.5, 5.0]);
 }
 
 /// f64 central differences of a scalar function of one f32, stepping to the f32 neighbours
