@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::check::{self, Tolerance};
 use crate::cpu;
-use crate::gpu::{Gpu, Op, Staging, Tensor, record};
+use crate::gpu::{Gpu, Op, Staging, Tensor, record, record_timed};
 use crate::kernels::conv::{Conv2dGeometry, Padding};
 use crate::kernels::optim::RmsPropParams;
 use crate::kernels::{
@@ -296,18 +296,7 @@ fn time_ops(gpu: &Gpu, ops: &[Op], best: bool) -> (f64, usize, &'static str) {
 /// Milliseconds between GPU timestamps written by empty compute passes before and after `ops`,
 /// all in one submission.
 fn timestamped_ms(gpu: &Gpu, ops: &[Op]) -> f64 {
-    let queries = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("bench"),
-        ty: wgpu::QueryType::Timestamp,
-        count: 2,
-    });
-    let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("bench timestamps"),
-        size: 16,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let staging = Staging::new(gpu, 16);
+    let queries = timestamp_queries(gpu, 2);
     let mut encoder = gpu.device.create_command_encoder(&Default::default());
     let mark = |encoder: &mut wgpu::CommandEncoder, begin: Option<u32>, end: Option<u32>| {
         encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -322,7 +311,37 @@ fn timestamped_ms(gpu: &Gpu, ops: &[Op]) -> f64 {
     mark(&mut encoder, Some(0), None);
     record(&mut encoder, ops);
     mark(&mut encoder, None, Some(1));
-    encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
+    let [t0, t1] = submit_and_read_timestamps(gpu, encoder, &queries, 2)[..] else {
+        unreachable!()
+    };
+    t1.saturating_sub(t0) as f64 * gpu.queue.get_timestamp_period() as f64 / 1e6
+}
+
+fn timestamp_queries(gpu: &Gpu, count: u32) -> wgpu::QuerySet {
+    gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("bench"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    })
+}
+
+/// Resolves the first `count` of `queries` at the end of `encoder`, submits it and returns
+/// the raw timestamps once the GPU is done.
+fn submit_and_read_timestamps(
+    gpu: &Gpu,
+    mut encoder: wgpu::CommandEncoder,
+    queries: &wgpu::QuerySet,
+    count: u32,
+) -> Vec<u64> {
+    let size = 8 * count as u64;
+    let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench timestamps"),
+        size,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let staging = Staging::new(gpu, size);
+    encoder.resolve_query_set(queries, 0..count, &resolved, 0);
     staging.copy_from(&mut encoder, &resolved);
     gpu.queue.submit([encoder.finish()]);
     staging.map();
@@ -333,8 +352,97 @@ fn timestamped_ms(gpu: &Gpu, ops: &[Op]) -> f64 {
         }
         std::thread::yield_now();
     };
-    let [t0, t1]: [u64; 2] = bytemuck::pod_read_unaligned(&bytes);
-    t1.saturating_sub(t0) as f64 * gpu.queue.get_timestamp_period() as f64 / 1e6
+    bytemuck::pod_collect_to_vec(&bytes)
+}
+
+/// GPU time of one kind of kernel (dispatch label) within a recorded step.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTime {
+    pub kernel: &'static str,
+    pub dispatches: usize,
+    pub ms: f64,
+    /// Of the step's time in a run of steps.
+    pub share: f64,
+}
+
+/// Dispatches timed per submission: a query set holds at most 4096 queries, two per dispatch.
+const TIMED_DISPATCHES: usize = 2048;
+
+/// Where the time of `ops` (a recorded step that takes `step_ms` in a run of steps) goes:
+/// the median over [`REPETITIONS`] runs (one for steps over a second, where noise matters
+/// less than the minutes) of each dispatch's time, summed by kernel, longest first. Each dispatch is timed by GPU timestamps around its own compute pass where the
+/// device has them, else by the wall clock around its own submission.
+pub fn time_by_kernel(gpu: &Gpu, ops: &[Op], step_ms: f64) -> Vec<KernelTime> {
+    let repetitions = if step_ms > 1000.0 { 1 } else { REPETITIONS };
+    let runs: Vec<Vec<f64>> = (0..repetitions)
+        .map(|_| if gpu.caps.timestamps { timestamped_each(gpu, ops) } else { wall_each(gpu, ops) })
+        .collect();
+    let labels = ops.iter().filter_map(|op| match op {
+        Op::Dispatch(d) => Some(d.label),
+        Op::Copy { .. } => None,
+    });
+    let mut by_kernel: Vec<KernelTime> = Vec::new();
+    for (k, label) in labels.enumerate() {
+        let mut samples: Vec<f64> = runs.iter().map(|run| run[k]).collect();
+        samples.sort_by(f64::total_cmp);
+        let ms = samples[samples.len() / 2];
+        match by_kernel.iter_mut().find(|t| t.kernel == label) {
+            Some(t) => {
+                t.dispatches += 1;
+                t.ms += ms;
+            }
+            None => by_kernel.push(KernelTime { kernel: label, dispatches: 1, ms, share: 0.0 }),
+        }
+    }
+    for t in &mut by_kernel {
+        t.share = t.ms / step_ms;
+    }
+    by_kernel.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    by_kernel
+}
+
+/// Milliseconds of each dispatch of `ops`, by GPU timestamps around its own compute pass.
+fn timestamped_each(gpu: &Gpu, ops: &[Op]) -> Vec<f64> {
+    let period_ms = gpu.queue.get_timestamp_period() as f64 / 1e6;
+    let mut each = Vec::new();
+    let mut rest = ops;
+    while !rest.is_empty() {
+        // The longest prefix with at most TIMED_DISPATCHES dispatches.
+        let mut seen = 0;
+        let cut = rest
+            .iter()
+            .position(|op| {
+                seen += matches!(op, Op::Dispatch(_)) as usize;
+                seen > TIMED_DISPATCHES
+            })
+            .unwrap_or(rest.len());
+        let (window, after) = rest.split_at(cut);
+        let count = window.iter().filter(|op| matches!(op, Op::Dispatch(_))).count() as u32;
+        if count > 0 {
+            let queries = timestamp_queries(gpu, 2 * count);
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            record_timed(&mut encoder, window, &queries);
+            let stamps = submit_and_read_timestamps(gpu, encoder, &queries, 2 * count);
+            each.extend(stamps.chunks(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period_ms));
+        } else {
+            gpu.run(window);
+        }
+        rest = after;
+    }
+    each
+}
+
+/// Milliseconds of each dispatch of `ops`, by the wall clock around its own submission.
+fn wall_each(gpu: &Gpu, ops: &[Op]) -> Vec<f64> {
+    let mut each = Vec::new();
+    for op in ops {
+        let start = Instant::now();
+        gpu.run(std::slice::from_ref(op));
+        if matches!(op, Op::Dispatch(_)) {
+            each.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    each
 }
 
 /// The device's ceilings: bandwidth from a copy of `copy_mib` MiB (bytes read plus bytes

@@ -516,6 +516,32 @@ pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
     }
 }
 
+/// Like [`record`], but each dispatch in a compute pass of its own that writes GPU timestamps
+/// into `queries` at its beginning (2k) and end (2k + 1), k counting dispatches: to see where
+/// the time of a recorded step goes.
+pub fn record_timed(encoder: &mut wgpu::CommandEncoder, ops: &[Op], queries: &wgpu::QuerySet) {
+    let mut k = 0;
+    for op in ops {
+        let Op::Dispatch(d) = op else {
+            record(encoder, std::slice::from_ref(op));
+            continue;
+        };
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(d.label),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: queries,
+                beginning_of_pass_write_index: Some(2 * k),
+                end_of_pass_write_index: Some(2 * k + 1),
+            }),
+        });
+        pass.set_pipeline(&d.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        let [x, y, z] = d.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+        k += 1;
+    }
+}
+
 /// A mappable copy of a buffer, for reading results back without stalling the GPU.
 pub struct Staging {
     buffer: wgpu::Buffer,

@@ -199,10 +199,12 @@ fn run(cli: Cli) -> Result<()> {
                 let mut trainer = Trainer::new(gpu.clone(), spec, &dataset, 0, None)?;
                 let ms = train::time_iterations(&mut trainer, 2, iters.max(1));
                 let images_per_s = batch as f64 * 1000.0 / ms;
+                let kernels = bench::time_by_kernel(&gpu, trainer.iteration(), ms);
                 if json {
                     let line = serde_json::json!({
                         "model": name, "batch": batch, "iters": iters, "ms_per_iter": ms,
                         "images_per_s": images_per_s, "device": gpu.describe(),
+                        "kernels": kernels,
                     });
                     println!("{line}");
                 } else {
@@ -210,6 +212,17 @@ fn run(cli: Cli) -> Result<()> {
                         "{name:<16} batch {batch:>4}  {ms:>10.2} ms/iter  {images_per_s:>9.1} images/s  on {}",
                         gpu.describe()
                     );
+                    for k in &kernels {
+                        println!(
+                            "    {:<32} {:>4} dispatches {:>10.2} ms {:>6.1}%",
+                            k.kernel,
+                            k.dispatches,
+                            k.ms,
+                            100.0 * k.share
+                        );
+                    }
+                    let rest = ms - kernels.iter().map(|k| k.ms).sum::<f64>();
+                    println!("    {:<32} {:>26.2} ms (copies, submission)", "other", rest);
                 }
             }
             Ok(())

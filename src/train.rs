@@ -427,6 +427,11 @@ impl Trainer {
         })
     }
 
+    /// The recorded training iteration, for timing it kernel by kernel.
+    pub fn iteration(&self) -> &[Op] {
+        &self.iteration
+    }
+
     /// Submits one training iteration. With `log`, its metrics are read back asynchronously
     /// and come out of a later [`Trainer::poll_metrics`].
     pub fn step(&mut self, log: bool) {

@@ -1,10 +1,16 @@
-//! `gan-gpu bench --kernel`: every kernel family measured on tiny shapes, a kernel whose output
-//! disagrees with the CPU twin refused, and the CLI's JSON lines.
+//! `gan-gpu bench`: every kernel family measured on tiny shapes, a kernel whose output
+//! disagrees with the CPU twin refused, a training step split by kernel, and the CLI's JSON
+//! lines.
+
+mod common;
 
 use std::process::Command;
 
 use gan_gpu::bench::{self, Kernel, Row};
-use gan_gpu::gpu::{Gpu, GpuOptions};
+use gan_gpu::data::{self, DatasetName};
+use gan_gpu::gpu::{Gpu, GpuOptions, Op};
+use gan_gpu::nn::gan;
+use gan_gpu::train::{self, Trainer};
 use rand::{SeedableRng, rngs::StdRng};
 
 /// Two tiny shapes per kernel, covering each shape syntax's options.
@@ -152,4 +158,60 @@ fn cli_prints_json_lines() {
     }
     let timer = if gpu().caps.timestamps { "timestamp" } else { "wall" };
     assert_eq!(last["timer"], timer);
+}
+
+/// `bench --model`'s split of a training step by kernel accounts for every dispatch, on every
+/// adapter (timestamps on Vulkan, the wall clock per dispatch on GL).
+#[test]
+fn a_training_step_is_split_by_kernel() {
+    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
+    let mut spec = gan::preset("mlp").unwrap();
+    spec.recipe.batch = 8;
+    for gpu in common::gpus() {
+        let _gl = common::serialize_gl(gpu);
+        let mut trainer = Trainer::new(gpu.clone(), spec.clone(), &dataset, 0, None).unwrap();
+        let ms = train::time_iterations(&mut trainer, 1, 2);
+        let split = bench::time_by_kernel(gpu, trainer.iteration(), ms);
+        let dispatches = |label: &str| {
+            trainer
+                .iteration()
+                .iter()
+                .filter(|op| matches!(op, Op::Dispatch(d) if d.label == label))
+                .count()
+        };
+        let total: usize = split.iter().map(|k| k.dispatches).sum();
+        assert_eq!(
+            total,
+            trainer.iteration().iter().filter(|op| matches!(op, Op::Dispatch(_))).count()
+        );
+        for k in &split {
+            assert_eq!(k.dispatches, dispatches(k.kernel), "{}", k.kernel);
+            assert!(k.ms.is_finite() && k.ms >= 0.0 && (k.share - k.ms / ms).abs() < 1e-9);
+        }
+        assert!(split.windows(2).all(|w| w[0].ms >= w[1].ms), "longest first");
+        // Four dense layers' forward and backward products dominate the MLP's step.
+        assert_eq!(dispatches("matmul"), 16);
+        assert!(split.iter().any(|k| k.kernel == "adam"), "{}", common::describe(gpu));
+    }
+}
+
+#[test]
+fn cli_prints_a_model_line_with_its_kernels() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
+        .args(["bench", "--model", "mlp", "--iters", "1", "--batch-size", "8", "--json"])
+        .output()
+        .expect("running gan-gpu");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(line["model"], "mlp");
+    assert_eq!(line["batch"], 8);
+    for field in ["ms_per_iter", "images_per_s"] {
+        finite_positive(field, line[field].as_f64().unwrap());
+    }
+    let kernels: Vec<&str> =
+        line["kernels"].as_array().unwrap().iter().map(|k| k["kernel"].as_str().unwrap()).collect();
+    for kernel in ["matmul", "adam", "gather_rows", "bce_with_logits"] {
+        assert!(kernels.contains(&kernel), "{kernel} missing from {kernels:?}");
+    }
 }
