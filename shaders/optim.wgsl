@@ -1,6 +1,6 @@
 // Adam in PyTorch's form (eps added to sqrt(v_hat)) with Keras's eps, and RMSprop as Keras
 // has it, both with Keras's clipvalue: each gradient element clipped to [-clip, clip] before
-// the update when CLIP is set.
+// the update when CLIP is set; and the exponential moving average of weights (train --ema).
 
 override CLIP: bool = false;
 
@@ -103,4 +103,30 @@ fn rmsprop(
     let vi = rms.rho * mean_square[i] + (1.0 - rms.rho) * g * g;
     mean_square[i] = vi;
     params[i] -= rms.lr * g / (sqrt(vi) + rms.eps);
+}
+
+struct EmaHyper {
+    len: u32,
+    decay: f32,
+}
+
+// ema_update's own bindings: the average it writes at 0, the weights it reads at 1.
+@group(0) @binding(0) var<storage, read_write> average: array<f32>;
+@group(0) @binding(1) var<storage, read> current: array<f32>;
+@group(0) @binding(2) var<uniform> ema: EmaHyper;
+
+// One thread per weight: average = decay * average + (1 - decay) * weight, written as a step
+// of (1 - decay) towards the weight, so that an average equal to its weight (a tensor training
+// never changes) stays exactly equal instead of drifting by rounding.
+@compute @workgroup_size(WG)
+fn ema_update(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let i = gid.x + gid.y * groups.x * WG;
+    if i >= ema.len {
+        return;
+    }
+    let a = average[i];
+    average[i] = a + (1.0 - ema.decay) * (current[i] - a);
 }

@@ -1,5 +1,6 @@
-//! Checkpoints: both networks, the optimizers' moments, the step and the RNG state, in one
-//! safetensors file (readable by PyTorch, numpy and others), written atomically.
+//! Checkpoints: both networks, the optimizers' moments, the step and the RNG state, and the
+//! generator's moving average when training keeps one, in one safetensors file (readable by
+//! PyTorch, numpy and others), written atomically.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -32,6 +33,18 @@ fn moment_names(opt: &Optimizer) -> &'static [&'static str] {
     }
 }
 
+/// The exponential moving average of the generator's tensors (`train --ema`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratorEma {
+    /// average = decay * average + (1 - decay) * weights after every step.
+    pub decay: f32,
+    /// One average per tensor of the generator's `NetSpec::params`.
+    pub params: Vec<Vec<f32>>,
+}
+
+/// Checkpoint tensors of the average are named `EMA_PREFIX.<generator tensor>`.
+const EMA_PREFIX: &str = "generator_ema";
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub spec: GanSpec,
@@ -41,6 +54,8 @@ pub struct Checkpoint {
     pub seed: u32,
     pub generator: NetState,
     pub discriminator: NetState,
+    /// Absent in checkpoints of runs without `--ema` (and in those written before it existed).
+    pub ema: Option<GeneratorEma>,
 }
 
 /// (name, shape, trainable) of every tensor of a network, as checkpoints name them.
@@ -52,6 +67,12 @@ fn tensor_names(prefix: &str, spec: &NetSpec) -> Vec<(String, Vec<usize>, bool)>
 }
 
 impl Checkpoint {
+    /// The generator's tensors that images come from: the moving average when the checkpoint
+    /// has one, else the trained weights.
+    pub fn generator_params(&self) -> &[Vec<f32>] {
+        self.ema.as_ref().map_or(&self.generator.params, |ema| &ema.params)
+    }
+
     /// Writes to a temporary file beside `path`, syncs it and renames it over `path`, so a crash
     /// at any moment leaves either the old checkpoint or the new one, never a torn file.
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -75,6 +96,13 @@ impl Checkpoint {
                 tensors.push((name, shape, &state.params[i]));
             }
         }
+        if let Some(ema) = &self.ema {
+            for ((name, shape, _), data) in
+                tensor_names(EMA_PREFIX, &self.spec.generator).into_iter().zip(&ema.params)
+            {
+                tensors.push((name, shape, data));
+            }
+        }
         let views = tensors
             .iter()
             .map(|(name, shape, data)| {
@@ -82,12 +110,16 @@ impl Checkpoint {
                 Ok((name.clone(), view))
             })
             .collect::<Result<Vec<_>>>()?;
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("step".to_string(), self.step.to_string()),
             ("seed".to_string(), self.seed.to_string()),
             ("spec".to_string(), serde_json::to_string(&self.spec)?),
         ]);
+        if let Some(ema) = &self.ema {
+            // Rust prints an f32 with the fewest digits that parse back to the same bits.
+            metadata.insert("ema_decay".to_string(), ema.decay.to_string());
+        }
         let bytes = safetensors::serialize(views, Some(metadata))?;
         write_atomically(path, &bytes)
     }
@@ -138,12 +170,23 @@ impl Checkpoint {
             }
             Ok(state)
         };
+        let ema = match meta.get("ema_decay") {
+            Some(decay) => Some(GeneratorEma {
+                decay: decay.parse().with_context(|| format!("ema_decay {decay:?}"))?,
+                params: tensor_names(EMA_PREFIX, &spec.generator)
+                    .iter()
+                    .map(|(name, shape, _)| read(name, shape))
+                    .collect::<Result<_>>()?,
+            }),
+            None => None,
+        };
         let r = &spec.recipe;
         Ok(Checkpoint {
             step: field("step")?.parse()?,
             seed: field("seed")?.parse()?,
             generator: state("generator", &spec.generator, &r.g_optimizer)?,
             discriminator: state("discriminator", &spec.discriminator, &r.d_optimizer)?,
+            ema,
             spec,
         })
     }

@@ -15,11 +15,12 @@ use crate::nn::{Grads, Mode, Net};
 /// Images per generator pass: large enough to keep the GPU busy, small enough for any device.
 const CHUNK: usize = 1000;
 
-/// `count` images of the checkpoint's generator from noise drawn with `seed`, as pixels in
-/// the recipe's range. Noise is drawn on the GPU by the same counter-based RNG as training.
+/// `count` images of the checkpoint's generator (its moving average when it has one, see
+/// [`Checkpoint::generator_params`]) from noise drawn with `seed`, as pixels in the recipe's
+/// range. Noise is drawn on the GPU by the same counter-based RNG as training.
 pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32> {
     let spec = &ck.spec;
-    let generator = Net::new(gpu, spec.generator.clone(), &ck.generator.params);
+    let generator = Net::new(gpu, spec.generator.clone(), ck.generator_params());
     let chunk = count.min(CHUNK);
     let noise = gpu.zeros(chunk * spec.noise_dim());
     let step = gpu.uniform(&StepUniform::default());

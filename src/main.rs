@@ -69,8 +69,8 @@ enum Command {
     },
     /// Generate images from a checkpoint: FILE.png (a grid) and FILE.idx (IDX3, as MNIST).
     Generate {
-        #[arg(long)]
-        checkpoint: PathBuf,
+        #[command(flatten)]
+        checkpoint: CheckpointArgs,
         #[arg(long, default_value_t = 100)]
         count: usize,
         #[arg(long, default_value_t = 0)]
@@ -81,6 +81,27 @@ enum Command {
         #[command(flatten)]
         gpu: GpuArgs,
     },
+}
+
+/// A checkpoint whose generator makes images.
+#[derive(Args)]
+struct CheckpointArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Use the trained weights even where the checkpoint has their moving average (train
+    /// --ema), which is used by default.
+    #[arg(long)]
+    no_ema: bool,
+}
+
+impl CheckpointArgs {
+    fn load(&self) -> Result<Checkpoint> {
+        let mut ck = Checkpoint::load(&self.checkpoint)?;
+        if self.no_ema {
+            ck.ema = None;
+        }
+        Ok(ck)
+    }
 }
 
 #[derive(Args)]
@@ -142,6 +163,11 @@ struct TrainArgs {
     /// (default: the model's recipe, e.g. 10 for dcgan; 0 turns it off).
     #[arg(long, value_name = "EPOCHS")]
     summarize_every: Option<u64>,
+    /// Keep an exponential moving average of the generator's weights with this decay (e.g.
+    /// 0.999), updated on the GPU every step; checkpoints store it and generate uses it. A
+    /// resumed run keeps the checkpoint's average without this flag.
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f32>,
     /// Continue from a checkpoint (default: OUT/checkpoints/latest.safetensors).
     #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT")]
     resume: Option<Option<PathBuf>>,
@@ -231,7 +257,7 @@ fn run(cli: Cli) -> Result<()> {
             if count == 0 {
                 bail!("--count must be at least 1");
             }
-            let ck = Checkpoint::load(&checkpoint)?;
+            let ck = checkpoint.load()?;
             let gpu = Gpu::new(&gpu.options())?;
             let (png, idx) = generate::write_images(&gpu, &ck, count, seed, &out)?;
             println!("wrote {} and {}", png.display(), idx.display());
@@ -354,6 +380,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
             bail!("{flag} must be at least 1");
         }
     }
+    args.ema.map(train::check_ema_decay).transpose()?;
     let dataset = data::load_training_set(args.dataset, args.data_dir.as_deref())?;
     let iters = match (args.iters, args.epochs) {
         (Some(i), _) => i,
@@ -398,6 +425,12 @@ fn train_command(args: TrainArgs) -> Result<()> {
     };
     // The trainer checks the model against the device before anything is written.
     let mut trainer = Trainer::new(gpu.clone(), spec, &dataset, seed, resume)?;
+    if let Some(decay) = args.ema {
+        trainer.keep_ema(decay)?;
+    }
+    if let Some(decay) = trainer.ema_decay() {
+        eprintln!("keeping a moving average of the generator's weights, decay {decay}");
+    }
     write_config(&args.out, &trainer.spec, &opts, &gpu, &dataset.source, resume_path.as_deref())?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

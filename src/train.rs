@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::checkpoint::{Checkpoint, NetState};
+use crate::checkpoint::{Checkpoint, GeneratorEma, NetState};
 use crate::cpu;
 use crate::data::Dataset;
 use crate::gpu::{Dispatch, Gpu, Op, Staging, Tensor, record};
@@ -122,6 +122,14 @@ impl Trained {
     }
 }
 
+/// The exponential moving average of the generator's tensors, on the GPU.
+struct Ema {
+    decay: f32,
+    /// The generator with the averages for weights, for sample grids.
+    average: Net,
+    sampler: Pass,
+}
+
 /// A GAN on the GPU with its recorded training iteration.
 pub struct Trainer {
     pub gpu: Arc<Gpu>,
@@ -135,6 +143,8 @@ pub struct Trainer {
     iteration: Vec<Op>,
     metrics: Tensor,
     sampler: Pass,
+    sample_noise: Tensor,
+    ema: Option<Ema>,
     /// Discriminator accuracy on fresh real and fake images, in inference mode.
     evaluation: Vec<Op>,
     eval_metrics: Tensor,
@@ -180,7 +190,7 @@ impl Trainer {
         );
         let image_len = spec.image_len();
         check_fits(&gpu, &spec)?;
-        let (seed, step, g_state, d_state) = match resume {
+        let (seed, step, g_state, d_state, ema) = match resume {
             Some(ck) => {
                 anyhow::ensure!(
                     ck.spec == spec,
@@ -188,11 +198,11 @@ impl Trainer {
                     ck.spec.name,
                     spec.name
                 );
-                (ck.seed, ck.step, ck.generator, ck.discriminator)
+                (ck.seed, ck.step, ck.generator, ck.discriminator, ck.ema)
             }
             None => {
                 let (g, d) = initial_state(&spec, seed);
-                (seed, 0, g, d)
+                (seed, 0, g, d, None)
             }
         };
         let generator = Trained::new(&gpu, spec.generator.clone(), &g_state);
@@ -408,7 +418,7 @@ impl Trainer {
             .into(),
         );
 
-        Ok(Trainer {
+        let mut trainer = Trainer {
             gpu,
             spec,
             seed,
@@ -419,12 +429,62 @@ impl Trainer {
             iteration: ops,
             metrics: metrics_buf,
             sampler,
+            sample_noise,
+            ema: None,
             evaluation,
             eval_metrics,
             in_flight: VecDeque::new(),
             pending_metrics: VecDeque::new(),
             free_staging: Vec::new(),
-        })
+        };
+        if let Some(ema) = ema {
+            trainer.attach_ema(ema.decay, &ema.params);
+        }
+        Ok(trainer)
+    }
+
+    /// Keeps an exponential moving average of the generator's tensors from now on: it starts
+    /// at the current weights and is updated at the end of every step, in the step's own
+    /// submission. A trainer resumed from a checkpoint with an average keeps it already; asking
+    /// for another decay then is an error.
+    pub fn keep_ema(&mut self, decay: f32) -> Result<()> {
+        check_ema_decay(decay)?;
+        match &self.ema {
+            Some(ema) if ema.decay == decay => {}
+            Some(ema) => anyhow::bail!(
+                "the checkpoint keeps a moving average with decay {}: resume with --ema {} or \
+                 without --ema",
+                ema.decay,
+                ema.decay
+            ),
+            None => {
+                let current = self.generator.state(&self.gpu).params;
+                self.attach_ema(decay, &current);
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the averages and appends their update to the recorded iteration.
+    ///
+    /// Every generator tensor is averaged, batch norm's moving statistics included: the average
+    /// network is roughly the trained one of 1 / (1 - decay) steps earlier, and averaged
+    /// statistics lag the same way, where copied ones would describe the current weights.
+    fn attach_ema(&mut self, decay: f32, values: &[Vec<f32>]) {
+        let gpu = &self.gpu;
+        let average = Net::new(gpu, self.spec.generator.clone(), values);
+        for (avg, weights) in average.params.iter().zip(&self.generator.net.params) {
+            self.iteration.push(optim::ema_update(gpu, avg, weights, avg.len, decay).into());
+        }
+        let no_grads = Grads { params: None, input: None };
+        let (noise, su) = (&self.sample_noise, &self.step_uniform);
+        let sampler = average.pass(gpu, SAMPLE_COUNT, noise, Mode::Inference, no_grads, 0, su);
+        self.ema = Some(Ema { decay, average, sampler });
+    }
+
+    /// The decay of the generator's moving average, when the trainer keeps one.
+    pub fn ema_decay(&self) -> Option<f32> {
+        self.ema.as_ref().map(|ema| ema.decay)
     }
 
     /// The recorded training iteration, for timing it kernel by kernel.
@@ -486,6 +546,13 @@ impl Trainer {
         self.gpu.read(&self.sampler.output)
     }
 
+    /// Like [`Trainer::samples`], from the generator's moving average when one is kept.
+    pub fn ema_samples(&self) -> Option<Vec<f32>> {
+        let ema = self.ema.as_ref()?;
+        self.gpu.run(&ema.sampler.forward);
+        Some(self.gpu.read(&ema.sampler.output))
+    }
+
     /// The discriminator's accuracy on EVAL_COUNT fresh real images and as many fresh fakes
     /// (waits for the GPU). The images depend on the seed and the current step only.
     pub fn evaluate_discriminator(&self) -> (f32, f32) {
@@ -502,6 +569,10 @@ impl Trainer {
             seed: self.seed,
             generator: self.generator.state(&self.gpu),
             discriminator: self.discriminator.state(&self.gpu),
+            ema: self.ema.as_ref().map(|ema| GeneratorEma {
+                decay: ema.decay,
+                params: ema.average.params.iter().map(|t| self.gpu.read(t)).collect(),
+            }),
         }
     }
 
@@ -548,6 +619,15 @@ fn check_fits(gpu: &Gpu, spec: &GanSpec) -> Result<()> {
         spec.name,
         need >> 20,
         limit >> 20
+    );
+    Ok(())
+}
+
+/// A moving average's decay must lie strictly between 0 (no averaging) and 1 (frozen).
+pub fn check_ema_decay(decay: f32) -> Result<()> {
+    anyhow::ensure!(
+        decay > 0.0 && decay < 1.0,
+        "--ema {decay} is not a decay: give a number between 0 and 1, such as 0.999"
     );
     Ok(())
 }
@@ -628,12 +708,21 @@ fn save_samples(trainer: &Trainer, out: &Path) -> Result<()> {
     save_samples_as(trainer, out, &format!("step-{:06}.png", trainer.step))
 }
 
+/// samples/NAME from the trained weights and, with a moving average, samples/NAME-ema.png
+/// from the average (what `generate` draws from), both of the same fixed noise.
 fn save_samples_as(trainer: &Trainer, out: &Path, name: &str) -> Result<()> {
-    let pixels = images::to_bytes(&trainer.samples(), trainer.spec.recipe.pixel_range);
     let dir = out.join("samples");
     std::fs::create_dir_all(&dir)?;
     let [h, w, _] = trainer.spec.image;
-    images::save_grid(&dir.join(name), &pixels, SAMPLE_COUNT, h, w)
+    let save = |samples: Vec<f32>, name: &str| {
+        let pixels = images::to_bytes(&samples, trainer.spec.recipe.pixel_range);
+        images::save_grid(&dir.join(name), &pixels, SAMPLE_COUNT, h, w)
+    };
+    save(trainer.samples(), name)?;
+    match trainer.ema_samples() {
+        Some(samples) => save(samples, &name.replace(".png", "-ema.png")),
+        None => Ok(()),
+    }
 }
 
 /// metrics.jsonl and the progress bar.

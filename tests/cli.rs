@@ -243,3 +243,56 @@ fn missing_dataset_is_a_clear_error() {
     assert_clean_error(&out, "Fashion-MNIST");
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
 }
+
+/// train --ema keeps the generator's moving average: in the checkpoint, in a sample grid beside
+/// each one of the trained weights, through a resume that may not change its decay; generate
+/// draws from it unless told --no-ema.
+#[test]
+fn ema_from_train_to_generate() {
+    let out = gan_gpu(&["train", "--ema", "1", "--out", "unused"]);
+    assert_clean_error(&out, "--ema 1 is not a decay");
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--out", run_s, "--quiet"];
+        args.extend(extra);
+        gan_gpu(&args)
+    };
+    let out = train(&["--iters", "3", "--batch-size", "16", "--ema", "0.5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("samples/step-000003.png").is_file());
+    assert!(run.join("samples/step-000003-ema.png").is_file());
+    let ck_path = run.join("checkpoints/latest.safetensors");
+    let ck = gan_gpu::checkpoint::Checkpoint::load(&ck_path).unwrap();
+    assert_eq!(ck.ema.as_ref().map(|e| e.decay), Some(0.5));
+    let out = train(&["--resume", "--iters", "4", "--ema", "0.9"]);
+    assert_clean_error(&out, "decay 0.5");
+    // Without --ema the resumed run keeps the checkpoint's average.
+    let out = train(&["--resume", "--iters", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("samples/step-000004-ema.png").is_file());
+
+    let ck = ck_path.to_str().unwrap();
+    let generate = |name: &str, extra: &[&str]| {
+        let images = dir.path().join(name);
+        let mut args = vec!["generate", "--checkpoint", ck, "--count", "3", "--out"];
+        args.push(images.to_str().unwrap());
+        args.extend(extra);
+        let out = gan_gpu(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(images.with_extension("idx")).unwrap()
+    };
+    let (average, raw) = (generate("ema", &[]), generate("raw", &["--no-ema"]));
+    assert_ne!(average, raw, "--no-ema made the same images as the average");
+    // The raw weights are the checkpoint without its average.
+    let mut plain = gan_gpu::checkpoint::Checkpoint::load(&ck_path).unwrap();
+    plain.ema = None;
+    let plain_path = dir.path().join("plain.safetensors");
+    plain.save(&plain_path).unwrap();
+    let images = dir.path().join("plain");
+    let args = ["generate", "--checkpoint", plain_path.to_str().unwrap(), "--count", "3"];
+    let out = gan_gpu(&[&args[..], &["--out", images.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(images.with_extension("idx")).unwrap(), raw);
+}

@@ -1,6 +1,7 @@
 //! The layer kernels of the DCGAN presets (average pooling, upsampling, batch norm, dropout,
-//! RMSprop) against their CPU twins on every adapter: odd map sizes, 1x1 maps, batch 1,
-//! channel counts that are not multiples of 4, and sizes that take several workgroups.
+//! RMSprop, the weights' moving average) against their CPU twins on every adapter: odd map
+//! sizes, 1x1 maps, batch 1, channel counts that are not multiples of 4, and sizes that take
+//! several workgroups.
 
 mod common;
 
@@ -355,6 +356,37 @@ fn rmsprop_three_steps_match_cpu() {
             let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0).map(|(a, b)| a - b).collect() };
             assert_close(&format!("{name}: updates"), &delta(&got), &delta(&w), ELEMENTWISE);
             assert_close(&format!("{name}: v"), &gpu.read(&v), &cv, ELEMENTWISE);
+        }
+    });
+}
+
+#[test]
+fn ema_update_three_steps_match_cpu() {
+    on_every_gpu("ema_update", |gpu| {
+        let mut r = rng(27);
+        let lengths = [1, r.random_range(2..256), 256 * 5 + r.random_range(1..256)];
+        for (len, decay) in lengths.into_iter().zip([0.9, 0.999, 0.5]) {
+            // Three elements past `len` that the kernel must leave alone.
+            let a0 = random_vec(&mut r, len + 3, -1.0, 1.0);
+            let (average, params) = (gpu.upload(&a0), gpu.zeros(len));
+            let d = kernels::optim::ema_update(gpu, &average, &params, len, decay);
+            let mut want = a0.clone();
+            for _ in 0..3 {
+                let w = random_vec(&mut r, len, -1.0, 1.0);
+                gpu.write(&params, &w);
+                gpu.run(&[d.clone().into()]);
+                cpu::optim::ema_update(&mut want, &w, len, decay);
+            }
+            let name = format!("ema_update {len} decay {decay}");
+            let got = gpu.read(&average);
+            assert_eq!(got[len..], a0[len..], "{name}: wrote past len");
+            assert_close(&name, &got, &want, ELEMENTWISE);
+            let delta = |a: &[f32]| -> Vec<f32> { a.iter().zip(&a0).map(|(x, y)| x - y).collect() };
+            assert_close(&format!("{name}: updates"), &delta(&got), &delta(&want), ELEMENTWISE);
+            // An average that equals its weights stays bit for bit where it is.
+            gpu.write(&params, &got[..len]);
+            gpu.run(&[d.clone().into()]);
+            assert_eq!(gpu.read(&average), got, "{name}: a settled average moved");
         }
     });
 }

@@ -4,6 +4,8 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
+use gan_gpu::check::{ELEMENTWISE, compare};
+use gan_gpu::cpu;
 use gan_gpu::data::{self, Dataset, DatasetName};
 use gan_gpu::nn::gan::{self, GanSpec};
 use gan_gpu::train::{self, TrainOptions, Trainer};
@@ -60,35 +62,87 @@ fn discriminator_separates_real_from_fake() {
     }
 }
 
-/// 10 steps, checkpoint, 10 more in a new trainer == 20 steps in one go, bit for bit.
+/// 10 steps, checkpoint, 10 more in a new trainer == 20 steps in one go, bit for bit; with the
+/// generator's moving average too, which the resumed trainer takes from the checkpoint alone.
 #[test]
 fn resume_continues_exactly() {
     let gpu = &common::gpus()[0];
     let _gl = common::serialize_gl(gpu);
     let spec = small("mlp", 32);
-    let mut straight = Trainer::new(gpu.clone(), spec.clone(), mnist(), 3, None).unwrap();
-    for _ in 0..20 {
-        straight.step(false);
+    for ema in [None, Some(0.9)] {
+        let fresh = || {
+            let mut t = Trainer::new(gpu.clone(), spec.clone(), mnist(), 3, None).unwrap();
+            if let Some(decay) = ema {
+                t.keep_ema(decay).unwrap();
+            }
+            t
+        };
+        let mut straight = fresh();
+        for _ in 0..20 {
+            straight.step(false);
+        }
+        let mut first = fresh();
+        for _ in 0..10 {
+            first.step(false);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        first.checkpoint().save(&path).unwrap();
+        let loaded = gan_gpu::checkpoint::Checkpoint::load(&path).unwrap();
+        assert_eq!(loaded, first.checkpoint());
+        assert_eq!(loaded.ema.as_ref().map(|e| e.decay), ema);
+        let mut resumed =
+            Trainer::new(gpu.clone(), spec.clone(), mnist(), 999, Some(loaded)).unwrap();
+        assert_eq!((resumed.step, resumed.seed, resumed.ema_decay()), (10, 3, ema));
+        for _ in 0..10 {
+            resumed.step(false);
+        }
+        let (a, b) = (straight.checkpoint(), resumed.checkpoint());
+        assert_eq!(a.step, 20);
+        assert!(a == b, "resumed training (EMA {ema:?}) diverged from uninterrupted training");
+        // And the run really moved: step 10's weights differ from step 20's.
+        let ten = first.checkpoint();
+        assert_ne!(ten.generator.params, a.generator.params);
+        if let (Some(at_ten), Some(at_twenty)) = (ten.ema, a.ema) {
+            assert_ne!(at_ten.params, at_twenty.params);
+        }
     }
-    let mut first = Trainer::new(gpu.clone(), spec.clone(), mnist(), 3, None).unwrap();
-    for _ in 0..10 {
-        first.step(false);
+}
+
+/// The moving average the GPU keeps inside each step equals the one the CPU computes from the
+/// weights read back after every step, for every generator tensor: an MLP, and a DCGAN whose
+/// batch norm's moving statistics are averaged too.
+#[test]
+fn ema_is_the_moving_average_of_the_weights() {
+    let gpu = &common::gpus()[0];
+    let _gl = common::serialize_gl(gpu);
+    let decay = 0.8;
+    for (name, batch) in [("mlp", 16), ("dcgan-avgpool", 2)] {
+        let mut trainer = Trainer::new(gpu.clone(), small(name, batch), mnist(), 5, None).unwrap();
+        // A few steps first, so that the average starts from trained weights, not the initial.
+        for _ in 0..2 {
+            trainer.step(false);
+        }
+        trainer.keep_ema(decay).unwrap();
+        let mut want = trainer.checkpoint().generator.params;
+        for _ in 0..4 {
+            trainer.step(false);
+            for (average, weights) in want.iter_mut().zip(&trainer.checkpoint().generator.params) {
+                cpu::optim::ema_update(average, weights, weights.len(), decay);
+            }
+        }
+        let ck = trainer.checkpoint();
+        let got = ck.ema.expect("the trainer keeps an average").params;
+        let names = small(name, batch).generator.params();
+        for ((average, want), p) in got.iter().zip(&want).zip(&names) {
+            if let Err(e) = compare(&format!("{name} {}", p.name), average, want, ELEMENTWISE) {
+                panic!("{e}");
+            }
+        }
+        // The average lags the weights wherever training moved them.
+        let moved = got.iter().zip(&ck.generator.params).filter(|(a, w)| a != w).count();
+        assert_eq!(moved, names.len(), "{name}: an average equals its weights");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ck.safetensors");
-    first.checkpoint().save(&path).unwrap();
-    let loaded = gan_gpu::checkpoint::Checkpoint::load(&path).unwrap();
-    assert_eq!(loaded, first.checkpoint());
-    let mut resumed = Trainer::new(gpu.clone(), spec, mnist(), 999, Some(loaded)).unwrap();
-    assert_eq!((resumed.step, resumed.seed), (10, 3));
-    for _ in 0..10 {
-        resumed.step(false);
-    }
-    let (a, b) = (straight.checkpoint(), resumed.checkpoint());
-    assert_eq!(a.step, 20);
-    assert!(a == b, "resumed training diverged from uninterrupted training");
-    // And the run really moved: step 10's weights differ from step 20's.
-    assert_ne!(first.checkpoint().generator.params, a.generator.params);
 }
 
 /// The whole loop writes what it promises, and a second run with the same options resumes.

@@ -44,3 +44,11 @@ pub fn rmsprop(params: &mut [f32], grads: &[f32], v: &mut [f32], len: usize, hp:
         params[i] -= hp.lr * g / (v[i].sqrt() + hp.eps);
     }
 }
+
+/// average = decay * average + (1 - decay) * params, as average + (1 - decay) * (params -
+/// average).
+pub fn ema_update(average: &mut [f32], params: &[f32], len: usize, decay: f32) {
+    for (a, &p) in average[..len].iter_mut().zip(&params[..len]) {
+        *a += (1.0 - decay) * (p - *a);
+    }
+}

@@ -1,4 +1,5 @@
-//! Host side of `shaders/optim.wgsl`: the Adam and RMSprop updates.
+//! Host side of `shaders/optim.wgsl`: the Adam and RMSprop updates, and the exponential moving
+//! average of weights.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -108,6 +109,33 @@ pub fn rmsprop(
         "rmsprop",
         &pipeline,
         &[params.binding(), grads.binding(), v.binding(), hyper.as_entire_binding()],
+        gpu.grid(len, WG),
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EmaHyper {
+    len: u32,
+    decay: f32,
+}
+
+/// average = decay * average + (1 - decay) * params over `len` elements, computed as
+/// average + (1 - decay) * (params - average).
+pub fn ema_update(
+    gpu: &Gpu,
+    average: &Tensor,
+    params: &Tensor,
+    len: usize,
+    decay: f32,
+) -> Dispatch {
+    assert!(len <= average.len && len <= params.len, "ema_update: tensors too small");
+    let hyper = gpu.uniform(&EmaHyper { len: u32::try_from(len).unwrap(), decay });
+    let pipeline = gpu.pipeline(&shaders::OPTIM, "ema_update", &[]);
+    gpu.dispatch(
+        "ema_update",
+        &pipeline,
+        &[average.binding(), params.binding(), hyper.as_entire_binding()],
         gpu.grid(len, WG),
     )
 }
