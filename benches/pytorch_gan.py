@@ -180,7 +180,7 @@ def write_idx(path, pixels):
         f.write(pixels.tobytes())
 
 
-def run(name, images, iters, samples=None):
+def run(name, images, iters, samples=None, batch_size=None):
     model = tomllib.loads((MODELS / f"{name}.toml").read_text())
     r = model["recipe"]
     g = build(model["generator"], model["generator"]["input"])
@@ -193,6 +193,9 @@ def run(name, images, iters, samples=None):
     g_opt, g_clip = optimizer(r["g_optimizer"], g.parameters())
     d_opt, d_clip = optimizer(r["d_optimizer"], d.parameters())
     batch, g_batch = r["batch"], r.get("g_batch", r["batch"])
+    if batch_size:  # as gan-gpu's --batch-size: a separate generator batch keeps its ratio
+        g_batch = -(-g_batch * batch_size // batch)
+        batch = batch_size
     nz = int(np.prod(model["generator"]["input"]))
     low, high = r["pixel_range"]
     noise = r["noise"]
@@ -257,13 +260,14 @@ def main():
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="mlp,mlp-relu,dcgan-avgpool,dcgan,dcgan-upsample")
+    ap.add_argument("--batch-size", type=int, help="instead of the recipe's batch, as gan-gpu's --batch-size")
     ap.add_argument("--samples", help="write 1000 generated images to this IDX file ({model} is replaced)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = load_images(args.data)
     for name in args.models.split(","):
-        print(json.dumps(run(name, images, args.iters, args.samples)), flush=True)
+        print(json.dumps(run(name, images, args.iters, args.samples, args.batch_size)), flush=True)
 
 
 if __name__ == "__main__":
