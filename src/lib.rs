@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod check;
 pub mod checkpoint;
+pub mod classifier;
 pub mod cpu;
 pub mod data;
 pub mod eval;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use gan_gpu::bench;
 use gan_gpu::checkpoint::Checkpoint;
+use gan_gpu::classifier::{self, Classifier};
 use gan_gpu::data::{self, DatasetName};
 use gan_gpu::generate;
 use gan_gpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
@@ -31,6 +32,11 @@ enum Command {
         /// One JSON object per adapter.
         #[arg(long)]
         json: bool,
+    },
+    /// The digit classifier behind `eval`: train it on MNIST, or measure its test accuracy.
+    Classifier {
+        #[command(subcommand)]
+        command: ClassifierCommand,
     },
     /// List the built-in models with their parameter counts.
     Models {
@@ -183,6 +189,43 @@ struct TrainArgs {
     gpu: GpuArgs,
 }
 
+#[derive(Subcommand)]
+enum ClassifierCommand {
+    /// Train the classifier (assets/classifier/lenet.toml) on the MNIST training set with
+    /// gan-gpu's kernels, printing the test accuracy after every epoch; writes its weights.
+    Train {
+        /// Epochs (default: the model file's).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Where to write the weights (safetensors).
+        #[arg(long, default_value = "runs/classifier.safetensors")]
+        out: PathBuf,
+        /// Directory holding MNIST's IDX files (also GAN_GPU_DATA).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        /// Hide the progress bar.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
+    /// Accuracy on the 10,000 MNIST test digits.
+    Eval {
+        /// Weights from `classifier train --out` (default: the shipped ones).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// One JSON object: accuracy, correct, count, weights, device.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -196,6 +239,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices { gpu, json } => devices(&gpu.options(), json),
         Command::Models { json } => models(json),
         Command::Train(args) => train_command(args),
+        Command::Classifier { command } => classifier_command(command),
         Command::Bench { kernel: Some(kernel), shape, json, gpu, .. } => {
             let kernels = bench::Kernel::parse_list(&kernel)?;
             let gpu = Gpu::new(&gpu.options())?;
@@ -487,4 +531,66 @@ fn write_config(
         &out.join("config.json"),
         serde_json::to_string_pretty(&config)?.as_bytes(),
     )
+}
+
+fn classifier_command(command: ClassifierCommand) -> Result<()> {
+    match command {
+        ClassifierCommand::Train { epochs, out, data_dir, seed, quiet, gpu } => {
+            let model = classifier::ModelFile::shipped();
+            let epochs = epochs.unwrap_or(model.train.epochs);
+            if epochs == 0 {
+                bail!("--epochs must be at least 1");
+            }
+            let train_set = data::load_training_set(DatasetName::Mnist, data_dir.as_deref())?;
+            let test_set = data::load_test_set(DatasetName::Mnist, data_dir.as_deref())?;
+            let gpu = Gpu::new(&gpu.options())?;
+            eprintln!(
+                "training the classifier on {} for {epochs} epochs, {} images of {}",
+                gpu.describe(),
+                train_set.count,
+                train_set.source
+            );
+            let opts = classifier::TrainOptions { epochs, seed, progress: !quiet };
+            let trained =
+                classifier::train(gpu.clone(), &model, &train_set, &test_set, &opts, |e| {
+                    println!(
+                        "epoch {}: loss {:.4}, lr {:.2e}, test accuracy {:.2}% ({:.1} s training)",
+                        e.epoch,
+                        e.loss,
+                        e.lr,
+                        100.0 * e.test_accuracy,
+                        e.train_seconds
+                    );
+                })?;
+            trained.save(&gpu, &out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        ClassifierCommand::Eval { weights, json, data_dir, gpu } => {
+            let test_set = data::load_test_set(DatasetName::Mnist, data_dir.as_deref())?;
+            let gpu = Gpu::new(&gpu.options())?;
+            let classifier = match &weights {
+                Some(path) => Classifier::load(&gpu, path)?,
+                None => Classifier::shipped(&gpu)?,
+            };
+            let accuracy = classifier.accuracy(&gpu, &test_set);
+            let correct = (accuracy * test_set.count as f64).round() as usize;
+            let source = weights.as_ref().map_or("shipped".into(), |p| p.display().to_string());
+            if json {
+                let line = serde_json::json!({
+                    "accuracy": accuracy, "correct": correct, "count": test_set.count,
+                    "weights": source, "device": gpu.describe(),
+                });
+                println!("{line}");
+            } else {
+                println!(
+                    "test accuracy {:.2}% ({correct} of {}), weights {source}, on {}",
+                    100.0 * accuracy,
+                    test_set.count,
+                    gpu.describe()
+                );
+            }
+            Ok(())
+        }
+    }
 }
