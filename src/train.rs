@@ -24,6 +24,7 @@ use crate::kernels::{StepUniform, loss, metrics, optim, rng};
 use crate::nn::gan::{DiscriminatorLoss, GanSpec, GeneratorMode, Noise, Optimizer};
 use crate::nn::spec::NetSpec;
 use crate::nn::{Grads, Mode, Net, Pass};
+use crate::report;
 
 /// RNG streams: each random draw of a step has its own, so they never overlap.
 pub(crate) const STREAM_D_NOISE: u32 = 0;
@@ -764,7 +765,10 @@ fn summarize(trainer: &Trainer, opts: &TrainOptions, log: &mut Log) -> Result<()
     writeln!(log.file, "{line}")?;
     log.bar.println(format!("epoch {epoch}: D accuracy on real {real:.2}, on fake {fake:.2}"));
     save_samples_as(trainer, &opts.out, &format!("epoch-{epoch:03}.png"))?;
-    trainer.checkpoint().save(&opts.out.join(format!("checkpoints/epoch-{epoch:03}.safetensors")))
+    trainer
+        .checkpoint()
+        .save(&opts.out.join(format!("checkpoints/epoch-{epoch:03}.safetensors")))?;
+    report::write(&opts.out).map(drop)
 }
 
 /// Runs the training loop until `opts.iters` or until `stop` is raised (Ctrl-C): the step in
@@ -817,6 +821,7 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
             && trainer.step < opts.iters
         {
             save_checkpoint(trainer, &opts.out)?;
+            report::write(&opts.out)?;
         }
     }
     let ready = trainer.poll_metrics(true);
@@ -827,6 +832,7 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
             save_samples(trainer, &opts.out)?;
         }
         save_checkpoint(trainer, &opts.out)?;
+        report::write(&opts.out)?;
     }
     log.bar.finish_and_clear();
     Ok(Summary {
