@@ -18,5 +18,6 @@ pub mod images;
 pub mod kernels;
 pub mod nn;
 pub mod reference;
+pub mod report;
 pub mod shaders;
 pub mod train;

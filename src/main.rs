@@ -14,6 +14,7 @@ use gan_gpu::data::{self, DatasetName};
 use gan_gpu::generate;
 use gan_gpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
 use gan_gpu::nn::gan::{self, GanSpec};
+use gan_gpu::report;
 use gan_gpu::train::{self, TrainOptions, Trainer};
 
 #[derive(Parser)]
@@ -72,6 +73,12 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[command(flatten)]
         gpu: GpuArgs,
+    },
+    /// Rebuild OUT/report.html and OUT/plots/*.png from a training run's outputs (`train`
+    /// writes them too, at every checkpoint and at the end).
+    Report {
+        /// The training run's --out directory.
+        out: PathBuf,
     },
     /// Generate images from a checkpoint: FILE.png (a grid) and FILE.idx (IDX3, as MNIST).
     Generate {
@@ -295,6 +302,10 @@ fn run(cli: Cli) -> Result<()> {
                     println!("    {:<32} {:>26.2} ms (copies, submission)", "other", rest);
                 }
             }
+            Ok(())
+        }
+        Command::Report { out } => {
+            println!("wrote {}", report::write(&out)?.display());
             Ok(())
         }
         Command::Generate { checkpoint, count, seed, out, gpu } => {
