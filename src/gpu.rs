@@ -194,7 +194,8 @@ impl Gpu {
         Self::with_limits(opts, wgpu::Limits::default())
     }
 
-    /// Like [`Gpu::new`] with explicit limits (tests use the WebGPU and downlevel defaults).
+    /// Like [`Gpu::new`] with explicit limits (tests use WebGPU's defaults and smaller binding
+    /// sizes).
     pub fn with_limits(opts: &GpuOptions, limits: wgpu::Limits) -> Result<Arc<Gpu>> {
         let wanted = opts
             .adapter
@@ -223,13 +224,21 @@ impl Gpu {
         if caps.timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
-        // Ask for WebGPU's defaults, or the downlevel set where the adapter is below them
-        // (GL on old drivers): the kernels stay within either.
-        let limits = if limits.check_limits(&adapter.limits()) {
-            limits
-        } else {
-            wgpu::Limits::downlevel_defaults()
-        };
+        // The kernels need WebGPU's defaults (matmul binds 6 storage buffers, batch norm's
+        // backward 8, where the downlevel set allows 4): an adapter below them is refused here
+        // rather than failing at its first pipeline.
+        let mut short = Vec::new();
+        limits.check_limits_with_fail_fn(&adapter.limits(), false, |name, wanted, offered| {
+            short.push(format!("{name} {offered} (needs {wanted})"))
+        });
+        if !short.is_empty() {
+            bail!(
+                "adapter {} offers less than gan-gpu's kernels need: {}; choose another with \
+                 --adapter or --backend (`gan-gpu devices` lists them)",
+                adapter.get_info().name,
+                short.join(", ")
+            );
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gan-gpu"),
             required_features: features,

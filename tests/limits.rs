@@ -10,8 +10,8 @@ use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
 use gan_gpu::nn::gan;
 use gan_gpu::train::Trainer;
 
-/// A device on `reference`'s adapter, with its kernel variants, opened with `limits`.
-fn same_adapter(reference: &Gpu, limits: wgpu::Limits) -> Arc<Gpu> {
+/// Options that open `reference`'s adapter with its kernel variants.
+fn options_for(reference: &Gpu) -> GpuOptions {
     let backend = match reference.info.backend {
         wgpu::Backend::Vulkan => BackendChoice::Vulkan,
         wgpu::Backend::Gl => BackendChoice::Gl,
@@ -19,12 +19,16 @@ fn same_adapter(reference: &Gpu, limits: wgpu::Limits) -> Arc<Gpu> {
         wgpu::Backend::Dx12 => BackendChoice::Dx12,
         other => panic!("unexpected backend {other:?}"),
     };
-    let opts = GpuOptions {
+    GpuOptions {
         backend,
-        adapter: None,
+        adapter: Some(reference.info.name.clone()),
         portable_kernels: reference.caps.subgroup_size.is_none(),
-    };
-    let gpu = Gpu::with_limits(&opts, limits.clone()).unwrap();
+    }
+}
+
+/// A device on `reference`'s adapter, with its kernel variants, opened with `limits`.
+fn same_adapter(reference: &Gpu, limits: wgpu::Limits) -> Arc<Gpu> {
+    let gpu = Gpu::with_limits(&options_for(reference), limits.clone()).unwrap();
     assert_eq!(gpu.limits, limits);
     gpu
 }
@@ -77,4 +81,18 @@ fn a_dataset_over_the_binding_limit_trains_from_shards() {
         let sharded = same_adapter(reference, limits.clone());
         assert_eq!(metrics(sharded), metrics(reference.clone()), "{}", common::describe(reference));
     }
+}
+
+/// An adapter that offers less than the kernels need is refused when the device is opened,
+/// naming the limit, instead of failing at its first pipeline.
+#[test]
+fn an_adapter_below_the_needed_limits_is_a_clear_error() {
+    let opts = options_for(&common::gpus()[0]);
+    let beyond =
+        wgpu::Limits { max_storage_buffers_per_shader_stage: 1 << 20, ..Default::default() };
+    let err =
+        Gpu::with_limits(&opts, beyond).err().expect("no adapter offers 2^20 storage buffers");
+    let message = format!("{err:#}");
+    assert!(message.contains("max_storage_buffers_per_shader_stage"), "{message}");
+    assert!(message.contains("--adapter"), "{message}");
 }
