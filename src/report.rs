@@ -146,35 +146,41 @@ impl Metrics {
     }
 }
 
-/// A sample grid of samples/: step-NNNNNN.png, or epoch-NNN.png written by a summary.
+/// A sample grid of samples/: step-NNNNNN.png, or epoch-NNN.png written by a summary; either
+/// with an -ema.png twin drawn by the generator's moving average (train --ema).
 struct SampleGrid {
     file: String,
     step: Option<u64>,
     epoch: Option<u64>,
+    moving_average: bool,
 }
 
 fn sample_grids(out: &Path, metrics: &Metrics, iters_per_epoch: Option<u64>) -> Vec<SampleGrid> {
     let Ok(entries) = std::fs::read_dir(out.join("samples")) else { return Vec::new() };
-    let number = |name: &str, prefix: &str| {
-        name.strip_prefix(prefix)?.strip_suffix(".png")?.parse::<u64>().ok()
-    };
-    let mut grids: Vec<SampleGrid> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|file| {
-            if let Some(step) = number(&file, "step-") {
-                Some(SampleGrid { file, step: Some(step), epoch: None })
-            } else {
-                let epoch = number(&file, "epoch-")?;
+    let parse = |file: String| {
+        let stem = file.strip_suffix(".png")?;
+        let (stem, moving_average) = match stem.strip_suffix("-ema") {
+            Some(stem) => (stem, true),
+            None => (stem, false),
+        };
+        let number = |prefix: &str| stem.strip_prefix(prefix)?.parse::<u64>().ok();
+        let (step, epoch) = match (number("step-"), number("epoch-")) {
+            (Some(step), _) => (Some(step), None),
+            (None, Some(epoch)) => {
                 let step = metrics
                     .epoch_steps
                     .get(&epoch)
                     .copied()
                     .or_else(|| iters_per_epoch.map(|n| n * epoch));
-                Some(SampleGrid { file, step, epoch: Some(epoch) })
+                (step, Some(epoch))
             }
-        })
-        .collect();
-    grids.sort_by_key(|g| (g.step, g.epoch.is_some(), g.file.clone()));
+            (None, None) => return None,
+        };
+        Some(SampleGrid { file, step, epoch, moving_average })
+    };
+    let mut grids: Vec<SampleGrid> =
+        entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter_map(parse).collect();
+    grids.sort_by_key(|g| (g.step, g.epoch.is_some(), g.moving_average));
     grids
 }
 
@@ -537,10 +543,13 @@ fn page(
     html.push_str("<div class=\"grids\">\n");
     for grid in grids {
         let step = grid.step.map_or("step ?".to_string(), |s| format!("step {s}"));
-        let caption = match grid.epoch {
+        let mut caption = match grid.epoch {
             Some(e) => format!("{step} (summary, epoch {e})"),
             None => step,
         };
+        if grid.moving_average {
+            caption.push_str(", moving average");
+        }
         let _ = writeln!(
             html,
             "<figure><img class=\"grid\" src=\"samples/{}\" alt=\"samples at {}\">\

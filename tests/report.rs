@@ -115,12 +115,15 @@ fn report_of_a_training_run() {
         "2",
         "--summarize-every",
         "1",
+        "--ema",
+        "0.9",
         "--quiet",
         "--out",
         run_s,
     ]));
 
-    // What training wrote: two plots (no FID yet), grids by step and by epoch, all on the page.
+    // What training wrote: two plots (no FID yet), grids by step and by epoch with their
+    // moving-average twins, all on the page.
     let page = run.join("report.html");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!run.join("plots/fid.png").exists());
@@ -138,11 +141,12 @@ fn report_of_a_training_run() {
     let mut shown: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
     shown.sort();
     assert_eq!(shown, on_disk);
-    // step-4, 8, 12 and epoch-1, 2, 3 (steps 4, 8, 12), oldest first.
-    assert_eq!(samples.len(), 6, "{samples:?}");
-    assert_eq!(samples[0], "samples/step-000004.png");
-    assert_eq!(samples[5], "samples/epoch-003.png");
+    // step-4, 8, 12 and epoch-1, 2, 3 (steps 4, 8, 12), each with an -ema twin, oldest first.
+    assert_eq!(samples.len(), 12, "{samples:?}");
+    assert_eq!(samples[..2], ["samples/step-000004.png", "samples/step-000004-ema.png"]);
+    assert_eq!(samples[11], "samples/epoch-003-ema.png");
     assert!(html.contains("step 8 (summary, epoch 2)"), "{html}");
+    assert!(html.contains("step 12, moving average"), "{html}");
     assert_eq!(sources.len(), samples.len() + 2, "{sources:?}");
     // Opens from disk: every reference relative and present, nothing fetched from elsewhere.
     let links = attributes(&html, "href");
