@@ -5,10 +5,34 @@
 //! balanced; 10 at most), the mean top-class confidence, and the class histogram with the
 //! number of modes (classes) it covers.
 //!
-//! The linear algebra runs in f64 on the CPU: it is a few d x d matrices once per evaluation.
+//! The classifier runs on the GPU; the linear algebra runs in f64 on the CPU (a few d x d
+//! matrices per evaluation, d the classifier's feature width).
 
-/// Classes the figures count (the digits 0-9).
-pub const CLASSES: usize = 10;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use indicatif::ProgressBar;
+use rand::seq::index;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+
+use crate::checkpoint::Checkpoint;
+use crate::classifier::{CLASSES, Classifier, Embedding, IMAGE_LEN, SIDE};
+use crate::data::{Dataset, idx};
+use crate::generate;
+use crate::gpu::Gpu;
+use crate::images;
+use crate::nn::gan::GanSpec;
+
+/// Images per classifier call: bounds its buffers and paces the progress bar.
+const EMBED_CHUNK: usize = 1000;
+
+/// Images `train --eval-every` generates and scores each time: enough for a stable trend,
+/// few enough to cost seconds. FID falls as the count grows (it is biased upwards for small
+/// samples), so compare figures of the same count only.
+pub const TRAIN_EVAL_COUNT: usize = 2000;
 
 /// A class holds a mode when it has at least this share of the images.
 pub const MODE_SHARE: f64 = 0.05;
@@ -244,6 +268,331 @@ pub fn class_histogram(probs: &[f32]) -> [usize; CLASSES] {
 pub fn modes_covered(hist: &[usize; CLASSES]) -> usize {
     let total: usize = hist.iter().sum();
     hist.iter().filter(|&&n| n > 0 && n as f64 >= MODE_SHARE * total as f64).count()
+}
+
+/// The figures of one set of images.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scores {
+    /// Classifier-FID against the reference (the MNIST test set); lower is better.
+    pub fid: f64,
+    #[serde(rename = "is")]
+    pub inception_score: f64,
+    pub mean_confidence: f64,
+    pub class_hist: [usize; CLASSES],
+    pub modes_covered: usize,
+}
+
+/// The classifier with the reference statistics of real images (the MNIST test set): scores
+/// any set of 28 x 28 grey images.
+pub struct Evaluator {
+    classifier: Classifier,
+    /// The reference images' embedding, from which the real-data reference rows are drawn.
+    test: Embedding,
+    test_count: usize,
+    reference: FrechetReference,
+}
+
+impl fmt::Debug for Evaluator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Evaluator")
+            .field("test_count", &self.test_count)
+            .field("feature_dim", &self.test.dim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Evaluator {
+    /// Embeds `test_set` (the reference) once; `progress` advances by its image count.
+    pub fn new(
+        gpu: &Gpu,
+        classifier: Classifier,
+        test_set: &Dataset,
+        progress: &ProgressBar,
+    ) -> Result<Evaluator> {
+        ensure!(
+            (test_set.rows, test_set.cols) == (SIDE, SIDE) && test_set.count >= 2,
+            "the reference images ({}) must be at least 2 of {SIDE} x {SIDE} pixels",
+            test_set.source
+        );
+        progress.set_message(format!("embedding the {} reference images", test_set.count));
+        let test = embed(gpu, &classifier, &test_set.images, test_set.count, progress);
+        let reference =
+            FrechetReference::new(Gaussian::fit(&test.features, test_set.count, test.dim));
+        Ok(Evaluator { classifier, test, test_count: test_set.count, reference })
+    }
+
+    /// The classifier's embedding of `count` images, in chunks; `progress` advances by `count`.
+    pub fn embed(
+        &self,
+        gpu: &Gpu,
+        images: &[u8],
+        count: usize,
+        progress: &ProgressBar,
+    ) -> Embedding {
+        embed(gpu, &self.classifier, images, count, progress)
+    }
+
+    /// The figures of `count` embedded images against the reference.
+    pub fn scores(&self, embedding: &Embedding, count: usize) -> Scores {
+        let probs = &embedding.probs;
+        let class_hist = class_histogram(probs);
+        Scores {
+            fid: self.reference.distance(&Gaussian::fit(&embedding.features, count, embedding.dim)),
+            inception_score: inception_score(probs, count),
+            mean_confidence: mean_confidence(probs, count),
+            class_hist,
+            modes_covered: modes_covered(&class_hist),
+        }
+    }
+
+    /// The figures of `count` 28 x 28 grey images.
+    pub fn score_images(
+        &self,
+        gpu: &Gpu,
+        images: &[u8],
+        count: usize,
+        progress: &ProgressBar,
+    ) -> Scores {
+        self.scores(&self.embed(gpu, images, count, progress), count)
+    }
+
+    /// The figures of `count` images of the checkpoint's generator from noise seeded by `seed`.
+    pub fn score_checkpoint(
+        &self,
+        gpu: &Gpu,
+        ck: &Checkpoint,
+        count: usize,
+        seed: u32,
+        progress: &ProgressBar,
+    ) -> Result<Scores> {
+        let images = generated_images(gpu, ck, count, seed)?;
+        Ok(self.score_images(gpu, &images, count, progress))
+    }
+
+    /// The figures of `count` reference images drawn without replacement (all of them when
+    /// `count` is their number): FID ~0, the classifier's IS and confidence on real digits.
+    pub fn reference_scores(&self, count: usize, seed: u32) -> Scores {
+        let rows = sample_rows(self.test_count, count, seed);
+        let pick = |values: &[f32], width: usize| -> Vec<f32> {
+            rows.iter().flat_map(|&r| &values[r * width..(r + 1) * width]).copied().collect()
+        };
+        let sample = Embedding {
+            features: pick(&self.test.features, self.test.dim),
+            probs: pick(&self.test.probs, CLASSES),
+            dim: self.test.dim,
+        };
+        self.scores(&sample, rows.len())
+    }
+
+    /// The figures of the scored images beside those of the same number of real test images,
+    /// real training images (`training`; the floor a perfect generator reaches at this count)
+    /// and uniform noise. `progress` advances by twice `count`.
+    pub fn report(
+        &self,
+        gpu: &Gpu,
+        scores: Scores,
+        count: usize,
+        training: &Dataset,
+        seed: u32,
+        progress: &ProgressBar,
+    ) -> Report {
+        let rows = sample_rows(training.count, count, seed);
+        let sample: Vec<u8> = rows
+            .iter()
+            .flat_map(|&r| &training.images[r * IMAGE_LEN..(r + 1) * IMAGE_LEN])
+            .copied()
+            .collect();
+        progress.set_message(format!("embedding {} training images", rows.len()));
+        let training_data = self.score_images(gpu, &sample, rows.len(), progress);
+        let mut rng = StdRng::seed_from_u64(seed as u64);
+        let noise: Vec<u8> = (0..count * IMAGE_LEN).map(|_| rng.random()).collect();
+        progress.set_message(format!("embedding {count} noise images"));
+        let uniform_noise = self.score_images(gpu, &noise, count, progress);
+        Report {
+            images: count,
+            scores,
+            references: References {
+                test_data: self.reference_scores(count, seed),
+                training_data,
+                uniform_noise,
+            },
+        }
+    }
+}
+
+fn embed(
+    gpu: &Gpu,
+    classifier: &Classifier,
+    images: &[u8],
+    count: usize,
+    progress: &ProgressBar,
+) -> Embedding {
+    assert_eq!(images.len(), count * IMAGE_LEN, "images are not {count} x {SIDE} x {SIDE}");
+    let mut all = Embedding { features: Vec::new(), probs: Vec::new(), dim: 0 };
+    for chunk in images.chunks(EMBED_CHUNK * IMAGE_LEN) {
+        let n = chunk.len() / IMAGE_LEN;
+        let part = classifier.embed(gpu, chunk, n);
+        all.features.extend_from_slice(&part.features);
+        all.probs.extend_from_slice(&part.probs);
+        all.dim = part.dim;
+        progress.inc(n as u64);
+    }
+    all
+}
+
+/// `count` distinct indices below `total` (all of them, in order, when `count >= total`),
+/// drawn with `seed`.
+fn sample_rows(total: usize, count: usize, seed: u32) -> Vec<usize> {
+    if count >= total {
+        return (0..total).collect();
+    }
+    let mut rows = index::sample(&mut StdRng::seed_from_u64(seed as u64), total, count).into_vec();
+    rows.sort_unstable();
+    rows
+}
+
+/// A scored image set beside its references.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// How many images were scored (and drawn for each reference).
+    pub images: usize,
+    #[serde(flatten)]
+    pub scores: Scores,
+    pub references: References,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct References {
+    pub test_data: Scores,
+    pub training_data: Scores,
+    pub uniform_noise: Scores,
+}
+
+impl Report {
+    /// A table: the scored images, then the three references.
+    pub fn table(&self, what: &str) -> String {
+        let row = |name: &str, s: &Scores| {
+            let hist = s.class_hist.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" ");
+            format!(
+                "{name:<16} {:>9.2} {:>6.2} {:>11.3} {:>6}   {hist}\n",
+                s.fid, s.inception_score, s.mean_confidence, s.modes_covered
+            )
+        };
+        let r = &self.references;
+        let mut out = format!(
+            "{:<16} {:>9} {:>6} {:>11} {:>6}   class histogram (digits 0-9)\n",
+            format!("{} images", self.images),
+            "FID",
+            "IS",
+            "confidence",
+            "modes"
+        );
+        out += &row(what, &self.scores);
+        out += &row("test data", &r.test_data);
+        out += &row("training data", &r.training_data);
+        out += &row("uniform noise", &r.uniform_noise);
+        out += "FID against the MNIST test set's classifier features (lower is better; training data \
+                is the floor at this count); IS at most 10; modes: digits with >= 5% of the images";
+        out
+    }
+}
+
+/// Refuses a model whose images the digit classifier cannot read.
+pub fn check_scorable(spec: &GanSpec) -> Result<()> {
+    let [h, w, c] = spec.image;
+    ensure!(
+        [h, w, c] == [SIDE, SIDE, 1],
+        "model {} makes {h}x{w}x{c} images; the digit classifier scores {SIDE}x{SIDE}x1 images only",
+        spec.name
+    );
+    Ok(())
+}
+
+/// `count` images of the checkpoint's generator as grey bytes.
+pub fn generated_images(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Result<Vec<u8>> {
+    check_scorable(&ck.spec)?;
+    Ok(images::to_bytes(&generate::generate(gpu, ck, count, seed), ck.spec.recipe.pixel_range))
+}
+
+/// 28 x 28 grey images from an IDX3 file (raw or gzip) or a folder of PNGs (in name order),
+/// with their count.
+pub fn load_images(path: &Path) -> Result<(Vec<u8>, usize)> {
+    if path.is_dir() {
+        return load_png_folder(path);
+    }
+    ensure!(
+        path.is_file(),
+        "{}: no such file or folder; give an IDX3 image file or a folder of {SIDE}x{SIDE} PNGs",
+        path.display()
+    );
+    let images = idx::read_images(path)?;
+    ensure!(
+        (images.rows, images.cols) == (SIDE, SIDE),
+        "{}: images of {} x {} pixels; the digit classifier scores {SIDE} x {SIDE} images",
+        path.display(),
+        images.rows,
+        images.cols
+    );
+    Ok((images.pixels, images.count))
+}
+
+fn load_png_folder(dir: &Path) -> Result<(Vec<u8>, usize)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the folder {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .collect();
+    ensure!(!files.is_empty(), "{}: no .png files in this folder", dir.display());
+    files.sort();
+    let mut pixels = Vec::with_capacity(files.len() * IMAGE_LEN);
+    for file in &files {
+        let image = image::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        ensure!(
+            (image.width(), image.height()) == (SIDE as u32, SIDE as u32),
+            "{}: {} x {} pixels; the digit classifier scores {SIDE} x {SIDE} images",
+            file.display(),
+            image.width(),
+            image.height()
+        );
+        pixels.extend(image.to_luma8().into_raw());
+    }
+    Ok((pixels, files.len()))
+}
+
+/// `train --eval-every`: every `every` iterations the figures of `count` generated images
+/// (the same noise each time) go into metrics.jsonl.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainEval {
+    pub every: u64,
+    pub count: usize,
+    #[serde(skip)]
+    pub evaluator: Arc<Evaluator>,
+}
+
+impl TrainEval {
+    /// The figures of `count` images of the checkpoint's generator from noise seeded by `seed`.
+    pub fn score(&self, gpu: &Gpu, ck: &Checkpoint, seed: u32) -> Result<Scores> {
+        self.evaluator.score_checkpoint(gpu, ck, self.count, seed, &ProgressBar::hidden())
+    }
+}
+
+impl Scores {
+    /// The metrics.jsonl line of `train --eval-every` at `step`.
+    pub fn metrics_line(&self, step: u64) -> serde_json::Value {
+        serde_json::json!({
+            "step": step, "fid": self.fid, "is": self.inception_score,
+            "mean_confidence": self.mean_confidence, "modes_covered": self.modes_covered,
+            "class_hist": self.class_hist,
+        })
+    }
+
+    /// The figures in one line for people.
+    pub fn summary(&self) -> String {
+        format!(
+            "FID {:.2}, IS {:.2}, confidence {:.3}, {} of {CLASSES} digits",
+            self.fid, self.inception_score, self.mean_confidence, self.modes_covered
+        )
+    }
 }
 
 #[cfg(test)]

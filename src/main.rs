@@ -11,6 +11,7 @@ use gan_gpu::bench;
 use gan_gpu::checkpoint::Checkpoint;
 use gan_gpu::classifier::{self, Classifier};
 use gan_gpu::data::{self, DatasetName};
+use gan_gpu::eval::{self, TrainEval};
 use gan_gpu::generate;
 use gan_gpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
 use gan_gpu::nn::gan::{self, GanSpec};
@@ -94,6 +95,41 @@ enum Command {
         #[command(flatten)]
         gpu: GpuArgs,
     },
+    /// Score digits: classifier-FID against the MNIST test set, inception score, confidence
+    /// and class histogram of a checkpoint's images or of any image set, beside the figures of
+    /// real test data, real training data and uniform noise.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A checkpoint whose generator makes the images.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Images to score instead: an IDX3 file (raw or .gz) or a folder of 28x28 PNGs.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Images to generate from --checkpoint [default: 10000].
+    #[arg(long)]
+    count: Option<usize>,
+    /// Score the trained weights even where the checkpoint has their moving average (train
+    /// --ema), which is scored by default.
+    #[arg(long)]
+    no_ema: bool,
+    /// Seed of the generator's noise and of the reference samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Classifier weights (default: the one shipped inside gan-gpu).
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// Directory holding MNIST's IDX files (also GAN_GPU_DATA).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// One JSON object: fid, is, mean_confidence, class_hist, modes_covered, references.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
 /// A checkpoint whose generator makes images.
@@ -176,6 +212,10 @@ struct TrainArgs {
     /// (default: the model's recipe, e.g. 10 for dcgan; 0 turns it off).
     #[arg(long, value_name = "EPOCHS")]
     summarize_every: Option<u64>,
+    /// Every N iterations: FID, IS, confidence and class histogram of 2000 generated images
+    /// (the same noise each time) against the MNIST test set, into metrics.jsonl.
+    #[arg(long, value_name = "N")]
+    eval_every: Option<u64>,
     /// Keep an exponential moving average of the generator's weights with this decay (e.g.
     /// 0.999), updated on the GPU every step; checkpoints store it and generate uses it. A
     /// resumed run keeps the checkpoint's average without this flag.
@@ -318,7 +358,110 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {} and {}", png.display(), idx.display());
             Ok(())
         }
+        Command::Eval(args) => eval_command(args),
     }
+}
+
+/// `train --eval-every`: the classifier with the MNIST test set's statistics, computed once.
+fn train_eval(gpu: &Gpu, every: u64, data_dir: Option<&Path>, quiet: bool) -> Result<TrainEval> {
+    let test_set = data::load_test_set(DatasetName::Mnist, data_dir)?;
+    let progress = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        eprintln!(
+            "scoring {} generated images every {every} iterations against the {}",
+            eval::TRAIN_EVAL_COUNT,
+            test_set.source
+        );
+        indicatif::ProgressBar::new(test_set.count as u64)
+    };
+    let evaluator = eval::Evaluator::new(gpu, Classifier::shipped(gpu)?, &test_set, &progress)?;
+    progress.finish_and_clear();
+    Ok(TrainEval { every, count: eval::TRAIN_EVAL_COUNT, evaluator: Arc::new(evaluator) })
+}
+
+/// Images per `eval --checkpoint` unless --count says otherwise.
+const EVAL_COUNT: usize = 10_000;
+
+fn eval_command(args: EvalArgs) -> Result<()> {
+    // Every argument and file is checked before the slow work starts.
+    let source = match (&args.checkpoint, &args.images) {
+        (Some(_), Some(_)) => bail!("give --checkpoint or --images, not both"),
+        (None, None) => bail!(
+            "give --checkpoint FILE (a generator to score) or --images PATH (an IDX3 file or a folder of PNGs)"
+        ),
+        (Some(path), None) => {
+            let count = args.count.unwrap_or(EVAL_COUNT);
+            if count < 2 {
+                bail!("--count must be at least 2: FID fits a covariance to the images");
+            }
+            let mut ck = Checkpoint::load(path)?;
+            if args.no_ema {
+                ck.ema = None;
+            }
+            eval::check_scorable(&ck.spec)?;
+            EvalSource::Checkpoint(Box::new(ck), count)
+        }
+        (None, Some(path)) => {
+            if args.count.is_some() || args.no_ema {
+                bail!(
+                    "--count and --no-ema apply to --checkpoint; --images scores every image it holds"
+                );
+            }
+            let (images, count) = eval::load_images(path)?;
+            if count < 2 {
+                bail!("{}: {count} image; FID needs at least 2", path.display());
+            }
+            EvalSource::Images(images, count)
+        }
+    };
+    let data_dir = args.data_dir.as_deref();
+    let test_set = data::load_test_set(DatasetName::Mnist, data_dir)?;
+    let training_set = data::load_training_set(DatasetName::Mnist, data_dir)?;
+    let gpu = Gpu::new(&args.gpu.options())?;
+    let classifier = match &args.classifier {
+        Some(path) => Classifier::load(&gpu, path)?,
+        None => Classifier::shipped(&gpu)?,
+    };
+    let count = match &source {
+        EvalSource::Checkpoint(_, count) | EvalSource::Images(_, count) => *count,
+    };
+    // Embedded: the test set, the scored images, as many training images and noise images.
+    let progress = indicatif::ProgressBar::new((test_set.count + 3 * count) as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} images {msg}",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    );
+    progress.enable_steady_tick(std::time::Duration::from_millis(200));
+    let evaluator = eval::Evaluator::new(&gpu, classifier, &test_set, &progress)?;
+    let (what, scores) = match source {
+        EvalSource::Checkpoint(ck, count) => {
+            progress.set_message(format!("generating {count} images"));
+            let images = eval::generated_images(&gpu, &ck, count, args.seed)?;
+            progress.set_message(format!("embedding {count} generated images"));
+            ("generated", evaluator.score_images(&gpu, &images, count, &progress))
+        }
+        EvalSource::Images(images, count) => {
+            progress.set_message(format!("embedding {count} images"));
+            ("scored images", evaluator.score_images(&gpu, &images, count, &progress))
+        }
+    };
+    let report = evaluator.report(&gpu, scores, count, &training_set, args.seed, &progress);
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", report.table(what));
+    }
+    Ok(())
+}
+
+enum EvalSource {
+    Checkpoint(Box<Checkpoint>, usize),
+    Images(Vec<u8>, usize),
 }
 
 fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
@@ -435,6 +578,15 @@ fn train_command(args: TrainArgs) -> Result<()> {
             bail!("{flag} must be at least 1");
         }
     }
+    if let Some(every) = args.eval_every {
+        if every == 0 {
+            bail!("--eval-every must be at least 1");
+        }
+        eval::check_scorable(&spec)?;
+        if args.dataset != DatasetName::Mnist {
+            bail!("--eval-every scores digits with an MNIST classifier: it needs --dataset mnist");
+        }
+    }
     args.ema.map(train::check_ema_decay).transpose()?;
     let dataset = data::load_training_set(args.dataset, args.data_dir.as_deref())?;
     let iters = match (args.iters, args.epochs) {
@@ -477,6 +629,10 @@ fn train_command(args: TrainArgs) -> Result<()> {
         summarize_every,
         iters_per_epoch,
         progress: !args.quiet,
+        eval: args
+            .eval_every
+            .map(|every| train_eval(&gpu, every, args.data_dir.as_deref(), args.quiet))
+            .transpose()?,
     };
     // The trainer checks the model against the device before anything is written.
     let mut trainer = Trainer::new(gpu.clone(), spec, &dataset, seed, resume)?;

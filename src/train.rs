@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::checkpoint::{Checkpoint, GeneratorEma, NetState};
 use crate::cpu;
 use crate::data::Dataset;
+use crate::eval::TrainEval;
 use crate::gpu::{Dispatch, Gpu, Op, Staging, Tensor, record};
 use crate::images;
 use crate::kernels::gather::PackedRows;
@@ -680,6 +681,9 @@ pub struct TrainOptions {
     /// Iterations per epoch, to name summaries by epoch.
     pub iters_per_epoch: u64,
     pub progress: bool,
+    /// Every `every` iterations: FID, IS, confidence and class histogram of generated images
+    /// into metrics.jsonl (`train --eval-every`).
+    pub eval: Option<TrainEval>,
 }
 
 /// How a run ended.
@@ -811,6 +815,11 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
         }
         if opts.summarize_every.is_some_and(|n| n > 0 && trainer.step.is_multiple_of(n)) {
             summarize(trainer, opts, &mut log)?;
+        }
+        if let Some(eval) = opts.eval.as_ref().filter(|e| trainer.step.is_multiple_of(e.every)) {
+            let scores = eval.score(&trainer.gpu, &trainer.checkpoint(), opts.seed)?;
+            writeln!(log.file, "{}", scores.metrics_line(trainer.step))?;
+            log.bar.println(format!("step {}: {}", trainer.step, scores.summary()));
         }
         if stop.load(Ordering::SeqCst) {
             interrupted = true;

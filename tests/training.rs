@@ -161,6 +161,7 @@ fn train_loop_writes_outputs() {
         summarize_every: Some(6),
         iters_per_epoch: 3,
         progress: false,
+        eval: None,
     };
     let mut trainer = Trainer::new(gpu.clone(), small("mlp", 16), mnist(), 1, None).unwrap();
     let summary = train::train(&mut trainer, &opts, &AtomicBool::new(false)).unwrap();
