@@ -1,4 +1,4 @@
-//! Images from a trained generator.
+//! Images from a trained generator: from noise drawn with a seed, or from given latent vectors.
 
 use std::path::{Path, PathBuf};
 
@@ -6,46 +6,102 @@ use anyhow::Result;
 
 use crate::checkpoint::Checkpoint;
 use crate::data;
-use crate::gpu::Gpu;
+use crate::gpu::{Dispatch, Gpu, Op, Tensor};
 use crate::images;
 use crate::kernels::{StepUniform, rng};
-use crate::nn::gan::Noise;
-use crate::nn::{Grads, Mode, Net};
+use crate::nn::gan::{GanSpec, Noise};
+use crate::nn::{Grads, Mode, Net, Pass};
 
 /// Images per generator pass: large enough to keep the GPU busy, small enough for any device.
 const CHUNK: usize = 1000;
+
+/// Draws the recipe's noise into `out` on the GPU, at the (seed, step) that `step` holds, from
+/// RNG stream 0: the noise behind every image `generate` makes.
+fn draw_noise(gpu: &Gpu, spec: &GanSpec, out: &Tensor, step: &wgpu::Buffer) -> Dispatch {
+    match spec.recipe.noise {
+        Noise::Uniform { low, high } => rng::rng_uniform(gpu, out, out.len, low, high, 0, step),
+        Noise::Normal { mean, std } => rng::rng_normal(gpu, out, out.len, mean, std, 0, step),
+    }
+}
+
+/// Chunk i of `generate`'s images draws its noise at RNG step i, so an image depends only on
+/// (seed, index).
+fn noise_step(chunk: usize, seed: u32) -> StepUniform {
+    StepUniform { step: chunk as u32, seed, _pad: [0; 2] }
+}
+
+/// The checkpoint's generator (its moving average when it has one, see
+/// [`Checkpoint::generator_params`]) recorded in inference mode for chunks of `chunk` images
+/// of the noise in `noise`.
+struct Chunks {
+    noise: Tensor,
+    step: wgpu::Buffer,
+    pass: Pass,
+    chunk: usize,
+    image_len: usize,
+}
+
+impl Chunks {
+    fn new(gpu: &Gpu, ck: &Checkpoint, count: usize) -> Chunks {
+        let spec = &ck.spec;
+        let generator = Net::new(gpu, spec.generator.clone(), ck.generator_params());
+        let chunk = count.min(CHUNK);
+        let noise = gpu.zeros(chunk * spec.noise_dim());
+        let step = gpu.uniform(&StepUniform::default());
+        let no_grads = Grads { params: None, input: None };
+        let pass = generator.pass(gpu, chunk, &noise, Mode::Inference, no_grads, 0, &step);
+        Chunks { noise, step, pass, chunk, image_len: spec.image_len() }
+    }
+
+    /// `count` images, chunk by chunk: `prepare(i)` sets up chunk i's noise, then `first`
+    /// and the generator run.
+    fn images(&self, gpu: &Gpu, count: usize, first: Vec<Op>, prepare: impl Fn(usize)) -> Vec<f32> {
+        let mut ops = first;
+        ops.extend(self.pass.forward.iter().cloned());
+        let mut pixels = Vec::with_capacity(count * self.image_len);
+        for i in 0..count.div_ceil(self.chunk) {
+            prepare(i);
+            gpu.run(&ops);
+            let out = gpu.read(&self.pass.output);
+            let wanted = (count - i * self.chunk).min(self.chunk) * self.image_len;
+            pixels.extend_from_slice(&out[..wanted]);
+        }
+        pixels
+    }
+}
 
 /// `count` images of the checkpoint's generator (its moving average when it has one, see
 /// [`Checkpoint::generator_params`]) from noise drawn with `seed`, as pixels in the recipe's
 /// range. Noise is drawn on the GPU by the same counter-based RNG as training.
 pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32> {
-    let spec = &ck.spec;
-    let generator = Net::new(gpu, spec.generator.clone(), ck.generator_params());
-    let chunk = count.min(CHUNK);
-    let noise = gpu.zeros(chunk * spec.noise_dim());
-    let step = gpu.uniform(&StepUniform::default());
-    let draw = match spec.recipe.noise {
-        Noise::Uniform { low, high } => {
-            rng::rng_uniform(gpu, &noise, noise.len, low, high, 0, &step)
-        }
-        Noise::Normal { mean, std } => rng::rng_normal(gpu, &noise, noise.len, mean, std, 0, &step),
-    };
-    let no_grads = Grads { params: None, input: None };
-    let pass = generator.pass(gpu, chunk, &noise, Mode::Inference, no_grads, 0, &step);
-    let mut ops = vec![draw.into()];
-    ops.extend(pass.forward.iter().cloned());
-    let image_len = spec.image_len();
-    let mut pixels = Vec::with_capacity(count * image_len);
-    // Chunk i draws its noise at RNG step i, so the images depend only on (seed, index).
-    for i in 0..count.div_ceil(chunk) {
-        let uniform = StepUniform { step: i as u32, seed, _pad: [0; 2] };
-        gpu.queue.write_buffer(&step, 0, bytemuck::bytes_of(&uniform));
-        gpu.run(&ops);
-        let out = gpu.read(&pass.output);
-        let wanted = (count - i * chunk).min(chunk) * image_len;
-        pixels.extend_from_slice(&out[..wanted]);
-    }
-    pixels
+    let chunks = Chunks::new(gpu, ck, count);
+    let draw = draw_noise(gpu, &ck.spec, &chunks.noise, &chunks.step);
+    chunks.images(gpu, count, vec![draw.into()], |i| {
+        gpu.queue.write_buffer(&chunks.step, 0, bytemuck::bytes_of(&noise_step(i, seed)));
+    })
+}
+
+/// The latent vector of `seed`: the noise that [`generate`] draws for image 0 with that seed
+/// (`spec.noise_dim()` values), drawn by the same GPU kernel.
+pub fn latent(gpu: &Gpu, spec: &GanSpec, seed: u32) -> Vec<f32> {
+    let noise = gpu.zeros(spec.noise_dim());
+    let step = gpu.uniform(&noise_step(0, seed));
+    gpu.run(&[draw_noise(gpu, spec, &noise, &step).into()]);
+    gpu.read(&noise)
+}
+
+/// The checkpoint's generator's images (as [`generate`] makes them) of the given latent
+/// vectors, `spec.noise_dim()` values each.
+pub fn generate_from_latents(gpu: &Gpu, ck: &Checkpoint, latents: &[f32]) -> Vec<f32> {
+    let nz = ck.spec.noise_dim();
+    assert!(latents.len().is_multiple_of(nz), "latents of {nz} values each");
+    let count = latents.len() / nz;
+    let chunks = Chunks::new(gpu, ck, count);
+    let per_chunk = chunks.chunk * nz;
+    chunks.images(gpu, count, Vec::new(), |i| {
+        let end = ((i + 1) * per_chunk).min(latents.len());
+        gpu.write(&chunks.noise, &latents[i * per_chunk..end]);
+    })
 }
 
 /// Writes OUT.png (a grid) and OUT.idx (IDX3 ubyte, readable by any MNIST loader).

@@ -16,6 +16,7 @@ pub mod generate;
 pub mod gpu;
 pub mod images;
 pub mod kernels;
+pub mod latent;
 pub mod nn;
 pub mod reference;
 pub mod report;

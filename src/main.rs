@@ -95,6 +95,9 @@ enum Command {
         #[command(flatten)]
         gpu: GpuArgs,
     },
+    /// Walk the latent space between two seeds (a strip PNG and an animated GIF), or show
+    /// latent arithmetic such as "a + b - c" over points that are seeds or means of seeds.
+    Interpolate(InterpolateArgs),
     /// Score digits: classifier-FID against the MNIST test set, inception score, confidence
     /// and class histogram of a checkpoint's images or of any image set, beside the figures of
     /// real test data, real training data and uniform noise.
@@ -151,6 +154,38 @@ impl CheckpointArgs {
         }
         Ok(ck)
     }
+}
+
+#[derive(Args)]
+struct InterpolateArgs {
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
+    /// The seed at the strip's start: its latent vector is the noise that `generate --seed`
+    /// draws for its first image.
+    #[arg(long, value_name = "SEED", allow_hyphen_values = true)]
+    from: Option<String>,
+    /// The seed at the strip's end.
+    #[arg(long, value_name = "SEED", allow_hyphen_values = true)]
+    to: Option<String>,
+    /// Images in the strip, both ends included.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Interpolate along the great circle instead of the straight line (normal noise only).
+    #[arg(long)]
+    slerp: bool,
+    /// Latent arithmetic instead of a walk: names from --point joined by + and -, such as
+    /// "a + b - c"; the strip shows each term's image, then the result's.
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    expr: Option<String>,
+    /// A named point of --expr: NAME=SEED, or NAME=SEED,SEED,... for the mean of several
+    /// seeds' latent vectors. Repeat for each name.
+    #[arg(long, value_name = "NAME=SEEDS")]
+    point: Vec<String>,
+    /// The strip (PNG); a walk's animation goes beside it with the extension .gif.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
 #[derive(Args)]
@@ -348,6 +383,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", report::write(&out)?.display());
             Ok(())
         }
+        Command::Interpolate(args) => interpolate_command(args),
         Command::Generate { checkpoint, count, seed, out, gpu } => {
             if count == 0 {
                 bail!("--count must be at least 1");
@@ -360,6 +396,47 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(args) => eval_command(args),
     }
+}
+
+fn interpolate_command(args: InterpolateArgs) -> Result<()> {
+    use gan_gpu::latent;
+    enum Strip {
+        Walk { from: u32, to: u32 },
+        Arithmetic(latent::Expression),
+    }
+    let strip = match (&args.from, &args.to, &args.expr) {
+        (Some(from), Some(to), None) => {
+            anyhow::ensure!(
+                args.point.is_empty(),
+                "--point names the points of --expr: add --expr"
+            );
+            Strip::Walk {
+                from: latent::parse_seed(from, "--from")?,
+                to: latent::parse_seed(to, "--to")?,
+            }
+        }
+        (None, None, Some(expr)) => {
+            anyhow::ensure!(!args.slerp, "--slerp is for walks from --from to --to, not --expr");
+            Strip::Arithmetic(latent::Expression::parse(expr, &args.point)?)
+        }
+        (_, _, Some(_)) => bail!("give --from and --to, or --expr, not both"),
+        _ => bail!("give --from SEED and --to SEED for a walk, or --expr with --point"),
+    };
+    let ck = args.checkpoint.load()?;
+    let gpu = Gpu::new(&args.gpu.options())?;
+    let written = match strip {
+        Strip::Walk { from, to } => {
+            let pixels = latent::interpolation(&gpu, &ck, from, to, args.steps, args.slerp)?;
+            latent::write_strip(&ck, &pixels, &args.out, true)?
+        }
+        Strip::Arithmetic(expr) => {
+            let pixels = latent::arithmetic(&gpu, &ck, &expr);
+            latent::write_strip(&ck, &pixels, &args.out, false)?
+        }
+    };
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("wrote {}", names.join(" and "));
+    Ok(())
 }
 
 /// `train --eval-every`: the classifier with the MNIST test set's statistics, computed once.

@@ -296,3 +296,64 @@ fn ema_from_train_to_generate() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(images.with_extension("idx")).unwrap(), raw);
 }
+
+/// interpolate: a walk writes a one-row strip and a looping GIF that goes there and back; an
+/// expression writes its terms' images and the result; bad input is one clear error line.
+#[test]
+fn interpolate_strips_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = ["train", "--iters", "2", "--batch-size", "8", "--quiet", "--out"];
+    let out = gan_gpu(&[&args[..], &[run.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ck = run.join("checkpoints/latest.safetensors");
+    let strip = dir.path().join("walk/strip.png");
+    let interpolate = |extra: &[&str]| {
+        let base = ["interpolate", "--checkpoint", ck.to_str().unwrap()];
+        gan_gpu(&[&base[..], &["--out", strip.to_str().unwrap()], extra].concat())
+    };
+    let size = |path: &Path| {
+        let img = image::open(path).unwrap();
+        (img.width(), img.height())
+    };
+
+    let out = interpolate(&["--from", "3", "--to", "8", "--steps", "6"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(size(&strip), (6 * 30 + 2, 30 + 2));
+    let gif = std::fs::File::open(strip.with_extension("gif")).unwrap();
+    let decoder = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(gif)).unwrap();
+    let frames = image::AnimationDecoder::into_frames(decoder).collect_frames().unwrap();
+    // 6 images there, 4 back (the ends are not repeated), each 4x the image's size.
+    assert_eq!(frames.len(), 10);
+    assert_eq!(frames[0].buffer().dimensions(), (4 * 28, 4 * 28));
+    assert_eq!(frames[1].buffer(), frames[9].buffer());
+
+    let out = interpolate(&["--expr", "a + b - c", "--point", "a=3,17,40"]);
+    assert_clean_error(&out, "no --point defines");
+    let arithmetic = ["--expr", "-c + a+b", "--point", "a=3,17,40", "--point", "b=5"];
+    let out = interpolate(&[&arithmetic[..], &["--point", "c=7,9"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(size(&strip), (4 * 30 + 2, 30 + 2));
+
+    for (args, needle) in [
+        (&["--expr", "a + + b", "--point", "a=1", "--point", "b=2"][..], "two signs in a row"),
+        (&["--expr", "a * b", "--point", "a=1"], "\"*\" is not a point name"),
+        (&["--expr", "a", "--point", "a=1", "--point", "a=2"], "--point a is given twice"),
+        (&["--expr", "a", "--point", "a=1", "--point", "b=2"], "--point b is not used"),
+        (&["--expr", "a", "--point", "a=1,x"], "\"x\" is not a seed"),
+        (&["--expr", "a", "--point", "a"], "write NAME=SEED"),
+        (&["--from", "-1", "--to", "2"], "--from: \"-1\" is not a seed"),
+        (&["--from", "1", "--to", "99999999999"], "--to: \"99999999999\" is not a seed"),
+        (&["--from", "1", "--to", "2", "--steps", "1"], "--steps 1"),
+        (&["--from", "1", "--to", "2", "--slerp"], "--slerp is for normal noise"),
+        (&["--from", "1"], "give --from SEED and --to SEED"),
+        (&["--from", "1", "--to", "2", "--expr", "a"], "not both"),
+        (&["--expr", "a", "--point", "a=1", "--slerp"], "--slerp is for walks"),
+    ] {
+        assert_clean_error(&interpolate(args), needle);
+    }
+    let missing = dir.path().join("missing.safetensors");
+    let args = ["interpolate", "--checkpoint", missing.to_str().unwrap(), "--from", "1"];
+    let out = gan_gpu(&[&args[..], &["--to", "2", "--out", strip.to_str().unwrap()]].concat());
+    assert_clean_error(&out, "cannot read checkpoint");
+}
