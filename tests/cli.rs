@@ -297,6 +297,71 @@ fn ema_from_train_to_generate() {
     assert_eq!(std::fs::read(images.with_extension("idx")).unwrap(), raw);
 }
 
+/// `eval` refuses what it cannot score before any slow work, each with one line.
+#[test]
+fn eval_bad_arguments_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    assert_clean_error(&gan_gpu(&["eval"]), "give --checkpoint FILE");
+    assert_clean_error(&gan_gpu(&["eval", "--checkpoint", "a", "--images", "b"]), "not both");
+    assert_clean_error(
+        &gan_gpu(&["eval", "--images", &path("missing.idx")]),
+        "no such file or folder",
+    );
+    assert_clean_error(
+        &gan_gpu(&["eval", "--checkpoint", &path("missing.safetensors")]),
+        "cannot read checkpoint",
+    );
+    assert_clean_error(&gan_gpu(&["eval", "--checkpoint", "x", "--count", "0"]), "--count");
+    // Images of the wrong size: an IDX file of 27 x 27 digits, a PNG of 30 x 30.
+    let small = path("small.idx");
+    gan_gpu::data::idx::write_images(Path::new(&small), 3, 27, 27, &[7; 3 * 27 * 27]).unwrap();
+    assert_clean_error(&gan_gpu(&["eval", "--images", &small]), "27 x 27 pixels");
+    let pngs = dir.path().join("pngs");
+    std::fs::create_dir(&pngs).unwrap();
+    assert_clean_error(&gan_gpu(&["eval", "--images", pngs.to_str().unwrap()]), "no .png files");
+    image::GrayImage::new(28, 28).save(pngs.join("a.png")).unwrap();
+    image::GrayImage::new(30, 30).save(pngs.join("b.png")).unwrap();
+    assert_clean_error(&gan_gpu(&["eval", "--images", pngs.to_str().unwrap()]), "30 x 30 pixels");
+    // train --eval-every: a positive interval, and digits to score.
+    let run = path("run");
+    let out = gan_gpu(&["train", "--eval-every", "0", "--out", &run]);
+    assert_clean_error(&out, "--eval-every must be at least 1");
+    let args = ["train", "--eval-every", "5", "--dataset", "fashion-mnist", "--out", &run];
+    assert_clean_error(&gan_gpu(&args), "needs --dataset mnist");
+    let mlp = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/mlp.toml"),
+    )
+    .unwrap();
+    let tiny = mlp.replace("image = [28, 28, 1]", "image = [14, 14, 1]").replace("784", "196");
+    let model = path("tiny.toml");
+    write(Path::new(&model), tiny.as_bytes());
+    let args = ["train", "--model", &model, "--eval-every", "5", "--out", &run];
+    assert_clean_error(&gan_gpu(&args), "makes 14x14x1 images");
+    assert!(!Path::new(&run).exists(), "a refused run wrote {run}");
+}
+
+#[test]
+fn bad_classifier_arguments_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let out = gan_gpu(&["classifier", "train", "--epochs", "0", "--out", &path("c.safetensors")]);
+    assert_clean_error(&out, "--epochs must be at least 1");
+    assert!(!dir.path().join("c.safetensors").exists());
+    let out = gan_gpu(&["classifier", "eval", "--weights", &path("missing.safetensors")]);
+    assert_clean_error(&out, "cannot read classifier weights");
+    // Not safetensors at all, and a GAN checkpoint's format where a classifier's belongs.
+    write(Path::new(&path("junk.safetensors")), b"not weights");
+    let out = gan_gpu(&["classifier", "eval", "--weights", &path("junk.safetensors")]);
+    assert_clean_error(&out, "is not a gan-gpu classifier");
+    let header = br#"{"__metadata__":{"format":"gan-gpu-checkpoint-2"}}"#;
+    let mut checkpoint = (header.len() as u64).to_le_bytes().to_vec();
+    checkpoint.extend_from_slice(header);
+    write(Path::new(&path("gan.safetensors")), &checkpoint);
+    let out = gan_gpu(&["classifier", "eval", "--weights", &path("gan.safetensors")]);
+    assert_clean_error(&out, "is not a gan-gpu classifier");
+}
+
 /// interpolate: a walk writes a one-row strip and a looping GIF that goes there and back; an
 /// expression writes its terms' images and the result; bad input is one clear error line.
 #[test]

@@ -2,11 +2,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use gan_gpu::check::{ELEMENTWISE, compare};
 use gan_gpu::cpu;
 use gan_gpu::data::{self, Dataset, DatasetName};
+use gan_gpu::eval::{Evaluator, TrainEval};
 use gan_gpu::nn::gan::{self, GanSpec};
 use gan_gpu::train::{self, TrainOptions, Trainer};
 
@@ -258,4 +260,57 @@ fn gpu_training_follows_the_cpu_reference() {
             }
         }
     }
+}
+
+/// `--eval-every`: every N iterations one metrics.jsonl line holding exactly the figures of
+/// the generator's images (a small reference and image count keep it quick).
+#[test]
+fn eval_every_writes_scores() {
+    let gpu = &common::gpus()[0];
+    let _gl = common::serialize_gl(gpu);
+    let test = data::load_test_set(DatasetName::Mnist, None).unwrap();
+    let reference = Dataset {
+        images: test.images[..300 * 784].to_vec(),
+        labels: test.labels[..300].to_vec(),
+        count: 300,
+        ..test
+    };
+    let classifier = gan_gpu::classifier::Classifier::shipped(gpu).unwrap();
+    let hidden = indicatif::ProgressBar::hidden();
+    let evaluator = Evaluator::new(gpu, classifier, &reference, &hidden).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = TrainOptions {
+        iters: 7,
+        seed: 2,
+        out: dir.path().to_path_buf(),
+        sample_every: 0,
+        checkpoint_every: 0,
+        log_every: 2,
+        summarize_every: None,
+        iters_per_epoch: 100,
+        progress: false,
+        eval: Some(TrainEval { every: 3, count: 40, evaluator: Arc::new(evaluator) }),
+    };
+    let mut trainer = Trainer::new(gpu.clone(), small("mlp", 16), mnist(), 2, None).unwrap();
+    train::train(&mut trainer, &opts, &AtomicBool::new(false)).unwrap();
+    let scored: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l.get("fid").is_some())
+        .collect();
+    assert_eq!(scored.iter().map(|l| l["step"].as_u64().unwrap()).collect::<Vec<_>>(), [3, 6]);
+    for line in &scored {
+        let mut keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["class_hist", "fid", "is", "mean_confidence", "modes_covered", "step"]);
+        let hist: Vec<u64> =
+            line["class_hist"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+        assert_eq!((hist.len(), hist.iter().sum::<u64>()), (10, 40), "{line}");
+        assert!(line["fid"].as_f64().unwrap() > 0.0, "{line}");
+        assert!((1.0..=10.0).contains(&line["is"].as_f64().unwrap()), "{line}");
+        assert!(line["modes_covered"].as_u64().unwrap() <= 10, "{line}");
+    }
+    // The generator moved between the two evaluations, and so did its figures.
+    assert_ne!(scored[0]["fid"], scored[1]["fid"]);
 }
