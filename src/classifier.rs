@@ -465,15 +465,16 @@ pub struct EpochReport {
 /// Batch losses are read back every this many steps, for the progress bar and the report.
 const LOSS_EVERY: u64 = 50;
 
-/// Trains a fresh classifier of `model` (initialised from `seed`) on `train_set`, reporting the
-/// accuracy on `test_set` after every epoch through `on_epoch`.
+/// Trains a fresh classifier of `model` (initialised from `seed`) on `train_set`. After every
+/// epoch, `on_epoch` gets the report (with the accuracy on `test_set`) and the classifier as it
+/// stands (to save it, so an interrupted run keeps its last epoch).
 pub fn train(
     gpu: Arc<Gpu>,
     model: &ModelFile,
     train_set: &Dataset,
     test_set: &Dataset,
     opts: &TrainOptions,
-    mut on_epoch: impl FnMut(&EpochReport),
+    mut on_epoch: impl FnMut(&EpochReport, &Classifier) -> Result<()>,
 ) -> Result<Classifier> {
     let spec = model.spec();
     let classifier = Classifier::new(&gpu, spec.clone(), &spec.init_params(opts.seed as u64))?;
@@ -514,7 +515,7 @@ pub fn train(
             test_accuracy: trainer.classifier.accuracy(&trainer.gpu, test_set),
             train_seconds,
         };
-        bar.suspend(|| on_epoch(&report));
+        bar.suspend(|| on_epoch(&report, &trainer.classifier))?;
     }
     bar.finish_and_clear();
     Ok(trainer.classifier)

@@ -795,28 +795,29 @@ fn classifier_command(command: ClassifierCommand) -> Result<()> {
                 train_set.source
             );
             let opts = classifier::TrainOptions { epochs, seed, progress: !quiet };
-            let trained =
-                classifier::train(gpu.clone(), &model, &train_set, &test_set, &opts, |e| {
-                    println!(
-                        "epoch {}: loss {:.4}, lr {:.2e}, test accuracy {:.2}% ({:.1} s training)",
-                        e.epoch,
-                        e.loss,
-                        e.lr,
-                        100.0 * e.test_accuracy,
-                        e.train_seconds
-                    );
-                })?;
-            trained.save(&gpu, &out)?;
-            println!("wrote {}", out.display());
+            // The weights are written after every epoch, so Ctrl-C loses one epoch at most.
+            classifier::train(gpu.clone(), &model, &train_set, &test_set, &opts, |e, trained| {
+                trained.save(&gpu, &out)?;
+                println!(
+                    "epoch {}: loss {:.4}, lr {:.2e}, test accuracy {:.2}% ({:.1} s training); wrote {}",
+                    e.epoch,
+                    e.loss,
+                    e.lr,
+                    100.0 * e.test_accuracy,
+                    e.train_seconds,
+                    out.display()
+                );
+                Ok(())
+            })?;
             Ok(())
         }
         ClassifierCommand::Eval { weights, json, data_dir, gpu } => {
-            let test_set = data::load_test_set(DatasetName::Mnist, data_dir.as_deref())?;
             let gpu = Gpu::new(&gpu.options())?;
             let classifier = match &weights {
                 Some(path) => Classifier::load(&gpu, path)?,
                 None => Classifier::shipped(&gpu)?,
             };
+            let test_set = data::load_test_set(DatasetName::Mnist, data_dir.as_deref())?;
             let accuracy = classifier.accuracy(&gpu, &test_set);
             let correct = (accuracy * test_set.count as f64).round() as usize;
             let source = weights.as_ref().map_or("shipped".into(), |p| p.display().to_string());
