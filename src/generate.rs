@@ -6,26 +6,17 @@ use anyhow::Result;
 
 use crate::checkpoint::Checkpoint;
 use crate::data;
-use crate::gpu::{Dispatch, Gpu, Op, Tensor};
+use crate::gpu::{Gpu, Op, Tensor};
 use crate::images;
-use crate::kernels::{StepUniform, rng};
-use crate::nn::gan::{GanSpec, Noise};
+use crate::kernels::StepUniform;
+use crate::nn::gan::GanSpec;
 use crate::nn::{Grads, Mode, Net, Pass};
 
 /// Images per generator pass: large enough to keep the GPU busy, small enough for any device.
 const CHUNK: usize = 1000;
 
-/// Draws the recipe's noise into `out` on the GPU, at the (seed, step) that `step` holds, from
-/// RNG stream 0: the noise behind every image `generate` makes.
-fn draw_noise(gpu: &Gpu, spec: &GanSpec, out: &Tensor, step: &wgpu::Buffer) -> Dispatch {
-    match spec.recipe.noise {
-        Noise::Uniform { low, high } => rng::rng_uniform(gpu, out, out.len, low, high, 0, step),
-        Noise::Normal { mean, std } => rng::rng_normal(gpu, out, out.len, mean, std, 0, step),
-    }
-}
-
-/// Chunk i of `generate`'s images draws its noise at RNG step i, so an image depends only on
-/// (seed, index).
+/// Chunk i of `generate`'s images draws its noise from RNG stream 0 at step i, so an image
+/// depends only on (seed, index).
 fn noise_step(chunk: usize, seed: u32) -> StepUniform {
     StepUniform { step: chunk as u32, seed, _pad: [0; 2] }
 }
@@ -75,7 +66,7 @@ impl Chunks {
 /// range. Noise is drawn on the GPU by the same counter-based RNG as training.
 pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32> {
     let chunks = Chunks::new(gpu, ck, count);
-    let draw = draw_noise(gpu, &ck.spec, &chunks.noise, &chunks.step);
+    let draw = ck.spec.recipe.noise.draw(gpu, &chunks.noise, 0, &chunks.step);
     chunks.images(gpu, count, vec![draw.into()], |i| {
         gpu.queue.write_buffer(&chunks.step, 0, bytemuck::bytes_of(&noise_step(i, seed)));
     })
@@ -86,7 +77,7 @@ pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32>
 pub fn latent(gpu: &Gpu, spec: &GanSpec, seed: u32) -> Vec<f32> {
     let noise = gpu.zeros(spec.noise_dim());
     let step = gpu.uniform(&noise_step(0, seed));
-    gpu.run(&[draw_noise(gpu, spec, &noise, &step).into()]);
+    gpu.run(&[spec.recipe.noise.draw(gpu, &noise, 0, &step).into()]);
     gpu.read(&noise)
 }
 

@@ -18,7 +18,7 @@ use crate::checkpoint::{Checkpoint, GeneratorEma, NetState};
 use crate::cpu;
 use crate::data::Dataset;
 use crate::eval::TrainEval;
-use crate::gpu::{Dispatch, Gpu, Op, Staging, Tensor, record};
+use crate::gpu::{Gpu, Op, Staging, Tensor, record};
 use crate::images;
 use crate::kernels::gather::PackedRows;
 use crate::kernels::{StepUniform, loss, metrics, optim, rng};
@@ -155,15 +155,6 @@ pub struct Trainer {
     free_staging: Vec<Staging>,
 }
 
-fn noise(gpu: &Gpu, noise: Noise, out: &Tensor, stream: u32, step: &wgpu::Buffer) -> Dispatch {
-    match noise {
-        Noise::Uniform { low, high } => {
-            rng::rng_uniform(gpu, out, out.len, low, high, stream, step)
-        }
-        Noise::Normal { mean, std } => rng::rng_normal(gpu, out, out.len, mean, std, stream, step),
-    }
-}
-
 fn mode(m: GeneratorMode) -> Mode {
     match m {
         GeneratorMode::Training => Mode::Training,
@@ -240,7 +231,7 @@ impl Trainer {
         let (lo, hi) = r.pixel_range;
 
         let mut ops: Vec<Op> = vec![
-            noise(&gpu, r.noise, &d_noise, STREAM_D_NOISE, su).into(),
+            r.noise.draw(&gpu, &d_noise, STREAM_D_NOISE, su).into(),
             rng::rng_randint(&gpu, &indices, batch, dataset.count as u32, STREAM_BATCH, su).into(),
         ];
         let scale = (hi - lo) / 255.0;
@@ -299,7 +290,7 @@ impl Trainer {
         );
         let g_targets = gpu.upload(&vec![1.0; g_batch]);
         let g_losses = gpu.zeros(g_batch);
-        ops.push(noise(&gpu, r.noise, &g_noise, STREAM_G_NOISE, su).into());
+        ops.push(r.noise.draw(&gpu, &g_noise, STREAM_G_NOISE, su).into());
         ops.extend(g_train.forward.iter().cloned());
         ops.extend(d_judge.forward.iter().cloned());
         let (z, dz) = (&d_judge.output, &d_judge.output_grad);
@@ -363,7 +354,7 @@ impl Trainer {
         let (eval_targets, eval_losses) = (gpu.upload(&eval_targets), gpu.zeros(2 * EVAL_COUNT));
         let (eval_grad, eval_metrics) = (gpu.zeros(2 * EVAL_COUNT), gpu.zeros(4));
         let mut evaluation: Vec<Op> = vec![
-            noise(&gpu, r.noise, &eval_noise, STREAM_EVAL_NOISE, su).into(),
+            r.noise.draw(&gpu, &eval_noise, STREAM_EVAL_NOISE, su).into(),
             rng::rng_randint(
                 &gpu,
                 &eval_indices,

@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::spec::{LayerSpec, NetSpec};
-use crate::kernels::AdamParams;
+use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::optim::RmsPropParams;
+use crate::kernels::{AdamParams, rng};
 
 /// Distribution of the generator's latent noise.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -16,6 +17,20 @@ use crate::kernels::optim::RmsPropParams;
 pub enum Noise {
     Uniform { low: f32, high: f32 },
     Normal { mean: f32, std: f32 },
+}
+
+impl Noise {
+    /// Fills `out` with this noise from RNG stream `stream` at the step `step` holds.
+    pub fn draw(self, gpu: &Gpu, out: &Tensor, stream: u32, step: &wgpu::Buffer) -> Dispatch {
+        match self {
+            Noise::Uniform { low, high } => {
+                rng::rng_uniform(gpu, out, out.len, low, high, stream, step)
+            }
+            Noise::Normal { mean, std } => {
+                rng::rng_normal(gpu, out, out.len, mean, std, stream, step)
+            }
+        }
+    }
 }
 
 /// How the discriminator's loss combines real and fake images.
