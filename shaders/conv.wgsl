@@ -66,11 +66,12 @@ override PACK_TAPS: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // The gathered image: x (forward, weight gradient) or dy (backward data).
+// a4 and b4 mirror a and b in rgba32float textures (see quad_at), read where VEC_A / VEC_B.
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var a4: texture_2d<f32>;
 // W (conv_gather) or dy (conv_weight_grad).
 @group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(4) var b4: texture_2d<f32>;
 // y (forward), dx (backward data) or dW (weight gradient).
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 // Last, because only conv_gather has it (a pipeline's layout holds the bindings it uses).
@@ -92,10 +93,17 @@ fn fma_block(acc: ptr<function, array<vec4<f32>, 8>>, arows: array<vec4<f32>, 8>
     }
 }
 
+// Floats 4i..4i+3 of a tensor mirrored in `quads` (QUAD_TEXTURE_WIDTH texels per row, as
+// src/gpu.rs lays them out). A texel fetch costs lavapipe about what one scalar storage load
+// does, a quarter of reading the 4 floats from the buffer.
+fn quad_at(quads: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(quads, vec2(i % 4096u, i / 4096u), 0);
+}
+
 // Channels c0..c0+3 of the gathered image's pixel at `base`, zero past its `len` channels.
 fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     if VEC_A {
-        return a4[(base + c0) / 4u];
+        return quad_at(a4, (base + c0) / 4u);
     }
     var v = vec4(0.0);
     for (var q = 0u; q < 4u; q++) {
@@ -110,7 +118,7 @@ fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
 // row (clamped lanes are never stored), the scalar ones give zero past its end.
 fn b_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     if VEC_B {
-        return b4[(base + min(c0, len - 4u)) / 4u];
+        return quad_at(b4, (base + min(c0, len - 4u)) / 4u);
     }
     var v = vec4(0.0);
     for (var q = 0u; q < 4u; q++) {
@@ -447,7 +455,7 @@ fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     if VEC_A {
         // One tap for all four: ci.x is a multiple of 4.
         if ok.x {
-            return a4[off.x / 4u];
+            return quad_at(a4, off.x / 4u);
         }
         return vec4(0.0);
     }

@@ -4,7 +4,7 @@
 // Written for lavapipe (llvmpipe), where every storage-buffer load is a scalar loop over the
 // 8 SIMD lanes and costs tens of times an FMA, while subgroupBroadcast is a register shuffle.
 // So both kernels block registers to do many FMAs per load, read 4 consecutive floats per load
-// (one vec4 when the stored row length allows it), and the subgroup kernel loads every element
+// (one texel fetch when the stored row length allows it), and the subgroup kernel loads every element
 // once per subgroup and shares it with subgroupBroadcast. Shared-memory tiling would only add
 // loads (workgroup memory is scalarised the same way).
 //
@@ -21,19 +21,26 @@ struct Params {
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
-// The stored row length of A / B is a multiple of 4: read 4 floats at once through a4 / b4
-// (the same buffer bound a second time as vec4); this makes the kernels 1.5-2x faster than
-// reading the quads as 4 scalars.
+// The stored row length of A / B is a multiple of 4: read 4 floats at once from a4 / b4, the
+// same floats mirrored in an rgba32float texture (see quad_at). One texel fetch costs lavapipe
+// about what one scalar storage load does, so this makes the kernels several times faster
+// than reading the quads from the buffers.
 override VEC_A: bool = false;
 override VEC_B: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var a4: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(4) var b4: texture_2d<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> c: array<f32>;
+
+// Floats 4i..4i+3 of a tensor mirrored in `quads` (QUAD_TEXTURE_WIDTH texels per row, as
+// src/gpu.rs lays them out).
+fn quad_at(quads: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(quads, vec2(i % 4096u, i / 4096u), 0);
+}
 
 // Elements [r, c0..c0+3] of A as stored, with the indices clamped into the matrix.
 fn a_quad(r: u32, c0: u32) -> vec4<f32> {
@@ -42,7 +49,7 @@ fn a_quad(r: u32, c0: u32) -> vec4<f32> {
     let base = min(r, rows - 1u) * cols;
     if VEC_A {
         // cols % 4 == 0 and c0 % 4 == 0: the quad never straddles two rows.
-        return a4[(base + min(c0, cols - 4u)) / 4u];
+        return quad_at(a4, (base + min(c0, cols - 4u)) / 4u);
     }
     let last = cols - 1u;
     return vec4(a[base + min(c0, last)], a[base + min(c0 + 1u, last)],
@@ -55,7 +62,7 @@ fn b_quad(r: u32, c0: u32) -> vec4<f32> {
     let cols = select(p.n, p.k, TRANS_B);
     let base = min(r, rows - 1u) * cols;
     if VEC_B {
-        return b4[(base + min(c0, cols - 4u)) / 4u];
+        return quad_at(b4, (base + min(c0, cols - 4u)) / 4u);
     }
     let last = cols - 1u;
     return vec4(b[base + min(c0, last)], b[base + min(c0 + 1u, last)],

@@ -362,6 +362,35 @@ impl Gpu {
         buffer
     }
 
+    /// A texture mirroring the first `len / 4 * 4` floats of `tensor` (see [`QuadTexture`]), or
+    /// when `read` is false a 1-texel stand-in for a binding the kernel will not read.
+    /// Dispatches that bind its view must list it in [`Dispatch::reading`].
+    pub fn quad_texture(&self, tensor: &Tensor, read: bool) -> QuadTexture {
+        let texels = if read { tensor.len / 4 } else { 0 };
+        let height = texels.div_ceil(QUAD_TEXTURE_WIDTH).max(1);
+        assert!(
+            height <= self.limits.max_texture_dimension_2d as usize,
+            "a tensor of {} floats is larger than a texture can mirror",
+            tensor.len
+        );
+        let texture = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("quad texture"),
+            size: wgpu::Extent3d {
+                width: texels.clamp(1, QUAD_TEXTURE_WIDTH) as u32,
+                height: height as u32,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        QuadTexture { source: tensor.buffer.clone(), texture, view, texels }
+    }
+
     /// A dispatch of `pipeline` with `bindings` at binding 0, 1, 2, ... of group 0.
     pub fn dispatch(
         &self,
@@ -380,7 +409,7 @@ impl Gpu {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { label, pipeline: pipeline.clone(), bind_group, workgroups }
+        Dispatch { label, pipeline: pipeline.clone(), bind_group, workgroups, reads: Vec::new() }
     }
 
     /// Workgroup counts covering `threads` invocations of `workgroup_size`, folded into y
@@ -449,6 +478,62 @@ impl Tensor {
     }
 }
 
+/// Width in texels of the textures that mirror tensors for the kernels' 4-float reads: elements
+/// 4i..4i+3 are texel (i % QUAD_TEXTURE_WIDTH, i / QUAD_TEXTURE_WIDTH). The shaders' `quad_at`
+/// hard-codes the same width. At WebGPU's default 8192 rows it holds 128 Mi floats, more than
+/// the default largest buffer.
+pub const QUAD_TEXTURE_WIDTH: usize = 4096;
+
+/// A tensor's floats as rgba32float texels, refreshed from the tensor by a copy recorded before
+/// each dispatch that reads it. lavapipe scalarises every storage-buffer load (a loop over the
+/// 8 SIMD lanes with a bounds check each) but fetches texels vectorised, so kernels that read
+/// their operands through textures run several times faster there; the copy is a memcpy.
+#[derive(Clone, Debug)]
+pub struct QuadTexture {
+    source: wgpu::Buffer,
+    texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    texels: usize,
+}
+
+impl QuadTexture {
+    /// Records the copy of the tensor's current contents into the texture.
+    fn record_refresh(&self, encoder: &mut wgpu::CommandEncoder) {
+        let width = QUAD_TEXTURE_WIDTH;
+        let (rows, tail) = (self.texels / width, self.texels % width);
+        let copy =
+            |first_row: usize, width: usize, height: usize, encoder: &mut wgpu::CommandEncoder| {
+                encoder.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &self.source,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: (first_row * QUAD_TEXTURE_WIDTH * 16) as u64,
+                            bytes_per_row: Some((QUAD_TEXTURE_WIDTH * 16) as u32),
+                            rows_per_image: None,
+                        },
+                    },
+                    wgpu::TexelCopyTextureInfo {
+                        texture: &self.texture,
+                        mip_level: 0,
+                        origin: wgpu::Origin3d { x: 0, y: first_row as u32, z: 0 },
+                        aspect: wgpu::TextureAspect::All,
+                    },
+                    wgpu::Extent3d {
+                        width: width as u32,
+                        height: height as u32,
+                        depth_or_array_layers: 1,
+                    },
+                );
+            };
+        if rows > 0 {
+            copy(0, width, rows, encoder);
+        }
+        if tail > 0 {
+            copy(rows, tail, 1, encoder);
+        }
+    }
+}
+
 /// A WGSL module compiled into the binary.
 pub struct Shader {
     pub name: &'static str,
@@ -474,6 +559,22 @@ pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
+    /// Textures the dispatch reads, refreshed from their tensors just before it.
+    reads: Vec<QuadTexture>,
+}
+
+impl Dispatch {
+    /// This dispatch, with the textures it binds refreshed before it runs.
+    pub fn reading(mut self, textures: &[&QuadTexture]) -> Dispatch {
+        self.reads = textures.iter().filter(|t| t.texels > 0).map(|&t| t.clone()).collect();
+        self
+    }
+
+    fn record_refreshes(&self, encoder: &mut wgpu::CommandEncoder) {
+        for texture in &self.reads {
+            texture.record_refresh(encoder);
+        }
+    }
 }
 
 /// A unit of recorded GPU work.
@@ -511,9 +612,15 @@ pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
                 );
                 i += 1;
             }
-            Op::Dispatch(_) => {
+            Op::Dispatch(first) => {
+                // Texture refreshes are copies, which cannot sit inside a pass: a dispatch
+                // that reads textures starts a pass of its own.
+                first.record_refreshes(encoder);
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 while let Some(Op::Dispatch(d)) = ops.get(i) {
+                    if !d.reads.is_empty() && !std::ptr::eq(d, first) {
+                        break;
+                    }
                     pass.set_pipeline(&d.pipeline);
                     pass.set_bind_group(0, &d.bind_group, &[]);
                     let [x, y, z] = d.workgroups;
@@ -535,6 +642,7 @@ pub fn record_timed(encoder: &mut wgpu::CommandEncoder, ops: &[Op], queries: &wg
             record(encoder, std::slice::from_ref(op));
             continue;
         };
+        d.record_refreshes(encoder);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(d.label),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {

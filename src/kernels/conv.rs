@@ -401,11 +401,12 @@ fn launch(
     let subgroup = gpu.caps.subgroup_size.is_some() && cols > 16;
     let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
     let entry = format!("{kind}_{}", if subgroup { "subgroup" } else { "portable" });
+    let (vec_a, vec_b) = (gathered % 4 == 0, b_row % 4 == 0);
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [
-        ("VEC_A", flag(gathered % 4 == 0)),
+        ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
-        ("VEC_B", flag(b_row % 4 == 0)),
+        ("VEC_B", flag(vec_b)),
         ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
     ];
     // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
@@ -431,28 +432,21 @@ fn launch(
     };
     let params = Params::new(g, pass == Pass::BackwardData, bias.is_some(), wg_cols, chunk);
     let params = gpu.uniform(&params);
-    // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
-    // a bias any read-only tensor stands in for it in the gather kernels (they do not read it).
-    let pad = (a.len < 4 || b.len < 4).then(|| gpu.zeros(4));
-    let vec4_view = |t: &Tensor| -> wgpu::Buffer {
-        match &pad {
-            Some(pad) if t.len < 4 => pad.buffer.clone(),
-            _ => t.buffer.clone(),
-        }
-    };
-    let (a4, b4) = (vec4_view(a), vec4_view(b));
+    let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
     let mut bindings = vec![
         params.as_entire_binding(),
         a.binding(),
-        a4.as_entire_binding(),
+        wgpu::BindingResource::TextureView(&a4.view),
         b.binding(),
-        b4.as_entire_binding(),
+        wgpu::BindingResource::TextureView(&b4.view),
         c.binding(),
     ];
+    // Without a bias any read-only tensor stands in for it in the gather kernels (they do not
+    // read it).
     if pass != Pass::BackwardWeight {
         bindings.push(bias.unwrap_or(a).binding());
     }
-    gpu.dispatch(label, &pipeline, &bindings, groups)
+    gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&a4, &b4])
 }
 
 /// Workgroups for `cols` column tiles by `rows` row tiles, the rows folded into z past the

@@ -92,16 +92,7 @@ pub fn matmul(
         ],
     );
     let params = gpu.uniform(&Params { m: m as u32, n: n as u32, k: k as u32, _pad: 0 });
-    // Every binding must be filled: the vec4 views need 16 bytes even when unused, and without
-    // a bias any read-only tensor stands in (the kernel does not read it).
-    let pad = (a.len < 4 || b.len < 4).then(|| gpu.zeros(4));
-    let vec4_view = |t: &Tensor| -> wgpu::Buffer {
-        match &pad {
-            Some(pad) if t.len < 4 => pad.buffer.clone(),
-            _ => t.buffer.clone(),
-        }
-    };
-    let (a4, b4) = (vec4_view(a), vec4_view(b));
+    let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
     let bias = bias.unwrap_or(a);
     let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
@@ -112,12 +103,13 @@ pub fn matmul(
         &[
             params.as_entire_binding(),
             a.binding(),
-            a4.as_entire_binding(),
+            wgpu::BindingResource::TextureView(&a4.view),
             b.binding(),
-            b4.as_entire_binding(),
+            wgpu::BindingResource::TextureView(&b4.view),
             bias.binding(),
             c.binding(),
         ],
         groups.map(|g| g as u32),
     )
+    .reading(&[&a4, &b4])
 }
