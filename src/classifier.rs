@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -465,17 +466,25 @@ pub struct EpochReport {
 /// Batch losses are read back every this many steps, for the progress bar and the report.
 const LOSS_EVERY: u64 = 50;
 
+/// How `train` ended: every epoch done, or `stop` raised after `steps` steps in all.
+pub enum Outcome {
+    Finished(Classifier),
+    Interrupted { classifier: Classifier, steps: u64 },
+}
+
 /// Trains a fresh classifier of `model` (initialised from `seed`) on `train_set`. After every
 /// epoch, `on_epoch` gets the report (with the accuracy on `test_set`) and the classifier as it
-/// stands (to save it, so an interrupted run keeps its last epoch).
+/// stands (to save it, so that a crash loses one epoch at most). Raising `stop` ends the run
+/// after the current step, with the classifier as it stands then.
 pub fn train(
     gpu: Arc<Gpu>,
     model: &ModelFile,
     train_set: &Dataset,
     test_set: &Dataset,
     opts: &TrainOptions,
+    stop: &AtomicBool,
     mut on_epoch: impl FnMut(&EpochReport, &Classifier) -> Result<()>,
-) -> Result<Classifier> {
+) -> Result<Outcome> {
     let spec = model.spec();
     let classifier = Classifier::new(&gpu, spec.clone(), &spec.init_params(opts.seed as u64))?;
     let mut trainer = Trainer::new(gpu, classifier, train_set, model.train.clone(), opts.seed)?;
@@ -498,6 +507,12 @@ pub fn train(
         let started = Instant::now();
         let mut sampled = Vec::new();
         for i in 1..=steps_per_epoch {
+            if stop.load(Ordering::SeqCst) {
+                bar.finish_and_clear();
+                trainer.gpu.wait();
+                let steps = trainer.step;
+                return Ok(Outcome::Interrupted { classifier: trainer.classifier, steps });
+            }
             trainer.step();
             if i % LOSS_EVERY == 0 || i == steps_per_epoch {
                 sampled.push(trainer.batch_loss());
@@ -518,5 +533,5 @@ pub fn train(
         bar.suspend(|| on_epoch(&report, &trainer.classifier))?;
     }
     bar.finish_and_clear();
-    Ok(trainer.classifier)
+    Ok(Outcome::Finished(trainer.classifier))
 }

@@ -675,6 +675,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
         (None, None) => 3000,
     };
     let gpu = Gpu::new(&args.gpu.options())?;
+    let stop = stop_on_ctrl_c("a checkpoint")?;
     eprintln!(
         "training {} on {} with {} images from {}",
         spec.name,
@@ -720,18 +721,6 @@ fn train_command(args: TrainArgs) -> Result<()> {
         eprintln!("keeping a moving average of the generator's weights, decay {decay}");
     }
     write_config(&args.out, &trainer.spec, &opts, &gpu, &dataset.source, resume_path.as_deref())?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C while the checkpoint is being written: give up at once.
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nstopping: finishing the step and writing a checkpoint (Ctrl-C again to abort)"
-        );
-    })
-    .context("installing the Ctrl-C handler")?;
     let summary = train::train(&mut trainer, &opts, &stop)?;
     let per_s = summary.steps_done as f64 / summary.seconds.max(1e-9);
     eprintln!(
@@ -777,6 +766,23 @@ fn write_config(
     )
 }
 
+/// A flag that the first Ctrl-C raises, so that a long run finishes its step and writes
+/// `what_is_saved` before exiting; a second Ctrl-C exits at once.
+fn stop_on_ctrl_c(what_is_saved: &'static str) -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nstopping: finishing the step and writing {what_is_saved} (Ctrl-C again to abort)"
+        );
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
+
 fn classifier_command(command: ClassifierCommand) -> Result<()> {
     match command {
         ClassifierCommand::Train { epochs, out, data_dir, seed, quiet, gpu } => {
@@ -788,6 +794,7 @@ fn classifier_command(command: ClassifierCommand) -> Result<()> {
             let train_set = data::load_training_set(DatasetName::Mnist, data_dir.as_deref())?;
             let test_set = data::load_test_set(DatasetName::Mnist, data_dir.as_deref())?;
             let gpu = Gpu::new(&gpu.options())?;
+            let stop = stop_on_ctrl_c("the weights")?;
             eprintln!(
                 "training the classifier on {} for {epochs} epochs, {} images of {}",
                 gpu.describe(),
@@ -795,20 +802,32 @@ fn classifier_command(command: ClassifierCommand) -> Result<()> {
                 train_set.source
             );
             let opts = classifier::TrainOptions { epochs, seed, progress: !quiet };
-            // The weights are written after every epoch, so Ctrl-C loses one epoch at most.
-            classifier::train(gpu.clone(), &model, &train_set, &test_set, &opts, |e, trained| {
-                trained.save(&gpu, &out)?;
-                println!(
-                    "epoch {}: loss {:.4}, lr {:.2e}, test accuracy {:.2}% ({:.1} s training); wrote {}",
-                    e.epoch,
-                    e.loss,
-                    e.lr,
-                    100.0 * e.test_accuracy,
-                    e.train_seconds,
-                    out.display()
-                );
-                Ok(())
-            })?;
+            let outcome = classifier::train(
+                gpu.clone(),
+                &model,
+                &train_set,
+                &test_set,
+                &opts,
+                &stop,
+                |e, trained| {
+                    trained.save(&gpu, &out)?;
+                    println!(
+                        "epoch {}: loss {:.4}, lr {:.2e}, test accuracy {:.2}% ({:.1} s training); wrote {}",
+                        e.epoch,
+                        e.loss,
+                        e.lr,
+                        100.0 * e.test_accuracy,
+                        e.train_seconds,
+                        out.display()
+                    );
+                    Ok(())
+                },
+            )?;
+            if let classifier::Outcome::Interrupted { classifier, steps } = outcome {
+                classifier.save(&gpu, &out)?;
+                eprintln!("interrupted after {steps} steps; wrote {}", out.display());
+                std::process::exit(130);
+            }
             Ok(())
         }
         ClassifierCommand::Eval { weights, json, data_dir, gpu } => {

@@ -422,3 +422,70 @@ fn interpolate_strips_and_errors() {
     let out = gan_gpu(&[&args[..], &["--to", "2", "--out", strip.to_str().unwrap()]].concat());
     assert_clean_error(&out, "cannot read checkpoint");
 }
+
+/// Starts `gan-gpu args`, waits for its "training" line on stderr, sends it SIGINT (a Ctrl-C)
+/// and returns its exit code and everything it wrote on stderr.
+fn interrupt_once_training(args: &[&str]) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("running gan-gpu");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.lines().any(|l| l.starts_with("training")) {
+        assert!(stderr.read_line(&mut seen).unwrap() > 0, "no training line: {seen}");
+    }
+    // Let a few steps run, so that the interruption lands inside the loop.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    stderr.read_to_string(&mut seen).unwrap();
+    (child.wait().unwrap().code(), seen)
+}
+
+#[test]
+fn ctrl_c_saves_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, stderr) = interrupt_once_training(&[
+        "train",
+        "--iters",
+        "1000000",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(130), "stderr: {stderr}");
+    assert!(stderr.contains("interrupted after"), "stderr: {stderr}");
+    let latest = out.join("checkpoints/latest.safetensors");
+    let generated = gan_gpu(&[
+        "generate",
+        "--checkpoint",
+        latest.to_str().unwrap(),
+        "--count",
+        "4",
+        "--out",
+        dir.path().join("grid.png").to_str().unwrap(),
+    ]);
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+
+    let weights = dir.path().join("classifier.safetensors");
+    let (code, stderr) = interrupt_once_training(&[
+        "classifier",
+        "train",
+        "--quiet",
+        "--out",
+        weights.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(130), "stderr: {stderr}");
+    assert!(stderr.contains("interrupted after"), "stderr: {stderr}");
+    let evaluated =
+        gan_gpu(&["classifier", "eval", "--json", "--weights", weights.to_str().unwrap()]);
+    assert!(evaluated.status.success(), "{}", String::from_utf8_lossy(&evaluated.stderr));
+    let accuracy: serde_json::Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+    // Two seconds of training already beat chance (10%) by far.
+    assert!(accuracy["accuracy"].as_f64().unwrap() > 0.3, "{accuracy}");
+}
