@@ -136,8 +136,9 @@ impl Kernel {
                 "12544,sigmoid",
                 "16384,relu",
             ],
-            // D's logits: a batch of 128, and dcgan's 256 fakes plus reals.
-            Kernel::Loss => &["128", "256", "512"],
+            // D's logits: a batch of 128, and dcgan's 256 fakes plus reals; the classifier's
+            // 10 logits at its training batch of 32 and for 1000 images being scored.
+            Kernel::Loss => &["128", "256", "512", "32,10", "1000,10"],
             // The largest parameter tensors: mlp's 784x128 and 100x128, dcgan's 100x6272 and
             // 4x4x128x128.
             Kernel::Adam => &["100352", "12800", "627200", "262144"],
@@ -162,7 +163,8 @@ pub const SHAPE_HELP: &str = "One shape for the kernel (default: the shapes the 
   pool            B,H,W,C           2x2 average pooling, forward and backward
   upsample        B,H,W,C           2x upsampling, forward and backward
   activations     LEN,relu|leaky_relu|tanh|sigmoid   forward and backward
-  loss            N                 sigmoid cross-entropy with logits and its gradient
+  loss            N[,C]             sigmoid cross-entropy with logits and its gradient; with C,
+                                    softmax cross-entropy of N rows of C classes, and softmax
   adam            LEN               one Adam step
   rmsprop         LEN               one RMSprop step
   rng             LEN,uniform|normal|dropout
@@ -870,6 +872,52 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                     vec![expect("dx", &gdy, dx, tol)],
                     0.0,
                     12.0 * len as f64,
+                ),
+            ]
+        }
+        Kernel::Loss if shape.contains(',') => {
+            let f = fields(kernel, shape, 2, 2)?;
+            let (rows, classes) = (num(f[0])?, num(f[1])?);
+            let n = rows * classes;
+            let logits = random(rng, n);
+            let labels: Vec<u32> = (0..rows).map(|_| rng.random_range(0..classes as u32)).collect();
+            let (mut dlogits, mut losses, mut probs) =
+                (vec![0.0; n], vec![0.0; rows], vec![0.0; n]);
+            let scale = 1.0 / rows as f32;
+            cpu::loss::softmax_cross_entropy(
+                &logits,
+                &labels,
+                &mut dlogits,
+                &mut losses,
+                rows,
+                classes,
+                scale,
+            );
+            cpu::loss::softmax(&logits, &mut probs, rows, classes);
+            let (g_logits, g_labels) = (gpu.upload(&logits), gpu.upload_u32(&labels));
+            let (g_dlogits, g_losses, g_probs) = (gpu.zeros(n), gpu.zeros(rows), gpu.zeros(n));
+            let cross_entropy = loss::softmax_cross_entropy(
+                gpu, &g_logits, &g_labels, &g_dlogits, &g_losses, rows, classes, scale,
+            );
+            let softmax = loss::softmax(gpu, &g_logits, &g_probs, rows, classes);
+            let tol = check::ELEMENTWISE;
+            vec![
+                case(
+                    "cross-entropy",
+                    vec![cross_entropy.into()],
+                    vec![
+                        expect("dlogits", &g_dlogits, dlogits, tol),
+                        expect("losses", &g_losses, losses, tol),
+                    ],
+                    0.0,
+                    (4 * (2 * n + 2 * rows)) as f64,
+                ),
+                case(
+                    "softmax",
+                    vec![softmax.into()],
+                    vec![expect("probs", &g_probs, probs, tol)],
+                    0.0,
+                    (8 * n) as f64,
                 ),
             ]
         }

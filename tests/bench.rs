@@ -31,6 +31,8 @@ const TINY: &[(Kernel, &str)] = &[
     (Kernel::Activations, "33,sigmoid"),
     (Kernel::Loss, "16"),
     (Kernel::Loss, "3"),
+    (Kernel::Loss, "5,3"),
+    (Kernel::Loss, "9,10"),
     (Kernel::Adam, "64"),
     (Kernel::Adam, "5"),
     (Kernel::Rmsprop, "64"),
@@ -129,6 +131,7 @@ fn bad_kernels_and_shapes_are_clear_errors() {
         (Kernel::Matmul, "8,8,8,tc", "ta or tb"),
         (Kernel::Conv, "1,5,5,2,3,3,1,full", "same or valid"),
         (Kernel::Loss, "0", "positive"),
+        (Kernel::Loss, "4,0", "positive"),
         (Kernel::Rng, "8,poisson", "uniform, normal or dropout"),
     ] {
         let err = match bench::cases(&gpu, kernel, shape, &mut rng) {
