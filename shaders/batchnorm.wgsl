@@ -13,14 +13,29 @@
 // one column and a strided share of its rows, so the per-column values are loaded once per
 // thread, not once per element.
 //
+// The per-column vectors (batch statistics, gamma and beta, running statistics, dgamma and
+// dbeta) live side by side in one `columns` buffer, vector SLOT at [SLOT * cols + c]; the host
+// copies them in from and out to their own tensors around the dispatches. That keeps every
+// entry point within 4 storage buffers, downlevel WebGPU's limit.
+//
 // Bindings, which each entry point takes as 0, 1, 2, ... (gpu::Gpu::dispatch), so globals
 // that share a binding number belong to different entry points:
 //   bn_partials           p x partials
-//   bn_stats              p x partials mean_out var_out running_mean running_var
-//   bn_normalize          p x y mean variance beta gamma
-//   bn_backward_partials  p x partials mean variance dy
-//   bn_backward_sums      p dgamma_out partials dbeta_out
-//   bn_backward_dx        p x dx mean variance dy gamma dgamma dbeta
+//   bn_stats              p x partials columns
+//   bn_normalize          p x y columns
+//   bn_backward_partials  p x partials columns dy
+//   bn_backward_sums      p sums_out partials      (sums_out: the columns buffer)
+//   bn_backward_dx        p x dx columns dy
+
+// Slots of `columns`, in the order src/kernels/batchnorm.rs's Slot lists them.
+const MEAN: u32 = 0u;
+const VARIANCE: u32 = 1u;
+const GAMMA: u32 = 2u;
+const BETA: u32 = 3u;
+const RUNNING_MEAN: u32 = 4u;
+const RUNNING_VAR: u32 = 5u;
+const DGAMMA: u32 = 6u;
+const DBETA: u32 = 7u;
 
 struct Params {
     rows: u32,
@@ -86,10 +101,11 @@ fn bn_partials(
     }
 }
 
-@group(0) @binding(3) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> var_out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(6) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(3) var<storage, read_write> columns: array<f32>;
+
+fn column(slot: u32, c: u32) -> f32 {
+    return columns[slot * p.cols + c];
+}
 
 // One thread per column adds up the chunks' shifted sums into the batch mean and biased
 // variance, and moves the running statistics towards them.
@@ -111,21 +127,18 @@ fn bn_stats(
     let batch_mean = x[c] + d;
     // Rounding can take a constant column's variance a hair below zero.
     let batch_var = max(s.y / n - d * d, 0.0);
-    mean_out[c] = batch_mean;
-    var_out[c] = batch_var;
+    columns[MEAN * p.cols + c] = batch_mean;
+    columns[VARIANCE * p.cols + c] = batch_var;
     let m = p.momentum;
-    running_mean[c] = m * running_mean[c] + (1.0 - m) * batch_mean;
-    running_var[c] = m * running_var[c] + (1.0 - m) * batch_var * p.var_correction;
+    columns[RUNNING_MEAN * p.cols + c] = m * column(RUNNING_MEAN, c) + (1.0 - m) * batch_mean;
+    columns[RUNNING_VAR * p.cols + c] =
+        m * column(RUNNING_VAR, c) + (1.0 - m) * batch_var * p.var_correction;
 }
 
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read> mean: array<f32>;
-@group(0) @binding(4) var<storage, read> variance: array<f32>;
-@group(0) @binding(5) var<storage, read> beta: array<f32>;
-@group(0) @binding(6) var<storage, read> gamma: array<f32>;
 
 // y = (x - mean) * gamma / sqrt(var + eps) + beta, with the batch statistics in training
-// and the running ones in inference.
+// and (copied into the MEAN and VARIANCE slots) the running ones in inference.
 @compute @workgroup_size(WG)
 fn bn_normalize(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -136,16 +149,16 @@ fn bn_normalize(
         return;
     }
     let c = t % p.cols;
-    let m = mean[c];
-    let scale = gamma[c] / sqrt(variance[c] + p.eps);
-    let shift = beta[c];
+    let m = column(MEAN, c);
+    let scale = column(GAMMA, c) / sqrt(column(VARIANCE, c) + p.eps);
+    let shift = column(BETA, c);
     for (var r = t / p.cols; r < p.rows; r += p.blocks) {
         let i = r * p.cols + c;
         y[i] = (x[i] - m) * scale + shift;
     }
 }
 
-@group(0) @binding(5) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
 
 // Per chunk and column, the sums of dy and dy * xhat, xhat = (x - mean) / sqrt(var + eps):
 // the chunk's shares of dbeta and dgamma.
@@ -157,8 +170,8 @@ fn bn_backward_partials(
     let c = wg.x * TC + lid % TC;
     var s = vec2(0.0);
     if c < p.cols {
-        let m = mean[c];
-        let inv_std = 1.0 / sqrt(variance[c] + p.eps);
+        let m = column(MEAN, c);
+        let inv_std = 1.0 / sqrt(column(VARIANCE, c) + p.eps);
         let end = min((wg.y + 1u) * p.chunk_rows, p.rows);
         for (var r = wg.y * p.chunk_rows + lid / TC; r < end; r += WG / TC) {
             let i = r * p.cols + c;
@@ -173,8 +186,7 @@ fn bn_backward_partials(
     }
 }
 
-@group(0) @binding(1) var<storage, read_write> dgamma_out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dbeta_out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> sums_out: array<f32>;
 
 // One thread per column adds up the chunks' shares of dbeta and dgamma.
 @compute @workgroup_size(WG)
@@ -190,13 +202,11 @@ fn bn_backward_sums(
     for (var k = 0u; k < p.chunks; k++) {
         s += vec2(partials[2u * k * p.cols + c], partials[(2u * k + 1u) * p.cols + c]);
     }
-    dbeta_out[c] = s.x;
-    dgamma_out[c] = s.y;
+    sums_out[DBETA * p.cols + c] = s.x;
+    sums_out[DGAMMA * p.cols + c] = s.y;
 }
 
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(7) var<storage, read> dgamma: array<f32>;
-@group(0) @binding(8) var<storage, read> dbeta: array<f32>;
 
 // dx = gamma / sqrt(var + eps) * (dy - dbeta / n - xhat * dgamma / n): the gradient through
 // the batch statistics as well as through the normalization.
@@ -211,11 +221,11 @@ fn bn_backward_dx(
     }
     let c = t % p.cols;
     let n = f32(p.rows);
-    let m = mean[c];
-    let inv_std = 1.0 / sqrt(variance[c] + p.eps);
-    let k = gamma[c] * inv_std;
-    let mean_dy = dbeta[c] / n;
-    let mean_dy_xhat = dgamma[c] / n;
+    let m = column(MEAN, c);
+    let inv_std = 1.0 / sqrt(column(VARIANCE, c) + p.eps);
+    let k = column(GAMMA, c) * inv_std;
+    let mean_dy = column(DBETA, c) / n;
+    let mean_dy_xhat = column(DGAMMA, c) / n;
     for (var r = t / p.cols; r < p.rows; r += p.blocks) {
         let i = r * p.cols + c;
         let xhat = (x[i] - m) * inv_std;

@@ -97,7 +97,7 @@ fn fma_block(acc: ptr<function, array<vec4<f32>, 8>>, arows: array<vec4<f32>, 8>
 // src/gpu.rs lays them out). A texel fetch costs lavapipe about what one scalar storage load
 // does, a quarter of reading the 4 floats from the buffer.
 fn quad_at(quads: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(quads, vec2(i % 4096u, i / 4096u), 0);
+    return textureLoad(quads, vec2(i % 2048u, i / 2048u), 0);
 }
 
 // Channels c0..c0+3 of the gathered image's pixel at `base`, zero past its `len` channels.

@@ -39,7 +39,7 @@ override VEC_B: bool = false;
 // Floats 4i..4i+3 of a tensor mirrored in `quads` (QUAD_TEXTURE_WIDTH texels per row, as
 // src/gpu.rs lays them out).
 fn quad_at(quads: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(quads, vec2(i % 4096u, i / 4096u), 0);
+    return textureLoad(quads, vec2(i % 2048u, i / 2048u), 0);
 }
 
 // Elements [r, c0..c0+3] of A as stored, with the indices clamped into the matrix.

@@ -771,7 +771,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             vec![
                 case(
                     "fwd",
-                    fwd.into_iter().map(Op::from).collect(),
+                    fwd,
                     vec![
                         expect("y", &gy, y, tol),
                         expect("mean", &gmean, mean, tol),
@@ -782,7 +782,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                 ),
                 case(
                     "bwd",
-                    bwd.into_iter().map(Op::from).collect(),
+                    bwd,
                     vec![
                         expect("dx", &gdx, dx, tol),
                         expect("dgamma", &gdgamma, dgamma, tol),

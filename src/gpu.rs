@@ -1,7 +1,8 @@
 //! GPU context: adapter choice, device, buffers, pipelines, and the recorded work of a step.
 //!
 //! Everything numeric runs in `shaders/*.wgsl`; this module only moves bytes and records
-//! dispatches. The device is created with WebGPU's default limits; features beyond them
+//! dispatches. The device is created with WebGPU's default limits (the downlevel ones on an
+//! adapter below them); features beyond them
 //! (subgroups, timestamps) are requested only when the adapter has them, and the kernels
 //! that use them have portable fallbacks chosen by [`KernelCaps`].
 
@@ -191,12 +192,28 @@ pub struct CompiledPipeline {
 impl Gpu {
     /// Picks an adapter as `opts` says and opens a device on it.
     pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
-        Self::with_limits(opts, wgpu::Limits::default())
+        Self::open(opts, |adapter| {
+            // Every kernel also lives within downlevel WebGPU's limits, so an adapter below
+            // the defaults (a WebGL2-class GPU) still trains, with smaller batches.
+            let default = wgpu::Limits::default();
+            if default.check_limits(&adapter.limits()) {
+                default
+            } else {
+                wgpu::Limits::downlevel_defaults()
+            }
+        })
     }
 
-    /// Like [`Gpu::new`] with explicit limits (tests use WebGPU's defaults and smaller binding
-    /// sizes).
+    /// Like [`Gpu::new`] with explicit limits (tests use WebGPU's defaults, the downlevel ones
+    /// and smaller binding sizes).
     pub fn with_limits(opts: &GpuOptions, limits: wgpu::Limits) -> Result<Arc<Gpu>> {
+        Self::open(opts, |_| limits.clone())
+    }
+
+    fn open(
+        opts: &GpuOptions,
+        limits_for: impl Fn(&wgpu::Adapter) -> wgpu::Limits,
+    ) -> Result<Arc<Gpu>> {
         let wanted = opts
             .adapter
             .clone()
@@ -224,9 +241,9 @@ impl Gpu {
         if caps.timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
-        // The kernels need WebGPU's defaults (matmul binds 6 storage buffers, batch norm's
-        // backward 8, where the downlevel set allows 4): an adapter below them is refused here
-        // rather than failing at its first pipeline.
+        // An adapter below the limits asked for is refused here rather than failing at its
+        // first pipeline.
+        let limits = limits_for(&adapter);
         let mut short = Vec::new();
         limits.check_limits_with_fail_fn(&adapter.limits(), false, |name, wanted, offered| {
             short.push(format!("{name} {offered} (needs {wanted})"))
@@ -362,17 +379,20 @@ impl Gpu {
         buffer
     }
 
+    /// Whether a texture can mirror `tensor` within the device's limits; kernels read larger
+    /// tensors from the buffer.
+    pub fn quad_texture_fits(&self, tensor: &Tensor) -> bool {
+        (tensor.len / 4).div_ceil(QUAD_TEXTURE_WIDTH)
+            <= self.limits.max_texture_dimension_2d as usize
+    }
+
     /// A texture mirroring the first `len / 4 * 4` floats of `tensor` (see [`QuadTexture`]), or
     /// when `read` is false a 1-texel stand-in for a binding the kernel will not read.
     /// Dispatches that bind its view must list it in [`Dispatch::reading`].
     pub fn quad_texture(&self, tensor: &Tensor, read: bool) -> QuadTexture {
+        assert!(!read || self.quad_texture_fits(tensor), "a texture of {} floats", tensor.len);
         let texels = if read { tensor.len / 4 } else { 0 };
         let height = texels.div_ceil(QUAD_TEXTURE_WIDTH).max(1);
-        assert!(
-            height <= self.limits.max_texture_dimension_2d as usize,
-            "a tensor of {} floats is larger than a texture can mirror",
-            tensor.len
-        );
         let texture = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some("quad texture"),
             size: wgpu::Extent3d {
@@ -480,9 +500,9 @@ impl Tensor {
 
 /// Width in texels of the textures that mirror tensors for the kernels' 4-float reads: elements
 /// 4i..4i+3 are texel (i % QUAD_TEXTURE_WIDTH, i / QUAD_TEXTURE_WIDTH). The shaders' `quad_at`
-/// hard-codes the same width. At WebGPU's default 8192 rows it holds 128 Mi floats, more than
-/// the default largest buffer.
-pub const QUAD_TEXTURE_WIDTH: usize = 4096;
+/// hard-codes the same width. It is downlevel WebGPU's largest texture width; at the default
+/// 8192 rows a texture holds 64 Mi floats, the default largest buffer.
+pub const QUAD_TEXTURE_WIDTH: usize = 2048;
 
 /// A tensor's floats as rgba32float texels, refreshed from the tensor by a copy recorded before
 /// each dispatch that reads it. lavapipe scalarises every storage-buffer load (a loop over the

@@ -35,10 +35,21 @@ fn same_adapter(reference: &Gpu, limits: wgpu::Limits) -> Arc<Gpu> {
 
 #[test]
 fn every_preset_trains_within_webgpu_default_limits() {
+    every_preset_trains_within(wgpu::Limits::default());
+}
+
+/// Downlevel WebGPU (WebGL2-class devices): 4 storage buffers per stage, 2048-texel textures,
+/// 256 invocations per workgroup.
+#[test]
+fn every_preset_trains_within_downlevel_limits() {
+    every_preset_trains_within(wgpu::Limits::downlevel_defaults());
+}
+
+fn every_preset_trains_within(limits: wgpu::Limits) {
     let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
-    // One device per backend the tests run on, asking for nothing above the defaults.
+    // One device per backend the tests run on, asking for nothing above `limits`.
     for reference in common::gpus() {
-        let gpu = same_adapter(reference, wgpu::Limits::default());
+        let gpu = same_adapter(reference, limits.clone());
         for name in gan::preset_names() {
             let mut spec = gan::preset(name).unwrap();
             spec.recipe.batch = 2;

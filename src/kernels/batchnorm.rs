@@ -4,11 +4,12 @@
 //! statistics `momentum * moving + (1 - momentum) * batch`).
 //!
 //! Training and its gradient take three dispatches each: per-chunk column sums, their totals,
-//! and the per-element pass.
+//! and the per-element pass. The per-column vectors are copied into one buffer around them
+//! (see `Columns`), so that every kernel stays within downlevel WebGPU's 4 storage buffers.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Gpu, Op, Tensor};
 use crate::shaders;
 
 const WG: u32 = 256;
@@ -105,11 +106,60 @@ fn check_lengths(name: &str, rows: usize, cols: usize, matrices: &[&Tensor], col
     }
 }
 
+/// The per-column vectors side by side in one buffer, in batchnorm.wgsl's slot order, so that
+/// no kernel binds more than 4 storage buffers (downlevel WebGPU's limit).
+#[derive(Clone, Copy)]
+enum Slot {
+    Mean,
+    Variance,
+    Gamma,
+    Beta,
+    RunningMean,
+    RunningVar,
+    Dgamma,
+    Dbeta,
+}
+
+const SLOTS: usize = 8;
+
+/// One call's `columns` buffer and the copies between its slots and the callers' tensors.
+struct Columns {
+    buffer: Tensor,
+    cols: usize,
+}
+
+impl Columns {
+    fn new(gpu: &Gpu, cols: usize) -> Columns {
+        Columns { buffer: gpu.zeros(SLOTS * cols), cols }
+    }
+
+    fn load(&self, slot: Slot, from: &Tensor) -> Op {
+        Op::Copy {
+            src: from.clone(),
+            src_offset: 0,
+            dst: self.buffer.clone(),
+            dst_offset: slot as usize * self.cols,
+            len: self.cols,
+        }
+    }
+
+    fn store(&self, slot: Slot, to: &Tensor) -> Op {
+        Op::Copy {
+            src: self.buffer.clone(),
+            src_offset: slot as usize * self.cols,
+            dst: to.clone(),
+            dst_offset: 0,
+            len: self.cols,
+        }
+    }
+}
+
 /// Training mode: y = gamma * (x - mean) / sqrt(var + eps) + beta with the batch mean and
 /// biased variance of each column, which are saved in `mean_out` and `var_out` for the
 /// backward pass; then running = momentum * running + (1 - momentum) * batch, the variance
 /// first scaled by rows / (rows - 1) when `unbiased_running_var` (PyTorch's choice; Keras
-/// uses the biased one). Three dispatches: column sums per chunk of rows, statistics, y.
+/// uses the biased one). Three dispatches (column sums per chunk of rows, statistics, y)
+/// between the copies in and out of the columns buffer.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train(
     gpu: &Gpu,
@@ -126,60 +176,57 @@ pub fn batch_norm_train(
     eps: f32,
     momentum: f32,
     unbiased_running_var: bool,
-) -> Vec<Dispatch> {
-    let columns = [gamma, beta, mean_out, var_out, running_mean, running_var];
-    check_lengths("batch_norm_train", rows, cols, &[x, y], &columns);
+) -> Vec<Op> {
+    let vectors = [gamma, beta, mean_out, var_out, running_mean, running_var];
+    check_lengths("batch_norm_train", rows, cols, &[x, y], &vectors);
     assert!(!unbiased_running_var || rows > 1, "an unbiased variance of one row");
     let correction = if unbiased_running_var { rows as f32 / (rows - 1) as f32 } else { 1.0 };
     let s = split(gpu, rows, cols, eps, momentum, correction);
     let params = gpu.uniform(&s.params);
     let p = params.as_entire_binding();
     let partials = s.scratch(gpu);
+    let columns = Columns::new(gpu, cols);
+    let c = columns.buffer.binding();
     let normalize = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
     let stats = gpu.pipeline(&shaders::BATCHNORM, "bn_stats", &[]);
     vec![
+        columns.load(Slot::Gamma, gamma),
+        columns.load(Slot::Beta, beta),
+        columns.load(Slot::RunningMean, running_mean),
+        columns.load(Slot::RunningVar, running_var),
         gpu.dispatch(
             "bn_partials",
             &s.partials_pipeline(gpu, "bn_partials"),
             &[p.clone(), x.binding(), partials.binding()],
             s.partials_grid,
-        ),
+        )
+        .into(),
         gpu.dispatch(
             "bn_stats",
             &stats,
-            &[
-                p.clone(),
-                x.binding(),
-                partials.binding(),
-                mean_out.binding(),
-                var_out.binding(),
-                running_mean.binding(),
-                running_var.binding(),
-            ],
+            &[p.clone(), x.binding(), partials.binding(), c.clone()],
             s.column_grid(gpu),
-        ),
+        )
+        .into(),
         gpu.dispatch(
             "bn_normalize",
             &normalize,
-            &[
-                p,
-                x.binding(),
-                y.binding(),
-                mean_out.binding(),
-                var_out.binding(),
-                beta.binding(),
-                gamma.binding(),
-            ],
+            &[p, x.binding(), y.binding(), c],
             s.element_grid(gpu),
-        ),
+        )
+        .into(),
+        columns.store(Slot::Mean, mean_out),
+        columns.store(Slot::Variance, var_out),
+        columns.store(Slot::RunningMean, running_mean),
+        columns.store(Slot::RunningVar, running_var),
     ]
 }
 
 /// The gradient of [`batch_norm_train`]'s y, given the batch statistics it saved:
 /// dbeta = sum dy, dgamma = sum dy * xhat with xhat = (x - mean) / sqrt(var + eps), and
 /// dx = gamma / sqrt(var + eps) * (dy - dbeta / rows - xhat * dgamma / rows), which includes
-/// the paths through the mean and variance. Three dispatches: column sums per chunk of rows,
-/// dgamma and dbeta, dx.
+/// the paths through the mean and variance. Three dispatches (column sums per chunk of rows,
+/// dgamma and dbeta, dx) between the copies in and out of the columns buffer.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_backward(
     gpu: &Gpu,
@@ -194,7 +241,7 @@ pub fn batch_norm_backward(
     rows: usize,
     cols: usize,
     eps: f32,
-) -> Vec<Dispatch> {
+) -> Vec<Op> {
     check_lengths(
         "batch_norm_backward",
         rows,
@@ -206,44 +253,37 @@ pub fn batch_norm_backward(
     let params = gpu.uniform(&s.params);
     let p = params.as_entire_binding();
     let partials = s.scratch(gpu);
+    let columns = Columns::new(gpu, cols);
+    let c = columns.buffer.binding();
     let sums = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_sums", &[]);
     let dx_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_dx", &[]);
     vec![
+        columns.load(Slot::Mean, mean),
+        columns.load(Slot::Variance, var),
+        columns.load(Slot::Gamma, gamma),
         gpu.dispatch(
             "bn_backward_partials",
             &s.partials_pipeline(gpu, "bn_backward_partials"),
-            &[
-                p.clone(),
-                x.binding(),
-                partials.binding(),
-                mean.binding(),
-                var.binding(),
-                dy.binding(),
-            ],
+            &[p.clone(), x.binding(), partials.binding(), c.clone(), dy.binding()],
             s.partials_grid,
-        ),
+        )
+        .into(),
         gpu.dispatch(
             "bn_backward_sums",
             &sums,
-            &[p.clone(), dgamma.binding(), partials.binding(), dbeta.binding()],
+            &[p.clone(), c.clone(), partials.binding()],
             s.column_grid(gpu),
-        ),
+        )
+        .into(),
         gpu.dispatch(
             "bn_backward_dx",
             &dx_pipeline,
-            &[
-                p,
-                x.binding(),
-                dx.binding(),
-                mean.binding(),
-                var.binding(),
-                dy.binding(),
-                gamma.binding(),
-                dgamma.binding(),
-                dbeta.binding(),
-            ],
+            &[p, x.binding(), dx.binding(), c, dy.binding()],
             s.element_grid(gpu),
-        ),
+        )
+        .into(),
+        columns.store(Slot::Dgamma, dgamma),
+        columns.store(Slot::Dbeta, dbeta),
     ]
 }
 
@@ -260,7 +300,7 @@ pub fn batch_norm_infer(
     rows: usize,
     cols: usize,
     eps: f32,
-) -> Dispatch {
+) -> Vec<Op> {
     check_lengths(
         "batch_norm_infer",
         rows,
@@ -270,19 +310,19 @@ pub fn batch_norm_infer(
     );
     let s = split(gpu, rows, cols, eps, 0.0, 1.0);
     let params = gpu.uniform(&s.params);
+    let columns = Columns::new(gpu, cols);
     let pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
-    gpu.dispatch(
-        "bn_normalize",
-        &pipeline,
-        &[
-            params.as_entire_binding(),
-            x.binding(),
-            y.binding(),
-            running_mean.binding(),
-            running_var.binding(),
-            beta.binding(),
-            gamma.binding(),
-        ],
-        s.element_grid(gpu),
-    )
+    vec![
+        columns.load(Slot::Mean, running_mean),
+        columns.load(Slot::Variance, running_var),
+        columns.load(Slot::Gamma, gamma),
+        columns.load(Slot::Beta, beta),
+        gpu.dispatch(
+            "bn_normalize",
+            &pipeline,
+            &[params.as_entire_binding(), x.binding(), y.binding(), columns.buffer.binding()],
+            s.element_grid(gpu),
+        )
+        .into(),
+    ]
 }

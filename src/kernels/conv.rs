@@ -401,7 +401,9 @@ fn launch(
     let subgroup = gpu.caps.subgroup_size.is_some() && cols > 16;
     let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
     let entry = format!("{kind}_{}", if subgroup { "subgroup" } else { "portable" });
-    let (vec_a, vec_b) = (gathered % 4 == 0, b_row % 4 == 0);
+    // Reading 4 floats at once needs rows of a multiple of 4 that fit a texture.
+    let vec_a = gathered % 4 == 0 && gpu.quad_texture_fits(a);
+    let vec_b = b_row % 4 == 0 && gpu.quad_texture_fits(b);
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [
         ("VEC_A", flag(vec_a)),

@@ -72,9 +72,10 @@ pub fn matmul(
     // row runs along the longer side, so that it can be read with vec4 loads.
     let trans_a = if m == 1 || k == 1 { k == 1 } else { trans_a };
     let trans_b = if n == 1 || k == 1 { n == 1 } else { trans_b };
-    // Row length of each operand as stored: vec4 loads need it to be a multiple of 4.
-    let vec_a = if trans_a { m } else { k } % 4 == 0;
-    let vec_b = if trans_b { k } else { n } % 4 == 0;
+    // Row length of each operand as stored: vec4 loads need it to be a multiple of 4, and the
+    // operand must fit a texture.
+    let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
+    let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
     let (entry, (tile_m, tile_n)) = match gpu.caps.subgroup_size {
         Some(_) => ("matmul_subgroup", SUBGROUP_TILE),
         None => ("matmul_portable", PORTABLE_TILE),

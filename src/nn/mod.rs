@@ -131,43 +131,36 @@ impl Net {
                             // Keras's fused kernel (image inputs) keeps the unbiased variance,
                             // its plain one (dense inputs) the biased one.
                             let unbiased = in_shape.len() == 3;
-                            forward.extend(
-                                batchnorm::batch_norm_train(
-                                    gpu,
-                                    &x,
-                                    &y,
-                                    gamma,
-                                    beta,
-                                    &mean,
-                                    &var,
-                                    moving_mean,
-                                    moving_var,
-                                    rows,
-                                    cols,
-                                    *eps,
-                                    *momentum,
-                                    unbiased,
-                                )
-                                .into_iter()
-                                .map(Op::from),
-                            );
-                            stats = Some((mean, var));
-                        }
-                        Mode::Inference => forward.push(
-                            batchnorm::batch_norm_infer(
+                            forward.extend(batchnorm::batch_norm_train(
                                 gpu,
                                 &x,
                                 &y,
                                 gamma,
                                 beta,
+                                &mean,
+                                &var,
                                 moving_mean,
                                 moving_var,
                                 rows,
                                 cols,
                                 *eps,
-                            )
-                            .into(),
-                        ),
+                                *momentum,
+                                unbiased,
+                            ));
+                            stats = Some((mean, var));
+                        }
+                        Mode::Inference => forward.extend(batchnorm::batch_norm_infer(
+                            gpu,
+                            &x,
+                            &y,
+                            gamma,
+                            beta,
+                            moving_mean,
+                            moving_var,
+                            rows,
+                            cols,
+                            *eps,
+                        )),
                     }
                     y
                 }
@@ -314,13 +307,9 @@ impl Net {
                         _ => (scratch(), scratch()),
                     };
                     let dx = dx_tensor();
-                    backward.extend(
-                        batchnorm::batch_norm_backward(
-                            gpu, x, &gy, &p[0], mean, var, &dx, &dgamma, &dbeta, rows, cols, *eps,
-                        )
-                        .into_iter()
-                        .map(Op::from),
-                    );
+                    backward.extend(batchnorm::batch_norm_backward(
+                        gpu, x, &gy, &p[0], mean, var, &dx, &dgamma, &dbeta, rows, cols, *eps,
+                    ));
                     Some(dx)
                 }
                 LayerSpec::Dropout { rate } => {
