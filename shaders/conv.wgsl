@@ -533,6 +533,66 @@ fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
     weight_store(i0, j, acc);
 }
 
+// ---- Pixel-quad filters. A conv with one output channel would fill 1 of the 4 columns of
+// every tile above; when its output width is a multiple of 4, src/kernels/conv.rs computes it
+// instead as a conv whose 4 output channels are 4 neighbouring output pixels: stride 4 * s_w
+// along w, and a filter 3 * s_w taps wider in which channel j is the original filter shifted
+// by j * s_w taps. These two kernels convert the filter and fold its gradient back.
+
+struct QuadFilter {
+    // The original filter [k_h, k_w, in_c, 1] and the widened one [k_h, k_w + 3 s_w, in_c, 4].
+    k_h: u32,
+    k_w: u32,
+    in_c: u32,
+    s_w: u32,
+}
+
+@group(0) @binding(0) var<uniform> quad: QuadFilter;
+@group(0) @binding(1) var<storage, read> filter_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> filter_out: array<f32>;
+
+// filter_out = the widened filter: [kh, kw', ci, j] = filter_in[kh, kw' - j s_w, ci] where
+// that tap exists, else 0. One invocation per element of the widened filter.
+@compute @workgroup_size(64)
+fn widen_filter_to_pixel_quads(@builtin(global_invocation_id) gid: vec3<u32>,
+                               @builtin(num_workgroups) groups: vec3<u32>) {
+    let wide_w = quad.k_w + 3u * quad.s_w;
+    let i = gid.x + gid.y * groups.x * 64u;
+    if i >= quad.k_h * wide_w * quad.in_c * 4u {
+        return;
+    }
+    let j = i % 4u;
+    let ci = (i / 4u) % quad.in_c;
+    let kw_wide = (i / (4u * quad.in_c)) % wide_w;
+    let kh = i / (4u * quad.in_c * wide_w);
+    let shift = j * quad.s_w;
+    var v = 0.0;
+    if kw_wide >= shift && kw_wide - shift < quad.k_w {
+        v = filter_in[(kh * quad.k_w + kw_wide - shift) * quad.in_c + ci];
+    }
+    filter_out[i] = v;
+}
+
+// filter_out = the original filter's gradient from the widened one's (filter_in):
+// [kh, kw, ci] = sum over j of filter_in[kh, kw + j s_w, ci, j]. One invocation per element.
+@compute @workgroup_size(64)
+fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
+                               @builtin(num_workgroups) groups: vec3<u32>) {
+    let wide_w = quad.k_w + 3u * quad.s_w;
+    let i = gid.x + gid.y * groups.x * 64u;
+    if i >= quad.k_h * quad.k_w * quad.in_c {
+        return;
+    }
+    let ci = i % quad.in_c;
+    let kw = (i / quad.in_c) % quad.k_w;
+    let kh = i / (quad.in_c * quad.k_w);
+    var sum = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+        sum += filter_in[((kh * wide_w + kw + j * quad.s_w) * quad.in_c + ci) * 4u + j];
+    }
+    filter_out[i] = sum;
+}
+
 // ---- Subgroup variants. Everything below needs Features::SUBGROUP: naga validates a whole
 // module against the device's capabilities, so the portable pipelines are built from the text
 // above this line only (see src/kernels/conv.rs). ----

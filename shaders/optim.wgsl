@@ -17,7 +17,8 @@ struct Hyper {
 struct Step {
     step: u32,
     seed: u32,
-    _pad: vec2<u32>,
+    first_pair: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;

@@ -1,6 +1,7 @@
 // Random numbers from a counter-based generator, Threefry-2x32-20 (Salmon et al. 2011, as in
 // Random123). Element pair k (elements 2k and 2k+1) of a stream at a step comes from the two
-// words of threefry(key = (seed, stream), counter = (step, k)), so every value depends only on
+// words of threefry(key = (seed, stream), counter = (step, first_pair + k)), so every value
+// depends only on
 // (seed, stream, step, index), and the CPU twin reproduces the words bit for bit. Dropout
 // draws its mask the same way, so the backward pass regenerates it instead of storing it.
 
@@ -21,7 +22,8 @@ struct Params {
 struct Step {
     step: u32,
     seed: u32,
-    _pad: vec2<u32>,
+    first_pair: u32,
+    _pad: u32,
 }
 
 // rng_uniform and rng_normal write floats (and dropout scales them in place),
@@ -72,7 +74,7 @@ fn threefry(key: vec2<u32>, counter: vec2<u32>) -> vec2<u32> {
 
 // The two words of this thread's element pair.
 fn pair_words(k: u32) -> vec2<u32> {
-    return threefry(vec2(step.seed, p.stream), vec2(step.step, k));
+    return threefry(vec2(step.seed, p.stream), vec2(step.step, step.first_pair + k));
 }
 
 // A word's top 24 bits as a float in [0, 1), exactly.

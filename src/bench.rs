@@ -595,7 +595,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
         flops,
         bytes,
     };
-    let step = StepUniform { step: 1, seed: 7, _pad: [0; 2] };
+    let step = StepUniform { step: 1, seed: 7, first_pair: 0, _pad: 0 };
     Ok(match kernel {
         Kernel::Matmul => {
             let f = fields(kernel, shape, 3, 5)?;
@@ -668,26 +668,21 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                 vec![
                     case(
                         "fwd",
-                        vec![conv::conv_transpose2d(gpu, &gout, &gw, None, &rin, &g).into()],
+                        conv::conv_transpose2d(gpu, &gout, &gw, None, &rin, &g),
                         vec![expect("y", &rin, win, tol)],
                         flops,
                         bytes,
                     ),
                     case(
                         "dx",
-                        vec![
-                            conv::conv_transpose2d_backward_data(gpu, &gin, &gw, &rout, &g).into(),
-                        ],
+                        conv::conv_transpose2d_backward_data(gpu, &gin, &gw, &rout, &g),
                         vec![expect("dx", &rout, wout, tol)],
                         flops,
                         bytes,
                     ),
                     case(
                         "dw",
-                        vec![
-                            conv::conv_transpose2d_backward_weight(gpu, &gout, &gin, &rw, &g)
-                                .into(),
-                        ],
+                        conv::conv_transpose2d_backward_weight(gpu, &gout, &gin, &rw, &g),
                         vec![expect("dw", &rw, ww, tol)],
                         flops,
                         bytes,
@@ -700,21 +695,21 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                 vec![
                     case(
                         "fwd",
-                        vec![conv::conv2d(gpu, &gin, &gw, None, &rout, &g).into()],
+                        conv::conv2d(gpu, &gin, &gw, None, &rout, &g),
                         vec![expect("y", &rout, wout, tol)],
                         flops,
                         bytes,
                     ),
                     case(
                         "dx",
-                        vec![conv::conv2d_backward_data(gpu, &gout, &gw, None, &rin, &g).into()],
+                        conv::conv2d_backward_data(gpu, &gout, &gw, None, &rin, &g),
                         vec![expect("dx", &rin, win, tol)],
                         flops,
                         bytes,
                     ),
                     case(
                         "dw",
-                        vec![conv::conv2d_backward_weight(gpu, &gin, &gout, &rw, &g).into()],
+                        conv::conv2d_backward_weight(gpu, &gin, &gout, &rw, &g),
                         vec![expect("dw", &rw, ww, tol)],
                         flops,
                         bytes,

@@ -416,7 +416,7 @@ impl Trainer {
     /// Submits one training step; at most two are queued on the GPU.
     pub fn step(&mut self) {
         self.step += 1;
-        let uniform = StepUniform { step: self.step as u32, seed: self.seed, _pad: [0; 2] };
+        let uniform = StepUniform { step: self.step as u32, seed: self.seed, first_pair: 0, _pad: 0 };
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record(&mut encoder, &self.iteration);

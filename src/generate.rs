@@ -15,10 +15,13 @@ use crate::nn::{Grads, Mode, Net, Pass};
 /// Images per generator pass: large enough to keep the GPU busy, small enough for any device.
 const CHUNK: usize = 1000;
 
-/// Chunk i of `generate`'s images draws its noise from RNG stream 0 at step i, so an image
-/// depends only on (seed, index).
-fn noise_step(chunk: usize, seed: u32) -> StepUniform {
-    StepUniform { step: chunk as u32, seed, _pad: [0; 2] }
+/// `generate`'s noise for images from `first_image` on (an even index): RNG stream 0 at step
+/// 0 from that image's element pair, so an image depends only on (seed, index), whatever the
+/// chunks the device's limits allow.
+fn noise_step(first_image: usize, noise_dim: usize, seed: u32) -> StepUniform {
+    assert!(first_image.is_multiple_of(2), "chunks of an even number of images");
+    let first_pair = u32::try_from(first_image * noise_dim / 2).expect("fewer images");
+    StepUniform { step: 0, seed, first_pair, _pad: 0 }
 }
 
 /// The checkpoint's generator (its moving average when it has one, see
@@ -36,7 +39,13 @@ impl Chunks {
     fn new(gpu: &Gpu, ck: &Checkpoint, count: usize) -> Chunks {
         let spec = &ck.spec;
         let generator = Net::new(gpu, spec.generator.clone(), ck.generator_params());
-        let chunk = count.min(CHUNK);
+        // As many images as the generator's widest activation lets one buffer hold.
+        let limits = &gpu.limits;
+        let buffer = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let fit = (buffer / (4 * spec.generator.widest_activation() as u64)) as usize;
+        // Even, so that every chunk's noise starts on a whole RNG pair (see noise_step).
+        let fit = (fit / 2 * 2).max(2);
+        let chunk = count.min(CHUNK).min(fit);
         let noise = gpu.zeros(chunk * spec.noise_dim());
         let step = gpu.uniform(&StepUniform::default());
         let no_grads = Grads { params: None, input: None };
@@ -67,8 +76,10 @@ impl Chunks {
 pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32> {
     let chunks = Chunks::new(gpu, ck, count);
     let draw = ck.spec.recipe.noise.draw(gpu, &chunks.noise, 0, &chunks.step);
+    let noise_dim = ck.spec.noise_dim();
     chunks.images(gpu, count, vec![draw.into()], |i| {
-        gpu.queue.write_buffer(&chunks.step, 0, bytemuck::bytes_of(&noise_step(i, seed)));
+        let step = noise_step(i * chunks.chunk, noise_dim, seed);
+        gpu.queue.write_buffer(&chunks.step, 0, bytemuck::bytes_of(&step));
     })
 }
 
@@ -76,7 +87,7 @@ pub fn generate(gpu: &Gpu, ck: &Checkpoint, count: usize, seed: u32) -> Vec<f32>
 /// (`spec.noise_dim()` values), drawn by the same GPU kernel.
 pub fn latent(gpu: &Gpu, spec: &GanSpec, seed: u32) -> Vec<f32> {
     let noise = gpu.zeros(spec.noise_dim());
-    let step = gpu.uniform(&noise_step(0, seed));
+    let step = gpu.uniform(&noise_step(0, spec.noise_dim(), seed));
     gpu.run(&[spec.recipe.noise.draw(gpu, &noise, 0, &step).into()]);
     gpu.read(&noise)
 }

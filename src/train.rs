@@ -317,7 +317,7 @@ impl Trainer {
         // The sample grid's noise is fixed for the whole run (and across resumes); the
         // generator makes it in inference mode, as Keras's `predict` does.
         let mut sample_noise = vec![0.0; SAMPLE_COUNT * nz];
-        let sample_step = StepUniform { step: 0, seed, _pad: [0; 2] };
+        let sample_step = StepUniform { step: 0, seed, first_pair: 0, _pad: 0 };
         let len = sample_noise.len();
         match r.noise {
             Noise::Uniform { low, high } => cpu::rng::rng_uniform(
@@ -489,7 +489,7 @@ impl Trainer {
     /// and come out of a later [`Trainer::poll_metrics`].
     pub fn step(&mut self, log: bool) {
         self.step += 1;
-        let uniform = StepUniform { step: self.step as u32, seed: self.seed, _pad: [0; 2] };
+        let uniform = StepUniform { step: self.step as u32, seed: self.seed, first_pair: 0, _pad: 0 };
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record(&mut encoder, &self.iteration);
@@ -597,10 +597,8 @@ fn check_fits(gpu: &Gpu, spec: &GanSpec) -> Result<()> {
     let limit = gpu.limits.max_storage_buffer_binding_size;
     let r = &spec.recipe;
     let largest = |net: &NetSpec, batch: usize| -> u64 {
-        let widest =
-            net.shapes().unwrap().iter().map(|s| s.iter().product::<usize>()).max().unwrap();
         let params = net.params().iter().map(|p| p.numel()).max().unwrap_or(0);
-        (batch * widest).max(params) as u64 * 4
+        (batch * net.widest_activation()).max(params) as u64 * 4
     };
     let need = largest(&spec.generator, r.batch.max(r.g_batch()))
         .max(largest(&spec.discriminator, (2 * r.batch).max(r.g_batch())));

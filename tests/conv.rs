@@ -7,7 +7,7 @@ mod common;
 use std::time::Instant;
 
 use gan_gpu::check::{REDUCTION, compare};
-use gan_gpu::gpu::{Dispatch, Gpu, Op, Tensor};
+use gan_gpu::gpu::{Gpu, Op, Tensor};
 use gan_gpu::kernels::conv::{Conv2dGeometry, Padding};
 use gan_gpu::{cpu, kernels};
 use rand::rngs::StdRng;
@@ -66,7 +66,7 @@ impl Kernel {
         bias: Option<&Tensor>,
         out: &Tensor,
         g: &Conv2dGeometry,
-    ) -> Dispatch {
+    ) -> Vec<Op> {
         use kernels::conv::*;
         match self {
             Conv2d => conv2d(gpu, a, b, bias, out, g),
@@ -107,8 +107,8 @@ impl Call {
         Call { name, kernel, g, a, b, bias, want }
     }
 
-    /// Uploads the operands and a NaN-filled output; returns the dispatch and the output.
-    fn dispatch(&self, gpu: &Gpu) -> (Dispatch, Tensor) {
+    /// Uploads the operands and a NaN-filled output; returns the ops and the output.
+    fn dispatch(&self, gpu: &Gpu) -> (Vec<Op>, Tensor) {
         let (a, b) = (gpu.upload(&self.a), gpu.upload(&self.b));
         let bias = self.bias.as_ref().map(|v| gpu.upload(v));
         let out = gpu.upload(&common::poison(self.want.len()));
@@ -116,8 +116,8 @@ impl Call {
     }
 
     fn check(&self, gpu: &Gpu) -> Result<(), String> {
-        let (d, out) = self.dispatch(gpu);
-        gpu.run(&[d.into()]);
+        let (ops, out) = self.dispatch(gpu);
+        gpu.run(&ops);
         compare(&self.name, &gpu.read(&out), &self.want, REDUCTION)
     }
 }
@@ -239,6 +239,9 @@ fn conv_matches_cpu_twin() {
     case("k7 s1 same 6x6x8 -> 1", c(2, (6, 6), 8, 1, (7, 7), (1, 1), Same), false);
     case("k5 s1 valid 9x8x2 -> 7", c(2, (9, 8), 2, 7, (5, 5), (1, 1), Valid), false);
     case("k5 s2 same 9x7x3 -> 1", c(3, (9, 7), 3, 1, (5, 5), (2, 2), Same), false);
+    // One output channel over a width divisible by 4: computed as 4 pixel channels.
+    case("k7 s1 same 5x8x8 -> 1", c(2, (5, 8), 8, 1, (7, 7), (1, 1), Same), false);
+    case("k3 s2 same 4x16x5 -> 1", c(9, (4, 16), 5, 1, (3, 3), (2, 2), Same), false);
     case("k3 s1 same 1x1x5 -> 33, batch 9", c(9, (1, 1), 5, 33, (3, 3), (1, 1), Same), false);
     case("k5 s2 same 1x1x12 -> 20", c(3, (1, 1), 12, 20, (5, 5), (2, 2), Same), false);
     case("k5 s1 same 4x4x12 -> 40, batch 10", c(10, (4, 4), 12, 40, (5, 5), (1, 1), Same), false);
@@ -292,16 +295,60 @@ fn conv_covers_folded_grids() {
     let wide = Call::new(&mut rng, "1x1 over 257x256 pixels to 17", Conv2d, wide, true);
     let narrow = conv(1, (2048, 2049), (1, 1), 1, 1, Padding::Same);
     let narrow = Call::new(&mut rng, "1x1 over 2048x2049 pixels to 1", Conv2d, narrow, true);
+    let grid = |ops: &[Op]| match ops {
+        [Op::Dispatch(d)] => d.workgroups,
+        _ => panic!("one dispatch expected, got {}", ops.len()),
+    };
     common::on_every_gpu("conv, folded grids", |gpu| {
-        let (d, _) = wide.dispatch(gpu);
+        let workgroups = grid(&wide.dispatch(gpu).0);
         if gpu.caps.subgroup_size.is_some() {
-            assert!(d.workgroups[1] > 1, "{}: grid {:?}", wide.name, d.workgroups);
+            assert!(workgroups[1] > 1, "{}: grid {workgroups:?}", wide.name);
         }
         wide.check(gpu).unwrap();
-        let (d, _) = narrow.dispatch(gpu);
-        assert!(d.workgroups[2] > 1, "{}: grid {:?}", narrow.name, d.workgroups);
+        let workgroups = grid(&narrow.dispatch(gpu).0);
+        assert!(workgroups[2] > 1, "{}: grid {workgroups:?}", narrow.name);
         narrow.check(gpu).unwrap();
     });
+}
+
+/// The pixel-quad path's filter kernels against their CPU twins, and what the twins mean: the
+/// widened filter over the pixel-quad geometry is the same conv, and folding is widening's
+/// adjoint (so the folded gradient is the filter's gradient).
+#[test]
+fn pixel_quad_filters_match_cpu_twins() {
+    use gan_gpu::check::ELEMENTWISE;
+    use gan_gpu::kernels::conv::pixel_quad_geometry;
+    let mut rng = common::rng(3);
+    for (hw, in_c, k, s) in [((5, 8), 3, 7, 1), ((6, 16), 5, 3, 2), ((4, 12), 1, 4, 3)] {
+        let g = conv(2, hw, (in_c, 1), k, s, Padding::Same);
+        let quad = pixel_quad_geometry(&g).unwrap();
+        let name = format!("{hw:?}x{in_c} k{k} s{s}");
+        let x = common::random_vec(&mut rng, g.input_len(), -1.0, 1.0);
+        let w = common::random_vec(&mut rng, g.weight_len(), -1.0, 1.0);
+        let dwide = common::random_vec(&mut rng, quad.weight_len(), -1.0, 1.0);
+        let mut wide = vec![0.0; quad.weight_len()];
+        cpu::conv::widen_filter_to_pixel_quads(&w, &mut wide, &g);
+        let mut dw = vec![0.0; g.weight_len()];
+        cpu::conv::fold_pixel_quad_filter_grad(&dwide, &mut dw, &g);
+        let (mut y, mut y_quad) = (vec![0.0; g.output_len()], vec![0.0; g.output_len()]);
+        cpu::conv::conv2d(&x, &w, None, &mut y, &g);
+        cpu::conv::conv2d(&x, &wide, None, &mut y_quad, &quad);
+        compare(&format!("{name}: quad conv"), &y_quad, &y, REDUCTION).unwrap();
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum();
+        let (widened, folded): (f64, f64) = (dot(&wide, &dwide), dot(&w, &dw));
+        assert!((widened - folded).abs() < 1e-4 * widened.abs().max(1.0), "{name}: adjoint");
+        common::on_every_gpu("pixel-quad filters", |gpu| {
+            let (gw, gdwide) = (gpu.upload(&w), gpu.upload(&dwide));
+            let gwide = gpu.upload(&common::poison(wide.len()));
+            let gdw = gpu.upload(&common::poison(dw.len()));
+            gpu.run(&[
+                kernels::conv::widen_filter_to_pixel_quads(gpu, &gw, &gwide, &g).into(),
+                kernels::conv::fold_pixel_quad_filter_grad(gpu, &gdwide, &gdw, &g).into(),
+            ]);
+            compare(&format!("{name}: widen"), &gpu.read(&gwide), &wide, ELEMENTWISE).unwrap();
+            compare(&format!("{name}: fold"), &gpu.read(&gdw), &dw, ELEMENTWISE).unwrap();
+        });
+    }
 }
 
 /// NCHW [n, c, h, w] to NHWC.
@@ -547,9 +594,9 @@ fn conv_speed() {
                 * (g.batch * g.out_h * g.out_w * g.kernel_h * g.kernel_w * g.in_c * g.out_c) as f64;
             // Enough dispatches per submit to take ~0.2 s, so the submit cost vanishes.
             let t = Instant::now();
-            gpu.run(&[d.clone().into()]);
+            gpu.run(&d);
             let reps = ((0.2 / t.elapsed().as_secs_f64()) as usize).clamp(1, 100);
-            let ops: Vec<Op> = (0..reps).map(|_| d.clone().into()).collect();
+            let ops: Vec<Op> = (0..reps).flat_map(|_| d.clone()).collect();
             let mut times: Vec<f64> = (0..3)
                 .map(|_| {
                     let t = Instant::now();

@@ -155,7 +155,7 @@ fn adam_three_steps_match_cpu() {
             let (mut w, mut cm, mut cv) = (w0.clone(), vec![0.0; len], vec![0.0; len]);
             for t in 1..=3 {
                 let g = random_vec(&mut r, len, -1.0, 1.0);
-                let step = StepUniform { step: t, seed: 9, _pad: [0; 2] };
+                let step = StepUniform { step: t, seed: 9, first_pair: 0, _pad: 0 };
                 gpu.write(&grads, &g);
                 gpu.queue.write_buffer(&step_buffer, 0, bytemuck::bytes_of(&step));
                 gpu.run(&[d.clone().into()]);
@@ -173,7 +173,7 @@ fn adam_three_steps_match_cpu() {
 }
 
 fn step_uniform(step: u32, seed: u32) -> StepUniform {
-    StepUniform { step, seed, _pad: [0; 2] }
+    StepUniform { step, seed, first_pair: 0, _pad: 0 }
 }
 
 /// The GPU's random floats for (seed, step, stream).

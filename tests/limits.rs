@@ -4,6 +4,7 @@
 mod common;
 
 use gan_gpu::data::{self, DatasetName};
+use gan_gpu::generate::generate;
 use std::sync::Arc;
 
 use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
@@ -106,4 +107,27 @@ fn an_adapter_below_the_needed_limits_is_a_clear_error() {
     let message = format!("{err:#}");
     assert!(message.contains("max_storage_buffers_per_shader_stage"), "{message}");
     assert!(message.contains("--adapter"), "{message}");
+}
+
+/// `generate` runs the generator in chunks that the device's buffers hold, and an image depends
+/// only on its seed and index: dcgan's 128-channel 28x28 activation (392 KiB an image) at a
+/// 16 MiB limit makes chunks of 40, whose images equal those of one chunk of 50.
+#[test]
+fn generating_more_images_than_a_buffer_holds_runs_in_chunks() {
+    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
+    let small = 16 << 20;
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: small,
+        max_buffer_size: small,
+        ..wgpu::Limits::default()
+    };
+    for reference in common::gpus() {
+        let _gl = common::serialize_gl(reference);
+        let spec = gan::preset("dcgan").unwrap();
+        let checkpoint =
+            Trainer::new(reference.clone(), spec, &dataset, 4, None).unwrap().checkpoint();
+        let whole = generate(reference, &checkpoint, 50, 9);
+        let chunked = generate(&same_adapter(reference, limits.clone()), &checkpoint, 50, 9);
+        assert_eq!(chunked, whole, "{}", common::describe(reference));
+    }
 }

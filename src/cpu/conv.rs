@@ -133,3 +133,36 @@ pub fn conv_transpose2d_backward_data(dy: &[f32], w: &[f32], dx: &mut [f32], g: 
 pub fn conv_transpose2d_backward_weight(x: &[f32], dy: &[f32], dw: &mut [f32], g: &Conv2dGeometry) {
     conv2d_backward_weight(dy, x, dw, g);
 }
+
+/// `wide` = the filter `w` of `g` (one output channel) widened for
+/// `kernels::conv::pixel_quad_geometry`: wide[kh, kw', ci, j] = w[kh, kw' - j * stride_w, ci]
+/// where that tap exists, else 0.
+pub fn widen_filter_to_pixel_quads(w: &[f32], wide: &mut [f32], g: &Conv2dGeometry) {
+    let wide_w = g.kernel_w + 3 * g.stride_w;
+    for kh in 0..g.kernel_h {
+        for kw_wide in 0..wide_w {
+            for ci in 0..g.in_c {
+                for j in 0..4 {
+                    let kw = kw_wide.checked_sub(j * g.stride_w).filter(|&kw| kw < g.kernel_w);
+                    wide[((kh * wide_w + kw_wide) * g.in_c + ci) * 4 + j] =
+                        kw.map_or(0.0, |kw| w[(kh * g.kernel_w + kw) * g.in_c + ci]);
+                }
+            }
+        }
+    }
+}
+
+/// `dw` = the gradient of `g`'s filter from the gradient `dwide` of its widened one:
+/// dw[kh, kw, ci] = sum over j of dwide[kh, kw + j * stride_w, ci, j].
+pub fn fold_pixel_quad_filter_grad(dwide: &[f32], dw: &mut [f32], g: &Conv2dGeometry) {
+    let wide_w = g.kernel_w + 3 * g.stride_w;
+    for kh in 0..g.kernel_h {
+        for kw in 0..g.kernel_w {
+            for ci in 0..g.in_c {
+                dw[(kh * g.kernel_w + kw) * g.in_c + ci] = (0..4)
+                    .map(|j| dwide[((kh * wide_w + kw + j * g.stride_w) * g.in_c + ci) * 4 + j])
+                    .sum();
+            }
+        }
+    }
+}

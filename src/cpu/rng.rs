@@ -1,7 +1,7 @@
 //! CPU twin of `kernels::rng`: the same counter-based generator, bit for bit.
 //!
 //! Element pair k (elements 2k and 2k+1) of a stream at a step comes from the two words of
-//! Threefry-2x32-20 with key (seed, stream) and counter (step, k), so a value depends only on
+//! Threefry-2x32-20 with key (seed, stream) and counter (step, first_pair + k), so a value depends only on
 //! (seed, stream, step, index), never on the length asked for or the order threads run in.
 
 use crate::kernels::StepUniform;
@@ -31,7 +31,7 @@ pub fn threefry2x32(key: [u32; 2], counter: [u32; 2]) -> [u32; 2] {
 
 /// The random word behind element `i` of `stream` at this step.
 fn word(i: usize, stream: u32, step: &StepUniform) -> u32 {
-    threefry2x32([step.seed, stream], [step.step, (i / 2) as u32])[i % 2]
+    threefry2x32([step.seed, stream], [step.step, step.first_pair + (i / 2) as u32])[i % 2]
 }
 
 /// A word's top 24 bits as a float in [0, 1), exactly.

@@ -43,5 +43,8 @@ pub struct AdamParams {
 pub struct StepUniform {
     pub step: u32,
     pub seed: u32,
-    pub _pad: [u32; 2],
+    /// The RNG kernels' element pair 0 is this pair of the stream: a long draw made in parts
+    /// (generate's chunks of images) gives the values one draw would. 0 in training.
+    pub first_pair: u32,
+    pub _pad: u32,
 }

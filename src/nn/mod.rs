@@ -110,14 +110,13 @@ impl Net {
                 LayerSpec::Conv2d { .. } => {
                     let g = layer.conv_geometry(batch, in_shape).unwrap();
                     let y = new_output();
-                    forward.push(conv::conv2d(gpu, &x, &p[0], Some(&p[1]), &y, &g).into());
+                    forward.extend(conv::conv2d(gpu, &x, &p[0], Some(&p[1]), &y, &g));
                     y
                 }
                 LayerSpec::ConvTranspose2d { .. } => {
                     let g = layer.conv_geometry(batch, in_shape).unwrap();
                     let y = new_output();
-                    forward
-                        .push(conv::conv_transpose2d(gpu, &x, &p[0], Some(&p[1]), &y, &g).into());
+                    forward.extend(conv::conv_transpose2d(gpu, &x, &p[0], Some(&p[1]), &y, &g));
                     y
                 }
                 LayerSpec::BatchNorm { momentum, eps } => {
@@ -265,7 +264,7 @@ impl Net {
                 LayerSpec::Conv2d { filters, .. } => {
                     let g = layer.conv_geometry(batch, in_shape).unwrap();
                     if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
-                        backward.push(conv::conv2d_backward_weight(gpu, x, &gy, dw, &g).into());
+                        backward.extend(conv::conv2d_backward_weight(gpu, x, &gy, dw, &g));
                         backward.push(
                             bias::bias_grad(gpu, &gy, db, batch * g.out_h * g.out_w, *filters)
                                 .into(),
@@ -273,27 +272,23 @@ impl Net {
                     }
                     needs_dx(i).then(|| {
                         let dx = dx_tensor();
-                        backward.push(
-                            conv::conv2d_backward_data(gpu, &gy, &p[0], None, &dx, &g).into(),
-                        );
+                        backward.extend(conv::conv2d_backward_data(gpu, &gy, &p[0], None, &dx, &g));
                         dx
                     })
                 }
                 LayerSpec::ConvTranspose2d { filters, .. } => {
                     let g = layer.conv_geometry(batch, in_shape).unwrap();
                     if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
-                        backward.push(
-                            conv::conv_transpose2d_backward_weight(gpu, x, &gy, dw, &g).into(),
-                        );
+                        backward
+                            .extend(conv::conv_transpose2d_backward_weight(gpu, x, &gy, dw, &g));
                         backward.push(
                             bias::bias_grad(gpu, &gy, db, batch * g.in_h * g.in_w, *filters).into(),
                         );
                     }
                     needs_dx(i).then(|| {
                         let dx = dx_tensor();
-                        backward.push(
-                            conv::conv_transpose2d_backward_data(gpu, &gy, &p[0], &dx, &g).into(),
-                        );
+                        backward
+                            .extend(conv::conv_transpose2d_backward_data(gpu, &gy, &p[0], &dx, &g));
                         dx
                     })
                 }

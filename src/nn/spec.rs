@@ -394,6 +394,13 @@ impl NetSpec {
         Ok(shapes)
     }
 
+    /// Elements of the largest activation (input, a layer's output) for one input: what each
+    /// image of a batch adds to the largest buffer a pass binds.
+    pub fn widest_activation(&self) -> usize {
+        let shapes = self.shapes().expect("a checked NetSpec");
+        shapes.iter().map(|s| s.iter().product::<usize>()).max().unwrap()
+    }
+
     /// Shape of the network's output for one input.
     pub fn output(&self) -> Vec<usize> {
         self.shapes().expect("a checked NetSpec").pop().unwrap()
