@@ -467,7 +467,7 @@ fn grid(gpu: &Gpu, cols: usize, rows: usize) -> [u32; 3] {
 /// (see conv.wgsl's pixel-quad filters): the output's bytes are the same, every tile column
 /// is used instead of one in four, for 3 * stride_w more taps along w.
 pub fn pixel_quad_geometry(g: &Conv2dGeometry) -> Option<Conv2dGeometry> {
-    (g.out_c == 1 && g.out_w % 4 == 0).then(|| Conv2dGeometry {
+    (g.out_c == 1 && g.out_w.is_multiple_of(4)).then(|| Conv2dGeometry {
         out_w: g.out_w / 4,
         out_c: 4,
         kernel_w: g.kernel_w + 3 * g.stride_w,
