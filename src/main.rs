@@ -146,13 +146,18 @@ struct CheckpointArgs {
     no_ema: bool,
 }
 
+/// The checkpoint at `path`, without its generator's moving average when `no_ema`.
+fn load_checkpoint(path: &Path, no_ema: bool) -> Result<Checkpoint> {
+    let mut ck = Checkpoint::load(path)?;
+    if no_ema {
+        ck.ema = None;
+    }
+    Ok(ck)
+}
+
 impl CheckpointArgs {
     fn load(&self) -> Result<Checkpoint> {
-        let mut ck = Checkpoint::load(&self.checkpoint)?;
-        if self.no_ema {
-            ck.ema = None;
-        }
-        Ok(ck)
+        load_checkpoint(&self.checkpoint, self.no_ema)
     }
 }
 
@@ -472,10 +477,7 @@ fn eval_command(args: EvalArgs) -> Result<()> {
             if count < 2 {
                 bail!("--count must be at least 2: FID fits a covariance to the images");
             }
-            let mut ck = Checkpoint::load(path)?;
-            if args.no_ema {
-                ck.ema = None;
-            }
+            let ck = load_checkpoint(path, args.no_ema)?;
             eval::check_scorable(&ck.spec)?;
             EvalSource::Checkpoint(Box::new(ck), count)
         }
