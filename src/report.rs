@@ -84,7 +84,7 @@ const PLOTS: [Plot; 3] = [
     },
     Plot {
         file: "fid.png",
-        title: "Classifier-FID: Frechet distance of the digit classifier's features (lower is better)",
+        title: "Classifier-FID of 2000 samples (lower is better)",
         y_label: "FID",
         y_range: None,
         series: &[Series { key: "fid", label: "FID", color: GREEN, dots: true }],
