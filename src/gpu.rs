@@ -2,9 +2,9 @@
 //!
 //! Everything numeric runs in `shaders/*.wgsl`; this module only moves bytes and records
 //! dispatches. The device is created with WebGPU's default limits (the downlevel ones on an
-//! adapter below them); features beyond them
-//! (subgroups, timestamps) are requested only when the adapter has them, and the kernels
-//! that use them have portable fallbacks chosen by [`KernelCaps`].
+//! adapter below them); features beyond them (subgroups, timestamps) are requested only when
+//! the adapter has them, and the kernels that use them have portable fallbacks chosen by
+//! [`KernelCaps`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
