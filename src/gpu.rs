@@ -382,8 +382,9 @@ impl Gpu {
     /// Whether a texture can mirror `tensor` within the device's limits; kernels read larger
     /// tensors from the buffer.
     pub fn quad_texture_fits(&self, tensor: &Tensor) -> bool {
-        (tensor.len / 4).div_ceil(QUAD_TEXTURE_WIDTH)
-            <= self.limits.max_texture_dimension_2d as usize
+        let texels = tensor.len / 4;
+        let largest = self.limits.max_texture_dimension_2d as usize;
+        texels.min(QUAD_TEXTURE_WIDTH) <= largest && texels.div_ceil(QUAD_TEXTURE_WIDTH) <= largest
     }
 
     /// A texture mirroring the first `len / 4 * 4` floats of `tensor` (see [`QuadTexture`]), or

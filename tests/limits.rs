@@ -131,3 +131,26 @@ fn generating_more_images_than_a_buffer_holds_runs_in_chunks() {
         assert_eq!(chunked, whole, "{}", common::describe(reference));
     }
 }
+
+/// Operands too large for the device's textures are read from their buffers instead: on a
+/// device whose textures hold 8 texels, mlp trains from the buffers (only its smallest tensors
+/// go through textures) exactly as it trains through textures.
+#[test]
+fn operands_too_large_for_a_texture_are_read_from_their_buffers() {
+    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
+    let limits = wgpu::Limits { max_texture_dimension_2d: 8, ..wgpu::Limits::default() };
+    let mut spec = gan::preset("mlp").unwrap();
+    spec.recipe.batch = 32;
+    let metrics = |gpu: Arc<Gpu>| {
+        let mut trainer = Trainer::new(gpu, spec.clone(), &dataset, 5, None).unwrap();
+        for _ in 0..3 {
+            trainer.step(true);
+        }
+        trainer.poll_metrics(true)
+    };
+    for reference in common::gpus() {
+        let _gl = common::serialize_gl(reference);
+        let small = same_adapter(reference, limits.clone());
+        assert_eq!(metrics(small), metrics(reference.clone()), "{}", common::describe(reference));
+    }
+}
