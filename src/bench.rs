@@ -595,7 +595,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
         flops,
         bytes,
     };
-    let step = StepUniform { step: 1, seed: 7, first_pair: 0, _pad: 0 };
+    let step = StepUniform::new(1, 7);
     Ok(match kernel {
         Kernel::Matmul => {
             let f = fields(kernel, shape, 3, 5)?;

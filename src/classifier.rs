@@ -27,6 +27,7 @@ use crate::kernels::gather::{PackedRows, gather_labels, pack_bytes};
 use crate::kernels::{AdamParams, StepUniform, loss, optim, rng};
 use crate::nn::spec::{LayerSpec, NetSpec};
 use crate::nn::{Grads, Mode, Net};
+use crate::train::step_progress_bar;
 
 /// Digit classes.
 pub const CLASSES: usize = 10;
@@ -416,7 +417,7 @@ impl Trainer {
     /// Submits one training step; at most two are queued on the GPU.
     pub fn step(&mut self) {
         self.step += 1;
-        let uniform = StepUniform { step: self.step as u32, seed: self.seed, first_pair: 0, _pad: 0 };
+        let uniform = StepUniform::new(self.step as u32, self.seed);
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record(&mut encoder, &self.iteration);
@@ -489,18 +490,7 @@ pub fn train(
     let classifier = Classifier::new(&gpu, spec.clone(), &spec.init_params(opts.seed as u64))?;
     let mut trainer = Trainer::new(gpu, classifier, train_set, model.train.clone(), opts.seed)?;
     let steps_per_epoch = train_set.count.div_ceil(model.train.batch) as u64;
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(steps_per_epoch * opts.epochs as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
-        )
-        .unwrap()
-        .progress_chars("=> "),
-    );
+    let bar = step_progress_bar(steps_per_epoch * opts.epochs as u64, opts.progress);
     for epoch in 0..opts.epochs {
         let lr = model.train.lr(epoch);
         trainer.set_lr(lr);

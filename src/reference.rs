@@ -371,7 +371,7 @@ impl ReferenceTrainer {
     /// One iteration; returns the metrics the GPU trainer reads back.
     pub fn step(&mut self) -> [f32; METRIC_SLOTS] {
         self.step += 1;
-        let su = StepUniform { step: self.step as u32, seed: self.seed, first_pair: 0, _pad: 0 };
+        let su = StepUniform::new(self.step as u32, self.seed);
         let r = self.spec.recipe.clone();
         let (batch, g_batch) = (r.batch, r.g_batch());
         let (nz, image_len) = (self.spec.noise_dim(), self.spec.image_len());

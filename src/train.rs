@@ -317,7 +317,7 @@ impl Trainer {
         // The sample grid's noise is fixed for the whole run (and across resumes); the
         // generator makes it in inference mode, as Keras's `predict` does.
         let mut sample_noise = vec![0.0; SAMPLE_COUNT * nz];
-        let sample_step = StepUniform { step: 0, seed, first_pair: 0, _pad: 0 };
+        let sample_step = StepUniform::new(0, seed);
         let len = sample_noise.len();
         match r.noise {
             Noise::Uniform { low, high } => cpu::rng::rng_uniform(
@@ -489,7 +489,7 @@ impl Trainer {
     /// and come out of a later [`Trainer::poll_metrics`].
     pub fn step(&mut self, log: bool) {
         self.step += 1;
-        let uniform = StepUniform { step: self.step as u32, seed: self.seed, first_pair: 0, _pad: 0 };
+        let uniform = StepUniform::new(self.step as u32, self.seed);
         self.gpu.queue.write_buffer(&self.step_uniform, 0, bytemuck::bytes_of(&uniform));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record(&mut encoder, &self.iteration);
@@ -612,6 +612,21 @@ fn check_fits(gpu: &Gpu, spec: &GanSpec) -> Result<()> {
         limit >> 20
     );
     Ok(())
+}
+
+/// A progress bar over `steps` training steps (steps/s, time left and a message), or a hidden
+/// one when not `visible`.
+pub(crate) fn step_progress_bar(steps: u64, visible: bool) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    indicatif::ProgressBar::new(steps).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    )
 }
 
 /// A moving average's decay must lie strictly between 0 (no averaging) and 1 (frozen).
@@ -775,18 +790,7 @@ pub fn train(trainer: &mut Trainer, opts: &TrainOptions, stop: &AtomicBool) -> R
         .open(opts.out.join("metrics.jsonl"))
         .context("opening metrics.jsonl")?;
     let start_step = trainer.step;
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(opts.iters)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
-        )
-        .unwrap()
-        .progress_chars("=> "),
-    );
+    let bar = step_progress_bar(opts.iters, opts.progress);
     bar.set_position(start_step);
     let started = Instant::now();
     let mut log = Log { file, bar, previous: (start_step, Instant::now()), last: None };

@@ -153,7 +153,7 @@ fn one_training_step_matches_the_cpu_twins() {
     let gpu_params = trainer.classifier.params(gpu);
 
     let batch = recipe.batch;
-    let su = StepUniform { step: 1, seed, first_pair: 0, _pad: 0 };
+    let su = StepUniform::new(1, seed);
     let mut indices = vec![0; batch];
     cpu::rng::rng_randint(&mut indices, batch, data.count as u32, STREAM_BATCH, &su);
     let mut input = vec![0.0; batch * IMAGE_LEN];

@@ -155,7 +155,7 @@ fn adam_three_steps_match_cpu() {
             let (mut w, mut cm, mut cv) = (w0.clone(), vec![0.0; len], vec![0.0; len]);
             for t in 1..=3 {
                 let g = random_vec(&mut r, len, -1.0, 1.0);
-                let step = StepUniform { step: t, seed: 9, first_pair: 0, _pad: 0 };
+                let step = StepUniform::new(t, 9);
                 gpu.write(&grads, &g);
                 gpu.queue.write_buffer(&step_buffer, 0, bytemuck::bytes_of(&step));
                 gpu.run(&[d.clone().into()]);
@@ -170,10 +170,6 @@ fn adam_three_steps_match_cpu() {
             assert_close(&format!("{name}: v"), &gpu.read(&v), &cv, ELEMENTWISE);
         }
     });
-}
-
-fn step_uniform(step: u32, seed: u32) -> StepUniform {
-    StepUniform { step, seed, first_pair: 0, _pad: 0 }
 }
 
 /// The GPU's random floats for (seed, step, stream).
@@ -223,7 +219,7 @@ fn moments(xs: &[f32]) -> (f64, f64) {
 #[test]
 fn rng_randint_is_exact_and_flat() {
     on_every_gpu("rng_randint", |gpu| {
-        let step = step_uniform(3, 1234);
+        let step = StepUniform::new(3, 1234);
         let mut r = rng(6);
         // Bounds past 2^16 and near 2^32 exercise every carry of the 16-bit multiply.
         for bound in [1, 10, 60000, 65537, 0x8000_0001, u32::MAX] {
@@ -257,7 +253,7 @@ fn rng_randint_is_exact_and_flat() {
 #[test]
 fn rng_uniform_matches_cpu_and_is_uniform() {
     on_every_gpu("rng_uniform", |gpu| {
-        let step = step_uniform(7, 99);
+        let step = StepUniform::new(7, 99);
         let mut r = rng(7);
         for len in lengths(&mut r) {
             // On [0, 1) the value is the 24 random bits exactly, so the twins agree bit for bit;
@@ -284,7 +280,7 @@ fn rng_uniform_matches_cpu_and_is_uniform() {
 #[test]
 fn rng_normal_matches_cpu_and_is_normal() {
     on_every_gpu("rng_normal", |gpu| {
-        let step = step_uniform(11, 5);
+        let step = StepUniform::new(11, 5);
         let mut r = rng(8);
         for len in lengths(&mut r) {
             let got = gpu_normal(gpu, len, 0.5, 2.0, 1, step);
@@ -312,17 +308,17 @@ fn rng_normal_matches_cpu_and_is_normal() {
 fn rng_depends_on_seed_step_stream_and_index_only() {
     on_every_gpu("rng streams", |gpu| {
         let len = 1000;
-        let base = gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(1, 42));
+        let base = gpu_uniform(gpu, len, 0.0, 1.0, 0, StepUniform::new(1, 42));
         // A value does not depend on how many were asked for.
-        let short = gpu_uniform(gpu, 5, 0.0, 1.0, 0, step_uniform(1, 42));
+        let short = gpu_uniform(gpu, 5, 0.0, 1.0, 0, StepUniform::new(1, 42));
         assert_eq!(short, base[..5]);
-        assert_eq!(gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(1, 42)), base);
+        assert_eq!(gpu_uniform(gpu, len, 0.0, 1.0, 0, StepUniform::new(1, 42)), base);
         let distinct = |v: &[f32], w: &[f32]| v.iter().zip(w).filter(|(a, b)| a != b).count();
         // With 24 random bits, each coincidence has probability 2^-24.
         for (what, other) in [
-            ("stream", gpu_uniform(gpu, len, 0.0, 1.0, 1, step_uniform(1, 42))),
-            ("step", gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(2, 42))),
-            ("seed", gpu_uniform(gpu, len, 0.0, 1.0, 0, step_uniform(1, 43))),
+            ("stream", gpu_uniform(gpu, len, 0.0, 1.0, 1, StepUniform::new(1, 42))),
+            ("step", gpu_uniform(gpu, len, 0.0, 1.0, 0, StepUniform::new(2, 42))),
+            ("seed", gpu_uniform(gpu, len, 0.0, 1.0, 0, StepUniform::new(1, 43))),
         ] {
             assert!(distinct(&base, &other) >= len - 1, "another {what} repeats the numbers");
         }

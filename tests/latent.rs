@@ -41,7 +41,7 @@ const UNIFORM: Noise = Noise::Uniform { low: -1.0, high: 1.0 };
 /// What the CPU twin of the RNG draws for image 0 of `generate` with `seed`.
 fn cpu_latent(noise: Noise, len: usize, seed: u32) -> Vec<f32> {
     let mut out = vec![0.0; len];
-    let step = StepUniform { step: 0, seed, first_pair: 0, _pad: 0 };
+    let step = StepUniform::new(0, seed);
     match noise {
         Noise::Uniform { low, high } => cpu::rng::rng_uniform(&mut out, len, low, high, 0, &step),
         Noise::Normal { mean, std } => cpu::rng::rng_normal(&mut out, len, mean, std, 0, &step),

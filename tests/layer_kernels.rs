@@ -265,7 +265,7 @@ fn gpu_dropout(gpu: &Gpu, x: &[f32], rate: f32, stream: u32, step: StepUniform) 
 fn dropout_matches_cpu_and_drops_its_share() {
     on_every_gpu("dropout", |gpu| {
         let mut r = rng(24);
-        let step = StepUniform { step: 5, seed: 77, first_pair: 0, _pad: 0 };
+        let step = StepUniform::new(5, 77);
         for rate in [0.0, 0.25, 0.5, 0.9] {
             for len in [1, 255, 256 * 5 + 17] {
                 let x = random_vec(&mut r, len, -1.0, 1.0);
@@ -296,7 +296,7 @@ fn dropout_backward_reuses_the_mask_and_steps_change_it() {
     on_every_gpu("dropout backward", |gpu| {
         let mut r = rng(25);
         let (len, rate, stream) = (3000, 0.5, 7);
-        let step = StepUniform { step: 12, seed: 3, first_pair: 0, _pad: 0 };
+        let step = StepUniform::new(12, 3);
         let step_buffer = gpu.uniform(&step);
         let x = random_vec(&mut r, len, -1.0, 1.0);
         let dy = random_vec(&mut r, len, -1.0, 1.0);

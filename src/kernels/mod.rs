@@ -48,3 +48,10 @@ pub struct StepUniform {
     pub first_pair: u32,
     pub _pad: u32,
 }
+
+impl StepUniform {
+    /// The uniform of training step `step` (the RNG from each stream's first pair).
+    pub fn new(step: u32, seed: u32) -> StepUniform {
+        StepUniform { step, seed, first_pair: 0, _pad: 0 }
+    }
+}
