@@ -40,9 +40,8 @@ impl Chunks {
         let spec = &ck.spec;
         let generator = Net::new(gpu, spec.generator.clone(), ck.generator_params());
         // As many images as the generator's widest activation lets one buffer hold.
-        let limits = &gpu.limits;
-        let buffer = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        let fit = (buffer / (4 * spec.generator.widest_activation() as u64)) as usize;
+        let fit =
+            (gpu.largest_binding() / (4 * spec.generator.widest_activation() as u64)) as usize;
         // Even, so that every chunk's noise starts on a whole RNG pair (see noise_step).
         let fit = (fit / 2 * 2).max(2);
         let chunk = count.min(CHUNK).min(fit);

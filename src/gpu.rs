@@ -379,6 +379,11 @@ impl Gpu {
         buffer
     }
 
+    /// The largest buffer a kernel can bind whole: the smaller of the binding and buffer limits.
+    pub fn largest_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
     /// Whether a texture can mirror `tensor` within the device's limits; kernels read larger
     /// tensors from the buffer.
     pub fn quad_texture_fits(&self, tensor: &Tensor) -> bool {
@@ -637,9 +642,10 @@ pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
                 // Texture refreshes are copies, which cannot sit inside a pass: a dispatch
                 // that reads textures starts a pass of its own.
                 first.record_refreshes(encoder);
+                let pass_start = i;
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 while let Some(Op::Dispatch(d)) = ops.get(i) {
-                    if !d.reads.is_empty() && !std::ptr::eq(d, first) {
+                    if i > pass_start && !d.reads.is_empty() {
                         break;
                     }
                     pass.set_pipeline(&d.pipeline);

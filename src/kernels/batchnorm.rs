@@ -120,7 +120,7 @@ enum Slot {
     Dbeta,
 }
 
-const SLOTS: usize = 8;
+const SLOTS: usize = Slot::Dbeta as usize + 1;
 
 /// One call's `columns` buffer and the copies between its slots and the callers' tensors.
 struct Columns {

@@ -485,20 +485,20 @@ struct QuadFilter {
     s_w: u32,
 }
 
-/// One invocation per element of `len`, through `entry` of the pixel-quad filter kernels.
+/// One of the pixel-quad filter kernels, one invocation per element of its output: `widen`
+/// takes `g`'s filter to the widened one, else the widened gradient back to `g`'s.
 fn quad_filter_dispatch(
     gpu: &Gpu,
-    entry: &'static str,
+    widen: bool,
     from: &Tensor,
     to: &Tensor,
     g: &Conv2dGeometry,
-    len: usize,
 ) -> Dispatch {
-    assert!(g.out_c == 1, "{entry} of a filter with {} output channels", g.out_c);
     let quad = pixel_quad_geometry(g).expect("a one-channel output of a width divisible by 4");
-    let (from_len, to_len) = match entry {
-        "widen_filter_to_pixel_quads" => (g.weight_len(), quad.weight_len()),
-        _ => (quad.weight_len(), g.weight_len()),
+    let (entry, from_len, to_len) = if widen {
+        ("widen_filter_to_pixel_quads", g.weight_len(), quad.weight_len())
+    } else {
+        ("fold_pixel_quad_filter_grad", quad.weight_len(), g.weight_len())
     };
     assert!(from.len >= from_len && to.len >= to_len, "{entry}: tensors too small for {g:?}");
     let u = |v: usize| u32::try_from(v).unwrap();
@@ -513,7 +513,7 @@ fn quad_filter_dispatch(
         entry,
         &pipeline,
         &[params.as_entire_binding(), from.binding(), to.binding()],
-        gpu.grid(len, 64),
+        gpu.grid(to_len, 64),
     )
 }
 
@@ -525,8 +525,7 @@ pub fn widen_filter_to_pixel_quads(
     wide: &Tensor,
     g: &Conv2dGeometry,
 ) -> Dispatch {
-    let len = pixel_quad_geometry(g).map_or(0, |q| q.weight_len());
-    quad_filter_dispatch(gpu, "widen_filter_to_pixel_quads", w, wide, g, len)
+    quad_filter_dispatch(gpu, true, w, wide, g)
 }
 
 /// `dw` = the gradient of `g`'s filter from the gradient `dwide` of its widened one: each tap
@@ -537,7 +536,7 @@ pub fn fold_pixel_quad_filter_grad(
     dw: &Tensor,
     g: &Conv2dGeometry,
 ) -> Dispatch {
-    quad_filter_dispatch(gpu, "fold_pixel_quad_filter_grad", dwide, dw, g, g.weight_len())
+    quad_filter_dispatch(gpu, false, dwide, dw, g)
 }
 
 /// y = conv(x, w) (+ bias[out_c] on every pixel). x [batch, in_h, in_w, in_c], w [kernel_h,

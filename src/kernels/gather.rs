@@ -78,9 +78,7 @@ pub struct PackedRows {
 impl PackedRows {
     /// Uploads `bytes` (rows of `row_len`) in shards as large as the device allows.
     pub fn upload(gpu: &Gpu, bytes: &[u8], row_len: usize) -> PackedRows {
-        let limits = &gpu.limits;
-        let shard_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        PackedRows::upload_in_shards(gpu, bytes, row_len, shard_bytes as usize)
+        PackedRows::upload_in_shards(gpu, bytes, row_len, gpu.largest_binding() as usize)
     }
 
     /// Uploads `bytes` in shards of at most `shard_bytes` bytes each.
