@@ -67,22 +67,24 @@ fn every_preset_trains_within(limits: wgpu::Limits) {
     }
 }
 
-/// A dataset larger than one storage binding is split into shards, each gathered by its own
-/// dispatch, and training on it is the same as on a device where it fits one binding.
-#[test]
-fn a_dataset_over_the_binding_limit_trains_from_shards() {
-    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
+/// Storage bindings and buffers of 16 MiB: MNIST needs three, a dcgan image 392 KiB.
+fn small_buffers() -> wgpu::Limits {
     let small = 16 << 20;
-    assert!(dataset.images.len() > 2 * small as usize, "MNIST should need three shards");
-    let limits = wgpu::Limits {
+    wgpu::Limits {
         max_storage_buffer_binding_size: small,
         max_buffer_size: small,
         ..wgpu::Limits::default()
-    };
+    }
+}
+
+/// Three mlp steps (batch `batch`, seed `seed`) on a device opened with `limits` give exactly
+/// the metrics of the same steps with the default limits, on every adapter.
+fn mlp_trains_the_same_within(limits: wgpu::Limits, batch: usize, seed: u32) {
+    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
     let mut spec = gan::preset("mlp").unwrap();
-    spec.recipe.batch = 64;
+    spec.recipe.batch = batch;
     let metrics = |gpu: Arc<Gpu>| {
-        let mut trainer = Trainer::new(gpu, spec.clone(), &dataset, 3, None).unwrap();
+        let mut trainer = Trainer::new(gpu, spec.clone(), &dataset, seed, None).unwrap();
         for _ in 0..3 {
             trainer.step(true);
         }
@@ -90,9 +92,19 @@ fn a_dataset_over_the_binding_limit_trains_from_shards() {
     };
     for reference in common::gpus() {
         let _gl = common::serialize_gl(reference);
-        let sharded = same_adapter(reference, limits.clone());
-        assert_eq!(metrics(sharded), metrics(reference.clone()), "{}", common::describe(reference));
+        let limited = same_adapter(reference, limits.clone());
+        assert_eq!(metrics(limited), metrics(reference.clone()), "{}", common::describe(reference));
     }
+}
+
+/// A dataset larger than one storage binding is split into shards, each gathered by its own
+/// dispatch, and training on it is the same as on a device where it fits one binding.
+#[test]
+fn a_dataset_over_the_binding_limit_trains_from_shards() {
+    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
+    let binding = small_buffers().max_storage_buffer_binding_size as usize;
+    assert!(dataset.images.len() > 2 * binding, "MNIST should need three shards");
+    mlp_trains_the_same_within(small_buffers(), 64, 3);
 }
 
 /// An adapter that offers less than the kernels need is refused when the device is opened,
@@ -115,12 +127,7 @@ fn an_adapter_below_the_needed_limits_is_a_clear_error() {
 #[test]
 fn generating_more_images_than_a_buffer_holds_runs_in_chunks() {
     let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
-    let small = 16 << 20;
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: small,
-        max_buffer_size: small,
-        ..wgpu::Limits::default()
-    };
+    let limits = small_buffers();
     for reference in common::gpus() {
         let _gl = common::serialize_gl(reference);
         let spec = gan::preset("dcgan").unwrap();
@@ -137,20 +144,6 @@ fn generating_more_images_than_a_buffer_holds_runs_in_chunks() {
 /// go through textures) exactly as it trains through textures.
 #[test]
 fn operands_too_large_for_a_texture_are_read_from_their_buffers() {
-    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
     let limits = wgpu::Limits { max_texture_dimension_2d: 8, ..wgpu::Limits::default() };
-    let mut spec = gan::preset("mlp").unwrap();
-    spec.recipe.batch = 32;
-    let metrics = |gpu: Arc<Gpu>| {
-        let mut trainer = Trainer::new(gpu, spec.clone(), &dataset, 5, None).unwrap();
-        for _ in 0..3 {
-            trainer.step(true);
-        }
-        trainer.poll_metrics(true)
-    };
-    for reference in common::gpus() {
-        let _gl = common::serialize_gl(reference);
-        let small = same_adapter(reference, limits.clone());
-        assert_eq!(metrics(small), metrics(reference.clone()), "{}", common::describe(reference));
-    }
+    mlp_trains_the_same_within(limits, 32, 5);
 }
