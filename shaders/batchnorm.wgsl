@@ -14,17 +14,21 @@
 // thread, not once per element.
 //
 // The per-column vectors (batch statistics, gamma and beta, running statistics, dgamma and
-// dbeta) live side by side in one `columns` buffer, vector SLOT at [SLOT * cols + c]; the host
-// copies them in from and out to their own tensors around the dispatches. That keeps every
-// entry point within 4 storage buffers, downlevel WebGPU's limit.
+// dbeta, the shift) live side by side in one `columns` buffer, vector SLOT at
+// [SLOT * cols + c]; the host copies them in from and out to their own tensors around the
+// dispatches. That keeps every entry point within 4 storage buffers, downlevel WebGPU's limit.
+//
+// A batch too large for one storage binding comes in chunks of rows, each its own buffer: the
+// partials and per-element passes run once per chunk (the partials of chunk k from row-chunk
+// first_chunk on), the totals once over every chunk's partials, with n = total_rows.
 //
 // Bindings, which each entry point takes as 0, 1, 2, ... (gpu::Gpu::dispatch), so globals
 // that share a binding number belong to different entry points:
-//   bn_partials           p x partials
-//   bn_stats              p x partials columns
+//   bn_partials           p x partials columns
+//   bn_stats              p totals partials        (totals: the columns buffer)
 //   bn_normalize          p x y columns
 //   bn_backward_partials  p x partials columns dy
-//   bn_backward_sums      p sums_out partials      (sums_out: the columns buffer)
+//   bn_backward_sums      p totals partials
 //   bn_backward_dx        p x dx columns dy
 
 // Slots of `columns`, in the order src/kernels/batchnorm.rs's Slot lists them.
@@ -36,18 +40,26 @@ const RUNNING_MEAN: u32 = 4u;
 const RUNNING_VAR: u32 = 5u;
 const DGAMMA: u32 = 6u;
 const DBETA: u32 = 7u;
+// Row 0 of the batch, which the sums of squares are taken around.
+const SHIFT: u32 = 8u;
 
 struct Params {
+    // Rows of this call's chunk of the batch.
     rows: u32,
     cols: u32,
-    // Workgroup (g, k) of a partials pass sums rows [k * chunk_rows, (k + 1) * chunk_rows).
+    // Workgroup (g, k) of a partials pass sums rows [k * chunk_rows, (k + 1) * chunk_rows)
+    // into row-chunk first_chunk + k of `partials`.
     chunk_rows: u32,
+    first_chunk: u32,
+    // Row-chunks of the partials that the totals passes add up.
     chunks: u32,
+    // Rows of the whole batch, whose statistics these are.
+    total_rows: u32,
     // Thread (b, c) of a per-element pass takes rows b, b + blocks, b + 2 blocks, ...
     blocks: u32,
     eps: f32,
     momentum: f32,
-    // rows / (rows - 1) for an unbiased moving variance, else 1.
+    // n / (n - 1) for an unbiased moving variance, else 1.
     var_correction: f32,
 }
 
@@ -77,8 +89,21 @@ fn sum_row_lanes(lid: u32, s: vec2<f32>) -> vec2<f32> {
     return lanes[lid];
 }
 
-// Per chunk and column, the sums of d and d^2 with d = x - x[row 0]. Shifting by a sample
-// of the column keeps sum(d^2) - sum(d)^2 / n from cancelling when |mean| >> std.
+@group(0) @binding(3) var<storage, read_write> columns: array<f32>;
+
+fn column(slot: u32, c: u32) -> f32 {
+    return columns[slot * p.cols + c];
+}
+
+// Writes one row-chunk's two sums of column c.
+fn store_partials(k: u32, c: u32, s: vec2<f32>) {
+    partials[2u * (p.first_chunk + k) * p.cols + c] = s.x;
+    partials[(2u * (p.first_chunk + k) + 1u) * p.cols + c] = s.y;
+}
+
+// Per chunk and column, the sums of d and d^2 with d = x - shift, the batch's row 0.
+// Shifting by a sample of the column keeps sum(d^2) - sum(d)^2 / n from cancelling when
+// |mean| >> std.
 @compute @workgroup_size(WG)
 fn bn_partials(
     @builtin(local_invocation_index) lid: u32,
@@ -87,7 +112,7 @@ fn bn_partials(
     let c = wg.x * TC + lid % TC;
     var s = vec2(0.0);
     if c < p.cols {
-        let shift = x[c];
+        let shift = column(SHIFT, c);
         let end = min((wg.y + 1u) * p.chunk_rows, p.rows);
         for (var r = wg.y * p.chunk_rows + lid / TC; r < end; r += WG / TC) {
             let d = x[r * p.cols + c] - shift;
@@ -96,15 +121,20 @@ fn bn_partials(
     }
     s = sum_row_lanes(lid, s);
     if lid < TC && c < p.cols {
-        partials[2u * wg.y * p.cols + c] = s.x;
-        partials[(2u * wg.y + 1u) * p.cols + c] = s.y;
+        store_partials(wg.y, c, s);
     }
 }
 
-@group(0) @binding(3) var<storage, read_write> columns: array<f32>;
+// The columns buffer, in the entry points that total the partials.
+@group(0) @binding(1) var<storage, read_write> totals: array<f32>;
 
-fn column(slot: u32, c: u32) -> f32 {
-    return columns[slot * p.cols + c];
+// Column c's two sums over every row-chunk of the batch.
+fn total_partials(c: u32) -> vec2<f32> {
+    var s = vec2(0.0);
+    for (var k = 0u; k < p.chunks; k++) {
+        s += vec2(partials[2u * k * p.cols + c], partials[(2u * k + 1u) * p.cols + c]);
+    }
+    return s;
 }
 
 // One thread per column adds up the chunks' shifted sums into the batch mean and biased
@@ -118,21 +148,19 @@ fn bn_stats(
     if c >= p.cols {
         return;
     }
-    var s = vec2(0.0);
-    for (var k = 0u; k < p.chunks; k++) {
-        s += vec2(partials[2u * k * p.cols + c], partials[(2u * k + 1u) * p.cols + c]);
-    }
-    let n = f32(p.rows);
+    let s = total_partials(c);
+    let n = f32(p.total_rows);
     let d = s.x / n;
-    let batch_mean = x[c] + d;
+    let batch_mean = totals[SHIFT * p.cols + c] + d;
     // Rounding can take a constant column's variance a hair below zero.
     let batch_var = max(s.y / n - d * d, 0.0);
-    columns[MEAN * p.cols + c] = batch_mean;
-    columns[VARIANCE * p.cols + c] = batch_var;
+    totals[MEAN * p.cols + c] = batch_mean;
+    totals[VARIANCE * p.cols + c] = batch_var;
     let m = p.momentum;
-    columns[RUNNING_MEAN * p.cols + c] = m * column(RUNNING_MEAN, c) + (1.0 - m) * batch_mean;
-    columns[RUNNING_VAR * p.cols + c] =
-        m * column(RUNNING_VAR, c) + (1.0 - m) * batch_var * p.var_correction;
+    let running_mean = RUNNING_MEAN * p.cols + c;
+    let running_var = RUNNING_VAR * p.cols + c;
+    totals[running_mean] = m * totals[running_mean] + (1.0 - m) * batch_mean;
+    totals[running_var] = m * totals[running_var] + (1.0 - m) * batch_var * p.var_correction;
 }
 
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -181,12 +209,9 @@ fn bn_backward_partials(
     }
     s = sum_row_lanes(lid, s);
     if lid < TC && c < p.cols {
-        partials[2u * wg.y * p.cols + c] = s.x;
-        partials[(2u * wg.y + 1u) * p.cols + c] = s.y;
+        store_partials(wg.y, c, s);
     }
 }
-
-@group(0) @binding(1) var<storage, read_write> sums_out: array<f32>;
 
 // One thread per column adds up the chunks' shares of dbeta and dgamma.
 @compute @workgroup_size(WG)
@@ -198,12 +223,9 @@ fn bn_backward_sums(
     if c >= p.cols {
         return;
     }
-    var s = vec2(0.0);
-    for (var k = 0u; k < p.chunks; k++) {
-        s += vec2(partials[2u * k * p.cols + c], partials[(2u * k + 1u) * p.cols + c]);
-    }
-    sums_out[DBETA * p.cols + c] = s.x;
-    sums_out[DGAMMA * p.cols + c] = s.y;
+    let s = total_partials(c);
+    totals[DBETA * p.cols + c] = s.x;
+    totals[DGAMMA * p.cols + c] = s.y;
 }
 
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
@@ -220,7 +242,7 @@ fn bn_backward_dx(
         return;
     }
     let c = t % p.cols;
-    let n = f32(p.rows);
+    let n = f32(p.total_rows);
     let m = column(MEAN, c);
     let inv_std = 1.0 / sqrt(column(VARIANCE, c) + p.eps);
     let k = column(GAMMA, c) * inv_std;

@@ -1,9 +1,11 @@
 // Column sums of a row-major matrix: the gradient of a bias that was added to every row
-// (the bias add itself is fused into the matmul).
+// (the bias add itself is fused into the matmul). With `accumulate` the sums are added to
+// db's values (a gradient summed over chunks of a batch).
 
 struct Params {
     rows: u32,
     cols: u32,
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
@@ -23,7 +25,7 @@ fn bias_grad(
     if c >= p.cols {
         return;
     }
-    var sum = 0.0;
+    var sum = select(0.0, db[c], p.accumulate != 0u);
     for (var r = 0u; r < p.rows; r++) {
         sum += dy[r * p.cols + c];
     }

@@ -45,7 +45,8 @@ struct Params {
     wg_cols: u32,
     // conv_weight_grad: images per cache block (see there).
     chunk: u32,
-    _pad0: u32,
+    // conv_weight_grad: add to dW's values (a gradient summed over chunks of a batch).
+    accumulate: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -488,13 +489,15 @@ fn weight_a_rows(l: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
     return array(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
 }
 
-// Writes dW rows i0..i0+7, columns j..j+3, skipping what lies outside.
+// Writes dW rows i0..i0+7, columns j..j+3 (added to their values when accumulating),
+// skipping what lies outside.
 fn weight_store(i0: u32, j: u32, acc: array<vec4<f32>, 8>) {
     let rows = p.k_h * p.k_w * p.x_c;
     for (var r = 0u; r < 8u; r++) {
         for (var q = 0u; q < 4u; q++) {
             if i0 + r < rows && j + q < p.y_c {
-                c[(i0 + r) * p.y_c + j + q] = acc[r][q];
+                let i = (i0 + r) * p.y_c + j + q;
+                c[i] = acc[r][q] + select(0.0, c[i], p.accumulate != 0u);
             }
         }
     }
@@ -545,6 +548,8 @@ struct QuadFilter {
     k_w: u32,
     in_c: u32,
     s_w: u32,
+    // fold_pixel_quad_filter_grad: add to filter_out's values.
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> quad: QuadFilter;
@@ -574,7 +579,8 @@ fn widen_filter_to_pixel_quads(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // filter_out = the original filter's gradient from the widened one's (filter_in):
-// [kh, kw, ci] = sum over j of filter_in[kh, kw + j s_w, ci, j]. One invocation per element.
+// [kh, kw, ci] = sum over j of filter_in[kh, kw + j s_w, ci, j] (+ its value when
+// accumulating). One invocation per element.
 @compute @workgroup_size(64)
 fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
                                @builtin(num_workgroups) groups: vec3<u32>) {
@@ -586,7 +592,7 @@ fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
     let ci = i % quad.in_c;
     let kw = (i / quad.in_c) % quad.k_w;
     let kh = i / (quad.in_c * quad.k_w);
-    var sum = 0.0;
+    var sum = select(0.0, filter_out[i], quad.accumulate != 0u);
     for (var j = 0u; j < 4u; j++) {
         sum += filter_in[((kh * wide_w + kw + j * quad.s_w) * quad.in_c + ci) * 4u + j];
     }

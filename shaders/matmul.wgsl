@@ -1,4 +1,5 @@
-// Matrix multiply family: C[m,n] = op(A)·op(B), plus bias[n] on every row when HAS_BIAS.
+// Matrix multiply family: C[m,n] = op(A)·op(B), plus bias[n] on every row when HAS_BIAS, plus
+// C's own values when Params.accumulate (a weight gradient summed over chunks of a batch).
 // A is stored [m,k] row-major, or [k,m] when TRANS_A; B is stored [k,n], or [n,k] when TRANS_B.
 //
 // Written for lavapipe (llvmpipe), where every storage-buffer load is a scalar loop over the
@@ -15,7 +16,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    _pad: u32,
+    accumulate: u32,
 }
 
 override TRANS_A: bool = false;
@@ -104,7 +105,8 @@ fn fma_row(acc: vec4<f32>, arow: vec4<f32>, brows: array<vec4<f32>, 4>) -> vec4<
     return fma(vec4(arow.w), brows[3], s);
 }
 
-// Writes C[i, j..j+3] (plus bias), skipping what lies outside the matrix.
+// Writes C[i, j..j+3] (plus bias, plus C when accumulating), skipping what lies outside the
+// matrix.
 fn store_row(i: u32, j: u32, v: vec4<f32>) {
     if i >= p.m {
         return;
@@ -114,6 +116,9 @@ fn store_row(i: u32, j: u32, v: vec4<f32>) {
             var x = v[q];
             if HAS_BIAS {
                 x += bias[j + q];
+            }
+            if p.accumulate != 0u {
+                x += c[i * p.n + j + q];
             }
             c[i * p.n + j + q] = x;
         }

@@ -1,12 +1,15 @@
 // Random numbers from a counter-based generator, Threefry-2x32-20 (Salmon et al. 2011, as in
 // Random123). Element pair k (elements 2k and 2k+1) of a stream at a step comes from the two
 // words of threefry(key = (seed, stream), counter = (step, first_pair + k)), so every value
-// depends only on
-// (seed, stream, step, index), and the CPU twin reproduces the words bit for bit. Dropout
-// draws its mask the same way, so the backward pass regenerates it instead of storing it.
+// depends only on (seed, stream, step, index), and the CPU twin reproduces the words bit for
+// bit. Dropout draws its mask the same way, so the backward pass regenerates it instead of
+// storing it. `out` holds stream elements first .. first + len - 1, so a batch split into
+// chunks draws the same values as the whole batch.
 
 struct Params {
     len: u32,
+    // Index in the stream of out[0]; one thread per pair, whichever element of it comes first.
+    first: u32,
     stream: u32,
     // rng_randint: values in [0, bound).
     bound: u32,
@@ -72,9 +75,21 @@ fn threefry(key: vec2<u32>, counter: vec2<u32>) -> vec2<u32> {
     return x;
 }
 
-// The two words of this thread's element pair.
-fn pair_words(k: u32) -> vec2<u32> {
-    return threefry(vec2(step.seed, p.stream), vec2(step.step, step.first_pair + k));
+// The stream's element pair of thread `gid`, or None past the last (as u32 max).
+fn thread_pair(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    let pair = p.first / 2u + gid.x + gid.y * groups.x * WG;
+    return select(0xFFFFFFFFu, pair, 2u * pair < p.first + p.len);
+}
+
+// Where element j (0 or 1) of `pair` lies in `out`, or p.len when outside it.
+fn out_index(pair: u32, j: u32) -> u32 {
+    let e = 2u * pair + j;
+    return select(p.len, e - p.first, e >= p.first && e < p.first + p.len);
+}
+
+// The two words of an element pair of the stream.
+fn pair_words(pair: u32) -> vec2<u32> {
+    return threefry(vec2(step.seed, p.stream), vec2(step.step, step.first_pair + pair));
 }
 
 // A word's top 24 bits as a float in [0, 1), exactly.
@@ -111,21 +126,22 @@ fn mul_hi(a: u32, b: u32) -> u32 {
     return a_hi * b_hi + (hi_lo >> 16u) + (lo_hi >> 16u) + carry;
 }
 
-// One thread per element pair; the second element is dropped past an odd length.
+// One thread per element pair of the stream; elements outside out are skipped.
 @compute @workgroup_size(WG)
 fn rng_uniform(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let k = gid.x + gid.y * groups.x * WG;
-    let i = 2u * k;
-    if i >= p.len {
+    let pair = thread_pair(gid, groups);
+    if pair == 0xFFFFFFFFu {
         return;
     }
-    let w = pair_words(k);
-    out_f32[i] = p.offset + p.scale * unit(w.x);
-    if i + 1u < p.len {
-        out_f32[i + 1u] = p.offset + p.scale * unit(w.y);
+    let w = pair_words(pair);
+    for (var j = 0u; j < 2u; j++) {
+        let i = out_index(pair, j);
+        if i < p.len {
+            out_f32[i] = p.offset + p.scale * unit(w[j]);
+        }
     }
 }
 
@@ -134,15 +150,16 @@ fn rng_normal(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let k = gid.x + gid.y * groups.x * WG;
-    let i = 2u * k;
-    if i >= p.len {
+    let pair = thread_pair(gid, groups);
+    if pair == 0xFFFFFFFFu {
         return;
     }
-    let z = box_muller(pair_words(k));
-    out_f32[i] = p.offset + p.scale * z.x;
-    if i + 1u < p.len {
-        out_f32[i + 1u] = p.offset + p.scale * z.y;
+    let z = box_muller(pair_words(pair));
+    for (var j = 0u; j < 2u; j++) {
+        let i = out_index(pair, j);
+        if i < p.len {
+            out_f32[i] = p.offset + p.scale * z[j];
+        }
     }
 }
 
@@ -151,15 +168,16 @@ fn rng_randint(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let k = gid.x + gid.y * groups.x * WG;
-    let i = 2u * k;
-    if i >= p.len {
+    let pair = thread_pair(gid, groups);
+    if pair == 0xFFFFFFFFu {
         return;
     }
-    let w = pair_words(k);
-    out_u32[i] = mul_hi(w.x, p.bound);
-    if i + 1u < p.len {
-        out_u32[i + 1u] = mul_hi(w.y, p.bound);
+    let w = pair_words(pair);
+    for (var j = 0u; j < 2u; j++) {
+        let i = out_index(pair, j);
+        if i < p.len {
+            out_u32[i] = mul_hi(w[j], p.bound);
+        }
     }
 }
 
@@ -171,14 +189,15 @@ fn dropout(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let k = gid.x + gid.y * groups.x * WG;
-    let i = 2u * k;
-    if i >= p.len {
+    let pair = thread_pair(gid, groups);
+    if pair == 0xFFFFFFFFu {
         return;
     }
-    let w = pair_words(k);
-    out_f32[i] = select(0.0, p.scale * out_f32[i], unit(w.x) >= p.rate);
-    if i + 1u < p.len {
-        out_f32[i + 1u] = select(0.0, p.scale * out_f32[i + 1u], unit(w.y) >= p.rate);
+    let w = pair_words(pair);
+    for (var j = 0u; j < 2u; j++) {
+        let i = out_index(pair, j);
+        if i < p.len {
+            out_f32[i] = select(0.0, p.scale * out_f32[i], unit(w[j]) >= p.rate);
+        }
     }
 }

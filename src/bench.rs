@@ -610,9 +610,9 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             }
             let (a, b) = (random(rng, m * k), random(rng, k * n));
             let mut want = vec![0.0; m * n];
-            cpu::matmul::matmul(&a, &b, None, &mut want, m, n, k, flags.0, flags.1);
+            cpu::matmul::matmul(&a, &b, None, &mut want, m, n, k, flags.0, flags.1, false);
             let (ga, gb, gc) = (gpu.upload(&a), gpu.upload(&b), gpu.zeros(m * n));
-            let d = matmul::matmul(gpu, &ga, &gb, None, &gc, m, n, k, flags.0, flags.1);
+            let d = matmul::matmul(gpu, &ga, &gb, None, &gc, m, n, k, flags.0, flags.1, false);
             let bytes = 4.0 * (m * k + k * n + m * n) as f64;
             vec![case(
                 "",
@@ -664,7 +664,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             if transposed {
                 cpu::conv::conv_transpose2d(&xout, &wt, None, &mut win, &g);
                 cpu::conv::conv_transpose2d_backward_data(&xin, &wt, &mut wout, &g);
-                cpu::conv::conv_transpose2d_backward_weight(&xout, &xin, &mut ww, &g);
+                cpu::conv::conv_transpose2d_backward_weight(&xout, &xin, &mut ww, &g, false);
                 vec![
                     case(
                         "fwd",
@@ -682,7 +682,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                     ),
                     case(
                         "dw",
-                        conv::conv_transpose2d_backward_weight(gpu, &gout, &gin, &rw, &g),
+                        conv::conv_transpose2d_backward_weight(gpu, &gout, &gin, &rw, &g, false),
                         vec![expect("dw", &rw, ww, tol)],
                         flops,
                         bytes,
@@ -691,7 +691,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             } else {
                 cpu::conv::conv2d(&xin, &wt, None, &mut wout, &g);
                 cpu::conv::conv2d_backward_data(&xout, &wt, None, &mut win, &g);
-                cpu::conv::conv2d_backward_weight(&xin, &xout, &mut ww, &g);
+                cpu::conv::conv2d_backward_weight(&xin, &xout, &mut ww, &g, false);
                 vec![
                     case(
                         "fwd",
@@ -709,7 +709,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                     ),
                     case(
                         "dw",
-                        conv::conv2d_backward_weight(gpu, &gin, &gout, &rw, &g),
+                        conv::conv2d_backward_weight(gpu, &gin, &gout, &rw, &g, false),
                         vec![expect("dw", &rw, ww, tol)],
                         flops,
                         bytes,
@@ -998,9 +998,9 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                 "dropout" => {
                     let x = random(rng, len);
                     let mut want = x.clone();
-                    cpu::rng::dropout_forward(&mut want, len, 0.4, stream, &step);
+                    cpu::rng::dropout_forward(&mut want, len, 0, 0.4, stream, &step);
                     let out = gpu.upload(&x);
-                    let d = rng::dropout_forward(gpu, &out, len, 0.4, stream, &step_buffer);
+                    let d = rng::dropout_forward(gpu, &out, len, 0, 0.4, stream, &step_buffer);
                     (d, out, want, 8 * len)
                 }
                 other => bail!("rng distribution {other:?}: uniform, normal or dropout"),

@@ -81,6 +81,7 @@ impl CpuNet {
                         in_shape[0],
                         false,
                         false,
+                        false,
                     );
                 }
                 LayerSpec::Conv2d { .. } => {
@@ -141,7 +142,14 @@ impl CpuNet {
                     y.copy_from_slice(&x);
                     if mode == Mode::Training {
                         let len = y.len();
-                        cpu::rng::dropout_forward(&mut y, len, *rate, stream_base + i as u32, step);
+                        cpu::rng::dropout_forward(
+                            &mut y,
+                            len,
+                            0,
+                            *rate,
+                            stream_base + i as u32,
+                            step,
+                        );
                     }
                 }
                 LayerSpec::AvgPool2x2 => {
@@ -193,9 +201,9 @@ impl CpuNet {
                     if param_grads {
                         let (mut dw, mut db) = (vec![0.0; width * units], vec![0.0; *units]);
                         cpu::matmul::matmul(
-                            x, &gy, None, &mut dw, width, *units, batch, true, false,
+                            x, &gy, None, &mut dw, width, *units, batch, true, false, false,
                         );
-                        cpu::bias::bias_grad(&gy, &mut db, batch, *units);
+                        cpu::bias::bias_grad(&gy, &mut db, batch, *units, false);
                         grads[i] = vec![dw, db];
                     }
                     cpu::matmul::matmul(
@@ -208,6 +216,7 @@ impl CpuNet {
                         *units,
                         false,
                         true,
+                        false,
                     );
                 }
                 LayerSpec::Conv2d { filters, .. } => {
@@ -215,8 +224,9 @@ impl CpuNet {
                     if param_grads {
                         let (mut dw, mut db) =
                             (vec![0.0; self.params[p].len()], vec![0.0; *filters]);
-                        cpu::conv::conv2d_backward_weight(x, &gy, &mut dw, &g);
-                        cpu::bias::bias_grad(&gy, &mut db, batch * g.out_h * g.out_w, *filters);
+                        cpu::conv::conv2d_backward_weight(x, &gy, &mut dw, &g, false);
+                        let rows = batch * g.out_h * g.out_w;
+                        cpu::bias::bias_grad(&gy, &mut db, rows, *filters, false);
                         grads[i] = vec![dw, db];
                     }
                     cpu::conv::conv2d_backward_data(&gy, &self.params[p], None, &mut dx, &g);
@@ -226,8 +236,9 @@ impl CpuNet {
                     if param_grads {
                         let (mut dw, mut db) =
                             (vec![0.0; self.params[p].len()], vec![0.0; *filters]);
-                        cpu::conv::conv_transpose2d_backward_weight(x, &gy, &mut dw, &g);
-                        cpu::bias::bias_grad(&gy, &mut db, batch * g.in_h * g.in_w, *filters);
+                        cpu::conv::conv_transpose2d_backward_weight(x, &gy, &mut dw, &g, false);
+                        let rows = batch * g.in_h * g.in_w;
+                        cpu::bias::bias_grad(&gy, &mut db, rows, *filters, false);
                         grads[i] = vec![dw, db];
                     }
                     cpu::conv::conv_transpose2d_backward_data(&gy, &self.params[p], &mut dx, &g);
@@ -257,7 +268,14 @@ impl CpuNet {
                 }
                 LayerSpec::Dropout { rate } => {
                     let len = gy.len();
-                    cpu::rng::dropout_backward(&mut gy, len, *rate, stream_base + i as u32, step);
+                    cpu::rng::dropout_backward(
+                        &mut gy,
+                        len,
+                        0,
+                        *rate,
+                        stream_base + i as u32,
+                        step,
+                    );
                     dx = gy.clone();
                 }
                 LayerSpec::AvgPool2x2 => cpu::pool::avg_pool2x2_backward(

@@ -591,25 +591,40 @@ impl Trainer {
     }
 }
 
-/// Every buffer the trainer binds must fit the device's storage-binding limit (128 MiB under
-/// WebGPU's defaults): the largest activation of each pass, and the dataset.
+/// What the trainer binds whole must fit the device's storage-binding limit (128 MiB under
+/// WebGPU's defaults): the batches of noise and images that the networks exchange, every
+/// parameter, and one image's activations. The passes split larger batches' activations into
+/// chunks (see [`crate::nn::batch_chunks`]); the dataset is sharded.
 fn check_fits(gpu: &Gpu, spec: &GanSpec) -> Result<()> {
-    let limit = gpu.limits.max_storage_buffer_binding_size;
+    let limit = gpu.largest_binding();
     let r = &spec.recipe;
-    let largest = |net: &NetSpec, batch: usize| -> u64 {
-        let params = net.params().iter().map(|p| p.numel()).max().unwrap_or(0);
-        (batch * net.widest_activation()).max(params) as u64 * 4
-    };
-    let need = largest(&spec.generator, r.batch.max(r.g_batch()))
-        .max(largest(&spec.discriminator, (2 * r.batch).max(r.g_batch())));
+    let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+    let batches = [
+        (2 * r.batch).max(r.g_batch()) * spec.image_len(),
+        r.batch.max(r.g_batch()) * spec.noise_dim(),
+    ];
+    let need = 4 * *batches.iter().max().unwrap() as u64;
     anyhow::ensure!(
         need <= limit,
-        "batch {} of model {} needs a {} MiB buffer, over this device's limit of {} MiB per binding: \
-         use a smaller --batch-size",
+        "batch {} of model {} needs a {} MiB buffer of images, over this device's limit of {} MiB \
+         per binding: use a smaller --batch-size",
         r.batch,
         spec.name,
-        need >> 20,
-        limit >> 20
+        mib(need),
+        mib(limit)
+    );
+    let largest = |net: &NetSpec| {
+        let params = net.params().iter().map(|p| p.numel()).max().unwrap_or(0);
+        4 * params.max(net.widest_activation()) as u64
+    };
+    let need = largest(&spec.generator).max(largest(&spec.discriminator));
+    anyhow::ensure!(
+        need <= limit,
+        "model {} needs a {} MiB buffer for one image's activations or its largest parameter, \
+         over this device's limit of {} MiB per binding: use a smaller model or another device",
+        spec.name,
+        mib(need),
+        mib(limit)
     );
     Ok(())
 }

@@ -95,11 +95,12 @@ fn bad_numbers_are_clear_errors() {
     assert_clean_error(&out, "--batch-size");
     let out = gan_gpu(&["train", "--lr=-1", "--out", "unused"]);
     assert_clean_error(&out, "--lr");
-    // A batch whose activations would not fit one storage binding is refused up front.
+    // A batch whose images would not fit one storage binding (2 x 50000 of 3 KiB) is refused
+    // up front.
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let args =
-        ["train", "--model", "dcgan", "--batch-size", "4096", "--out", run.to_str().unwrap()];
+        ["train", "--model", "dcgan", "--batch-size", "50000", "--out", run.to_str().unwrap()];
     assert_clean_error(&gan_gpu(&args), "use a smaller --batch-size");
     assert!(!run.exists(), "a refused run wrote {}", run.display());
 }

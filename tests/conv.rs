@@ -46,18 +46,34 @@ impl Kernel {
         }
     }
 
-    fn cpu(self, a: &[f32], b: &[f32], bias: Option<&[f32]>, out: &mut [f32], g: &Conv2dGeometry) {
+    /// Whether it can add to its output's values (the weight gradients).
+    fn accumulates(self) -> bool {
+        matches!(self, Conv2dBackwardWeight | ConvTranspose2dBackwardWeight)
+    }
+
+    fn cpu(
+        self,
+        a: &[f32],
+        b: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+        g: &Conv2dGeometry,
+        accumulate: bool,
+    ) {
         use cpu::conv::*;
         match self {
             Conv2d => conv2d(a, b, bias, out, g),
             Conv2dBackwardData => conv2d_backward_data(a, b, bias, out, g),
-            Conv2dBackwardWeight => conv2d_backward_weight(a, b, out, g),
+            Conv2dBackwardWeight => conv2d_backward_weight(a, b, out, g, accumulate),
             ConvTranspose2d => conv_transpose2d(a, b, bias, out, g),
             ConvTranspose2dBackwardData => conv_transpose2d_backward_data(a, b, out, g),
-            ConvTranspose2dBackwardWeight => conv_transpose2d_backward_weight(a, b, out, g),
+            ConvTranspose2dBackwardWeight => {
+                conv_transpose2d_backward_weight(a, b, out, g, accumulate)
+            }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn gpu(
         self,
         gpu: &Gpu,
@@ -66,15 +82,18 @@ impl Kernel {
         bias: Option<&Tensor>,
         out: &Tensor,
         g: &Conv2dGeometry,
+        accumulate: bool,
     ) -> Vec<Op> {
         use kernels::conv::*;
         match self {
             Conv2d => conv2d(gpu, a, b, bias, out, g),
             Conv2dBackwardData => conv2d_backward_data(gpu, a, b, bias, out, g),
-            Conv2dBackwardWeight => conv2d_backward_weight(gpu, a, b, out, g),
+            Conv2dBackwardWeight => conv2d_backward_weight(gpu, a, b, out, g, accumulate),
             ConvTranspose2d => conv_transpose2d(gpu, a, b, bias, out, g),
             ConvTranspose2dBackwardData => conv_transpose2d_backward_data(gpu, a, b, out, g),
-            ConvTranspose2dBackwardWeight => conv_transpose2d_backward_weight(gpu, a, b, out, g),
+            ConvTranspose2dBackwardWeight => {
+                conv_transpose2d_backward_weight(gpu, a, b, out, g, accumulate)
+            }
         }
     }
 }
@@ -91,28 +110,41 @@ struct Call {
     a: Vec<f32>,
     b: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// The output's values before the call, when the call accumulates into them.
+    initial: Option<Vec<f32>>,
     want: Vec<f32>,
 }
 
 impl Call {
-    fn new(rng: &mut StdRng, name: &str, kernel: Kernel, g: Conv2dGeometry, bias: bool) -> Call {
+    /// With `extra`, the kernels that take a bias get one and the weight gradients add to
+    /// random values.
+    fn new(rng: &mut StdRng, name: &str, kernel: Kernel, g: Conv2dGeometry, extra: bool) -> Call {
         let [a_len, b_len, out_len] = kernel.lens(&g);
         let a = common::random_vec(rng, a_len, -1.0, 1.0);
         let b = common::random_vec(rng, b_len, -1.0, 1.0);
         let bias =
-            kernel.bias_len(&g).filter(|_| bias).map(|n| common::random_vec(rng, n, -1.0, 1.0));
-        let mut want = vec![0.0; out_len];
-        kernel.cpu(&a, &b, bias.as_deref(), &mut want, &g);
-        let name = format!("{kernel:?}{} {name}", if bias.is_some() { " +bias" } else { "" });
-        Call { name, kernel, g, a, b, bias, want }
+            kernel.bias_len(&g).filter(|_| extra).map(|n| common::random_vec(rng, n, -1.0, 1.0));
+        let initial =
+            (extra && kernel.accumulates()).then(|| common::random_vec(rng, out_len, -1.0, 1.0));
+        let mut want = initial.clone().unwrap_or_else(|| vec![0.0; out_len]);
+        kernel.cpu(&a, &b, bias.as_deref(), &mut want, &g, initial.is_some());
+        let what = match (&bias, &initial) {
+            (Some(_), _) => " +bias",
+            (_, Some(_)) => " +=",
+            _ => "",
+        };
+        let name = format!("{kernel:?}{what} {name}");
+        Call { name, kernel, g, a, b, bias, initial, want }
     }
 
-    /// Uploads the operands and a NaN-filled output; returns the ops and the output.
+    /// Uploads the operands and the output (NaN-filled unless the call accumulates); returns
+    /// the ops and the output.
     fn dispatch(&self, gpu: &Gpu) -> (Vec<Op>, Tensor) {
         let (a, b) = (gpu.upload(&self.a), gpu.upload(&self.b));
         let bias = self.bias.as_ref().map(|v| gpu.upload(v));
-        let out = gpu.upload(&common::poison(self.want.len()));
-        (self.kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &self.g), out)
+        let out = gpu.upload(self.initial.as_ref().unwrap_or(&common::poison(self.want.len())));
+        let accumulate = self.initial.is_some();
+        (self.kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &self.g, accumulate), out)
     }
 
     fn check(&self, gpu: &Gpu) -> Result<(), String> {
@@ -210,7 +242,8 @@ fn preset_shapes(batch: usize) -> Vec<(&'static str, Conv2dGeometry, bool)> {
     ]
 }
 
-/// Every kernel of every case, with bias on the passes that take one in every other case.
+/// Every kernel of every case, with bias on the passes that take one and the weight gradients
+/// accumulating in every other case.
 fn calls(rng: &mut StdRng, cases: &[(String, Conv2dGeometry, bool)]) -> Vec<Call> {
     let mut calls = Vec::new();
     for (i, (name, g, is_transposed)) in cases.iter().enumerate() {
@@ -329,7 +362,11 @@ fn pixel_quad_filters_match_cpu_twins() {
         let mut wide = vec![0.0; quad.weight_len()];
         cpu::conv::widen_filter_to_pixel_quads(&w, &mut wide, &g);
         let mut dw = vec![0.0; g.weight_len()];
-        cpu::conv::fold_pixel_quad_filter_grad(&dwide, &mut dw, &g);
+        cpu::conv::fold_pixel_quad_filter_grad(&dwide, &mut dw, &g, false);
+        // Folding onto earlier sums adds to them.
+        let earlier = common::random_vec(&mut rng, g.weight_len(), -1.0, 1.0);
+        let mut dw_plus = earlier.clone();
+        cpu::conv::fold_pixel_quad_filter_grad(&dwide, &mut dw_plus, &g, true);
         let (mut y, mut y_quad) = (vec![0.0; g.output_len()], vec![0.0; g.output_len()]);
         cpu::conv::conv2d(&x, &w, None, &mut y, &g);
         cpu::conv::conv2d(&x, &wide, None, &mut y_quad, &quad);
@@ -341,12 +378,17 @@ fn pixel_quad_filters_match_cpu_twins() {
             let (gw, gdwide) = (gpu.upload(&w), gpu.upload(&dwide));
             let gwide = gpu.upload(&common::poison(wide.len()));
             let gdw = gpu.upload(&common::poison(dw.len()));
+            let gdw_plus = gpu.upload(&earlier);
             gpu.run(&[
                 kernels::conv::widen_filter_to_pixel_quads(gpu, &gw, &gwide, &g).into(),
-                kernels::conv::fold_pixel_quad_filter_grad(gpu, &gdwide, &gdw, &g).into(),
+                kernels::conv::fold_pixel_quad_filter_grad(gpu, &gdwide, &gdw, &g, false).into(),
+                kernels::conv::fold_pixel_quad_filter_grad(gpu, &gdwide, &gdw_plus, &g, true)
+                    .into(),
             ]);
             compare(&format!("{name}: widen"), &gpu.read(&gwide), &wide, ELEMENTWISE).unwrap();
             compare(&format!("{name}: fold"), &gpu.read(&gdw), &dw, ELEMENTWISE).unwrap();
+            let got = gpu.read(&gdw_plus);
+            compare(&format!("{name}: fold +="), &got, &dw_plus, ELEMENTWISE).unwrap();
         });
     }
 }
@@ -448,7 +490,7 @@ fn cpu_twins_match_pytorch() {
         let run =
             |kernel: Kernel, a: &[f32], b2: &[f32], bias: Option<&[f32]>, want: &[f32], what| {
                 let mut got = vec![0.0; want.len()];
-                kernel.cpu(a, b2, bias, &mut got, &g);
+                kernel.cpu(a, b2, bias, &mut got, &g, false);
                 compare(&format!("{case}.{what}"), &got, want, REDUCTION).unwrap();
             };
         let [forward, data, weight] = if is_transposed { TRANSPOSED } else { CONV };
@@ -456,7 +498,7 @@ fn cpu_twins_match_pytorch() {
         run(data, &gy, &w, None, &nhwc(&gx, &xs), "gx");
         run(weight, &x, &gy, None, &hwio(&gw, &ws), "gw");
         let mut got_gb = vec![0.0; gb.len()];
-        cpu::bias::bias_grad(&gy, &mut got_gb, gy.len() / gb.len(), gb.len());
+        cpu::bias::bias_grad(&gy, &mut got_gb, gy.len() / gb.len(), gb.len(), false);
         compare(&format!("{case}.gb"), &got_gb, &gb, REDUCTION).unwrap();
         checked += 1;
     }
@@ -553,7 +595,7 @@ fn cpu_twin_gradients_match_finite_differences() {
     cpu::conv::conv2d_backward_data(&gy, &w, None, &mut dx, &g);
     compare("dL/dx", &dx, &numeric(true), REDUCTION).unwrap();
     let mut dw = vec![0.0; g.weight_len()];
-    cpu::conv::conv2d_backward_weight(&x, &gy, &mut dw, &g);
+    cpu::conv::conv2d_backward_weight(&x, &gy, &mut dw, &g, false);
     compare("dL/dw", &dw, &numeric(false), REDUCTION).unwrap();
 }
 
@@ -589,7 +631,7 @@ fn conv_speed() {
             let b = gpu.upload(&common::random_vec(&mut rng, b_len, -1.0, 1.0));
             let bias = kernel.bias_len(&g).filter(|_| bias).map(|n| gpu.zeros(n));
             let out = gpu.zeros(out_len);
-            let d = kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &g);
+            let d = kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &g, false);
             let flops = 2.0
                 * (g.batch * g.out_h * g.out_w * g.kernel_h * g.kernel_w * g.in_c * g.out_c) as f64;
             // Enough dispatches per submit to take ~0.2 s, so the submit cost vanishes.

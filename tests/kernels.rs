@@ -33,13 +33,18 @@ fn bias_grad_matches_cpu() {
         let mut r = rng(1);
         let shapes =
             [(1, 1), (300, 1), (1, 300), (r.random_range(2..64), r.random_range(257..900))];
-        for (rows, cols) in shapes {
+        // Overwriting a poisoned output, and accumulating into one with random sums.
+        for ((rows, cols), accumulate) in shapes.into_iter().zip([false, true, false, true]) {
             let dy = random_vec(&mut r, rows * cols, -1.0, 1.0);
-            let db = gpu.upload(&poison(cols));
-            gpu.run(&[kernels::bias::bias_grad(gpu, &gpu.upload(&dy), &db, rows, cols).into()]);
-            let mut want = vec![0.0; cols];
-            cpu::bias::bias_grad(&dy, &mut want, rows, cols);
-            assert_close(&format!("bias_grad {rows}x{cols}"), &gpu.read(&db), &want, REDUCTION);
+            let initial =
+                if accumulate { random_vec(&mut r, cols, -1.0, 1.0) } else { poison(cols) };
+            let db = gpu.upload(&initial);
+            let dy_t = gpu.upload(&dy);
+            gpu.run(&[kernels::bias::bias_grad(gpu, &dy_t, &db, rows, cols, accumulate).into()]);
+            let mut want = initial;
+            cpu::bias::bias_grad(&dy, &mut want, rows, cols, accumulate);
+            let name = format!("bias_grad {rows}x{cols} accumulate={accumulate}");
+            assert_close(&name, &gpu.read(&db), &want, REDUCTION);
         }
     });
 }

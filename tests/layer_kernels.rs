@@ -254,9 +254,18 @@ fn dropped(v: &[f32]) -> Vec<bool> {
     v.iter().map(|&x| x == 0.0).collect()
 }
 
-fn gpu_dropout(gpu: &Gpu, x: &[f32], rate: f32, stream: u32, step: StepUniform) -> Vec<f32> {
+/// Dropout of `x` on the GPU, x[0] being element `first` of the stream.
+fn gpu_dropout(
+    gpu: &Gpu,
+    x: &[f32],
+    first: usize,
+    rate: f32,
+    stream: u32,
+    step: StepUniform,
+) -> Vec<f32> {
     let t = gpu.upload(x);
-    let d = kernels::rng::dropout_forward(gpu, &t, x.len(), rate, stream, &gpu.uniform(&step));
+    let step = gpu.uniform(&step);
+    let d = kernels::rng::dropout_forward(gpu, &t, x.len(), first, rate, stream, &step);
     gpu.run(&[d.into()]);
     gpu.read(&t)
 }
@@ -267,17 +276,19 @@ fn dropout_matches_cpu_and_drops_its_share() {
         let mut r = rng(24);
         let step = StepUniform::new(5, 77);
         for rate in [0.0, 0.25, 0.5, 0.9] {
-            for len in [1, 255, 256 * 5 + 17] {
+            // Chunks that start on an odd element, mid-pair, as well as the stream's start.
+            for (len, first) in [(1, 0), (1, 7), (255, 0), (256 * 5 + 17, 0), (256 + 9, 301)] {
                 let x = random_vec(&mut r, len, -1.0, 1.0);
-                let got = gpu_dropout(gpu, &x, rate, 3, step);
+                let got = gpu_dropout(gpu, &x, first, rate, 3, step);
                 let mut want = x.clone();
-                cpu::rng::dropout_forward(&mut want, len, rate, 3, &step);
-                assert_eq!(dropped(&got), dropped(&want), "dropout mask, rate {rate}, {len}");
-                assert_close(&format!("dropout rate {rate}, {len}"), &got, &want, ELEMENTWISE);
+                cpu::rng::dropout_forward(&mut want, len, first, rate, 3, &step);
+                let name = format!("dropout rate {rate}, {len} from {first}");
+                assert_eq!(dropped(&got), dropped(&want), "{name}: mask");
+                assert_close(&name, &got, &want, ELEMENTWISE);
             }
             // The kept share is 1 - rate within 6 standard errors (at most 0.0016 here).
             let n = 100_000;
-            let got = gpu_dropout(gpu, &vec![1.0; n], rate, 4, step);
+            let got = gpu_dropout(gpu, &vec![1.0; n], 0, rate, 4, step);
             let kept = got.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
             let tolerance = 6.0 * (rate as f64 * (1.0 - rate as f64) / n as f64).sqrt();
             assert!((kept - (1.0 - rate as f64)).abs() <= tolerance, "rate {rate} kept {kept}");
@@ -302,13 +313,20 @@ fn dropout_backward_reuses_the_mask_and_steps_change_it() {
         let dy = random_vec(&mut r, len, -1.0, 1.0);
         let (xt, dyt) = (gpu.upload(&x), gpu.upload(&dy));
         gpu.run(&[
-            kernels::rng::dropout_forward(gpu, &xt, len, rate, stream, &step_buffer).into(),
-            kernels::rng::dropout_backward(gpu, &dyt, len, rate, stream, &step_buffer).into(),
+            kernels::rng::dropout_forward(gpu, &xt, len, 0, rate, stream, &step_buffer).into(),
+            kernels::rng::dropout_backward(gpu, &dyt, len, 0, rate, stream, &step_buffer).into(),
         ]);
         let (y, dx) = (gpu.read(&xt), gpu.read(&dyt));
         assert_eq!(dropped(&y), dropped(&dx), "backward drops other elements than forward");
+        // A batch split into chunks at any element gets the whole batch's mask.
+        for split in [1000, 1501] {
+            let (head, tail) = x.split_at(split);
+            let mut chunked = gpu_dropout(gpu, head, 0, rate, stream, step);
+            chunked.extend(gpu_dropout(gpu, tail, split, rate, stream, step));
+            assert_eq!(chunked, y, "dropout in chunks split at {split}");
+        }
         let mut want = dy.clone();
-        cpu::rng::dropout_backward(&mut want, len, rate, stream, &step);
+        cpu::rng::dropout_backward(&mut want, len, 0, rate, stream, &step);
         assert_close("dropout backward", &dx, &want, ELEMENTWISE);
         // Another step or stream draws another mask: independent masks at rate 0.5 disagree
         // on half the elements (standard error 0.009).
@@ -317,8 +335,8 @@ fn dropout_backward_reuses_the_mask_and_steps_change_it() {
         };
         let next_step = StepUniform { step: 13, ..step };
         for (what, other) in [
-            ("step", gpu_dropout(gpu, &x, rate, stream, next_step)),
-            ("stream", gpu_dropout(gpu, &x, rate, stream + 1, step)),
+            ("step", gpu_dropout(gpu, &x, 0, rate, stream, next_step)),
+            ("stream", gpu_dropout(gpu, &x, 0, rate, stream + 1, step)),
         ] {
             let share = differ(&y, &other);
             assert!((share - 0.5).abs() < 0.06, "another {what}: masks differ in {share}");

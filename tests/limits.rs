@@ -7,8 +7,12 @@ use gan_gpu::data::{self, DatasetName};
 use gan_gpu::generate::generate;
 use std::sync::Arc;
 
+use gan_gpu::check::{REDUCTION, compare};
 use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
-use gan_gpu::nn::gan;
+use gan_gpu::kernels::StepUniform;
+use gan_gpu::nn::spec::NetSpec;
+use gan_gpu::nn::{Grads, Mode, Net, batch_chunks, gan};
+use gan_gpu::reference::CpuNet;
 use gan_gpu::train::Trainer;
 
 /// Options that open `reference`'s adapter with its kernel variants.
@@ -146,4 +150,85 @@ fn generating_more_images_than_a_buffer_holds_runs_in_chunks() {
 fn operands_too_large_for_a_texture_are_read_from_their_buffers() {
     let limits = wgpu::Limits { max_texture_dimension_2d: 8, ..wgpu::Limits::default() };
     mlp_trains_the_same_within(limits, 32, 5);
+}
+
+/// A small network with every kind of layer. Its widest activation, 16x16x4 after the
+/// transposed conv, is 4 KiB an input: a 16 KiB binding holds 4, while its largest parameter
+/// (the first dense layer's 24x96 weights, 9 KiB) fits.
+const EVERY_LAYER: &str = r#"
+input = [24]
+layers = [
+    { type = "dense", units = 96 },
+    { type = "batch_norm", momentum = 0.8 },
+    { type = "leaky_relu", alpha = 0.2 },
+    { type = "reshape", shape = [4, 4, 6] },
+    { type = "dropout", rate = 0.3 },
+    { type = "upsample2x" },
+    { type = "conv2d", filters = 5, kernel = 3, padding = "same" },
+    { type = "batch_norm", momentum = 0.9 },
+    { type = "relu" },
+    { type = "conv_transpose2d", filters = 4, kernel = 4, stride = 2, padding = "same" },
+    { type = "tanh" },
+    { type = "avg_pool2x2" },
+    { type = "dropout", rate = 0.5 },
+    { type = "conv2d", filters = 1, kernel = 3, padding = "same" },
+    { type = "flatten" },
+    { type = "dense", units = 1 },
+    { type = "sigmoid" },
+]
+"#;
+
+/// Activations larger than a storage binding are split, never assumed to fit: with 16 KiB
+/// bindings a batch of 11 runs in chunks of 4, 4 and 3 inputs, and its training pass (output,
+/// every parameter gradient, the input gradient and batch norm's moving statistics) matches
+/// the CPU reference's pass over the whole batch, on every adapter.
+#[test]
+fn activations_over_the_binding_limit_run_in_chunks() {
+    let spec: NetSpec = toml::from_str(EVERY_LAYER).unwrap();
+    spec.check().unwrap();
+    let batch = 11;
+    let small = 16 << 10;
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: small,
+        max_buffer_size: small,
+        ..wgpu::Limits::default()
+    };
+    let params = spec.init_params(3);
+    let mut rng = common::rng(4);
+    let input = common::random_vec(&mut rng, batch * spec.input[0], -1.0, 1.0);
+    let output_grad = common::random_vec(&mut rng, batch, -1.0, 1.0);
+    let step = StepUniform::new(7, 9);
+    let mut cpu_net = CpuNet { spec: spec.clone(), params: params.clone() };
+    let acts = cpu_net.forward(batch, &input, Mode::Training, 0, &step);
+    let (want_grads, want_dx) = cpu_net.backward(batch, &acts, output_grad.clone(), true, 0, &step);
+    for reference in common::gpus() {
+        let _gl = common::serialize_gl(reference);
+        let gpu = same_adapter(reference, limits.clone());
+        let on = common::describe(&gpu);
+        assert_eq!(batch_chunks(&gpu, &spec, batch), [4, 4, 3], "{on}");
+        let net = Net::new(&gpu, spec.clone(), &params);
+        let grads = net.zeros_like_trainable(&gpu);
+        let (input_t, dx) = (gpu.upload(&input), gpu.zeros(input.len()));
+        let all = Grads { params: Some(&grads), input: Some(&dx) };
+        let step_buffer = gpu.uniform(&step);
+        let pass = net.pass(&gpu, batch, &input_t, Mode::Training, all, 0, &step_buffer);
+        gpu.write(&pass.output_grad, &output_grad);
+        gpu.run(&[pass.forward, pass.backward].concat());
+        let mut failures = Vec::new();
+        let mut check = |name: &str, got: &gan_gpu::gpu::Tensor, want: &[f32]| {
+            if let Err(e) = compare(name, &gpu.read(got), want, REDUCTION) {
+                failures.push(e);
+            }
+        };
+        check("output", &pass.output, acts.output());
+        check("input gradient", &dx, &want_dx);
+        let trainable = net.trainable();
+        for ((g, want), &i) in grads.iter().zip(&want_grads).zip(&trainable) {
+            check(&format!("gradient of {}", net.shapes[i].name), g, want);
+        }
+        for (i, shape) in net.shapes.iter().enumerate().filter(|(_, s)| !s.trainable) {
+            check(&shape.name, &net.params[i], &cpu_net.params[i]);
+        }
+        assert!(failures.is_empty(), "on {on}:\n{}", failures.join("\n"));
+    }
 }

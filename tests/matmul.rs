@@ -20,6 +20,8 @@ struct Case {
     a: Vec<f32>,
     b: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// C's values before the call, when the case accumulates into them.
+    initial: Option<Vec<f32>>,
     want: Vec<f32>,
 }
 
@@ -30,33 +32,48 @@ impl Case {
         trans_a: bool,
         trans_b: bool,
         bias: bool,
+        accumulate: bool,
     ) -> Case {
         let a = common::random_vec(rng, m * k, -1.0, 1.0);
         let b = common::random_vec(rng, k * n, -1.0, 1.0);
         let bias = bias.then(|| common::random_vec(rng, n, -1.0, 1.0));
-        let mut want = vec![0.0; m * n];
-        cpu::matmul::matmul(&a, &b, bias.as_deref(), &mut want, m, n, k, trans_a, trans_b);
-        Case { m, n, k, trans_a, trans_b, a, b, bias, want }
+        let initial = accumulate.then(|| common::random_vec(rng, m * n, -1.0, 1.0));
+        let mut want = initial.clone().unwrap_or_else(|| vec![0.0; m * n]);
+        cpu::matmul::matmul(
+            &a,
+            &b,
+            bias.as_deref(),
+            &mut want,
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+            accumulate,
+        );
+        Case { m, n, k, trans_a, trans_b, a, b, bias, initial, want }
     }
 
     fn name(&self) -> String {
         let t = |on| if on { "T" } else { "N" };
         format!(
-            "matmul m={} n={} k={} {}{}{}",
+            "matmul m={} n={} k={} {}{}{}{}",
             self.m,
             self.n,
             self.k,
             t(self.trans_a),
             t(self.trans_b),
-            if self.bias.is_some() { " +bias" } else { "" }
+            if self.bias.is_some() { " +bias" } else { "" },
+            if self.initial.is_some() { " +=" } else { "" }
         )
     }
 
-    /// Uploads the operands and a NaN-filled output; returns the dispatch and the output.
+    /// Uploads the operands and the output (NaN-filled unless the case accumulates); returns
+    /// the dispatch and the output.
     fn dispatch(&self, gpu: &Gpu) -> (gan_gpu::gpu::Dispatch, gan_gpu::gpu::Tensor) {
         let (a, b) = (gpu.upload(&self.a), gpu.upload(&self.b));
         let bias = self.bias.as_ref().map(|v| gpu.upload(v));
-        let c = gpu.upload(&common::poison(self.m * self.n));
+        let c = gpu.upload(self.initial.as_ref().unwrap_or(&common::poison(self.m * self.n)));
         let d = kernels::matmul::matmul(
             gpu,
             &a,
@@ -68,6 +85,7 @@ impl Case {
             self.k,
             self.trans_a,
             self.trans_b,
+            self.initial.is_some(),
         );
         (d, c)
     }
@@ -123,6 +141,7 @@ fn matmul_matches_cpu_twin() {
                     trans_a,
                     trans_b,
                     (i + trans_a as usize).is_multiple_of(2),
+                    (i + trans_b as usize).is_multiple_of(3),
                 ));
             }
         }
@@ -132,13 +151,14 @@ fn matmul_matches_cpu_twin() {
                 for bias in [false, true] {
                     let shape =
                         (rng.random_range(1..80), rng.random_range(1..80), rng.random_range(1..80));
-                    check(Case::new(&mut rng, shape, trans_a, trans_b, bias));
+                    check(Case::new(&mut rng, shape, trans_a, trans_b, bias, trans_a && !bias));
                 }
             }
         }
-        // The training shapes at the smallest batch; forward with bias, as the layers use it.
+        // The training shapes at the smallest batch; forward with bias, as the layers use it,
+        // and weight gradients accumulating, as they do over the chunks of a split batch.
         for (shape, trans_a, trans_b) in preset_shapes(64) {
-            check(Case::new(&mut rng, shape, trans_a, trans_b, !trans_a && !trans_b));
+            check(Case::new(&mut rng, shape, trans_a, trans_b, !trans_a && !trans_b, trans_a));
         }
         assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });
@@ -157,7 +177,7 @@ fn cpu_twin_matches_pytorch_linear() {
         assert_eq!(ws[1], inp);
         let run = |name: &str, a: &[f32], b2: &[f32], bias, m, n, k, ta, tb| {
             let mut got = vec![0.0; m * n];
-            cpu::matmul::matmul(a, b2, bias, &mut got, m, n, k, ta, tb);
+            cpu::matmul::matmul(a, b2, bias, &mut got, m, n, k, ta, tb, false);
             let (want, _) = get(name);
             compare(&format!("{case}.{name}"), &got, &want, REDUCTION).unwrap();
         };
@@ -207,10 +227,10 @@ fn cpu_twin_gradients_match_finite_differences() {
             .collect()
     };
     let mut dx = vec![0.0; batch * inp];
-    cpu::matmul::matmul(&gy, &w, None, &mut dx, batch, inp, out, false, true);
+    cpu::matmul::matmul(&gy, &w, None, &mut dx, batch, inp, out, false, true, false);
     compare("dX = gy·Wᵀ", &dx, &numeric(&x, true), REDUCTION).unwrap();
     let mut dw = vec![0.0; inp * out];
-    cpu::matmul::matmul(&x, &gy, None, &mut dw, inp, out, batch, true, false);
+    cpu::matmul::matmul(&x, &gy, None, &mut dw, inp, out, batch, true, false, false);
     compare("dW = xᵀ·gy", &dw, &numeric(&w, false), REDUCTION).unwrap();
 }
 
@@ -222,7 +242,7 @@ fn matmul_speed() {
     let mut rng = common::rng(3);
     let cases: Vec<Case> = preset_shapes(256)
         .into_iter()
-        .map(|(shape, ta, tb)| Case::new(&mut rng, shape, ta, tb, !ta && !tb))
+        .map(|(shape, ta, tb)| Case::new(&mut rng, shape, ta, tb, !ta && !tb, false))
         .collect();
     for gpu in common::gpus() {
         let variant = kernels::matmul::variant_name(&gpu.caps);

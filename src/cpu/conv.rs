@@ -93,14 +93,24 @@ pub fn conv2d_backward_data(
 }
 
 /// dw = im2col(x)ᵀ·dy: conv2d's weight gradient.
-pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], dw: &mut [f32], g: &Conv2dGeometry) {
+pub fn conv2d_backward_weight(
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    g: &Conv2dGeometry,
+    accumulate: bool,
+) {
     check_lens(
         "conv2d_backward_weight",
         [x.len(), dy.len(), dw.len()],
         [g.input_len(), g.output_len(), g.weight_len()],
     );
     let (cin, cout) = (g.in_c, g.out_c);
-    let mut acc = vec![0f64; g.weight_len()];
+    let mut acc: Vec<f64> = if accumulate {
+        dw[..g.weight_len()].iter().map(|&v| v as f64).collect()
+    } else {
+        vec![0.0; g.weight_len()]
+    };
     for_each_tap(g, |xp, yp, tap| {
         let dy_row = &dy[yp * cout..][..cout];
         for ci in 0..cin {
@@ -130,8 +140,14 @@ pub fn conv_transpose2d_backward_data(dy: &[f32], w: &[f32], dx: &mut [f32], g: 
 }
 
 /// The transposed conv's weight gradient: dy plays the conv's input and x its output gradient.
-pub fn conv_transpose2d_backward_weight(x: &[f32], dy: &[f32], dw: &mut [f32], g: &Conv2dGeometry) {
-    conv2d_backward_weight(dy, x, dw, g);
+pub fn conv_transpose2d_backward_weight(
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    g: &Conv2dGeometry,
+    accumulate: bool,
+) {
+    conv2d_backward_weight(dy, x, dw, g, accumulate);
 }
 
 /// `wide` = the filter `w` of `g` (one output channel) widened for
@@ -153,15 +169,23 @@ pub fn widen_filter_to_pixel_quads(w: &[f32], wide: &mut [f32], g: &Conv2dGeomet
 }
 
 /// `dw` = the gradient of `g`'s filter from the gradient `dwide` of its widened one:
-/// dw[kh, kw, ci] = sum over j of dwide[kh, kw + j * stride_w, ci, j].
-pub fn fold_pixel_quad_filter_grad(dwide: &[f32], dw: &mut [f32], g: &Conv2dGeometry) {
+/// dw[kh, kw, ci] = sum over j of dwide[kh, kw + j * stride_w, ci, j] (+ dw's value when
+/// `accumulate`).
+pub fn fold_pixel_quad_filter_grad(
+    dwide: &[f32],
+    dw: &mut [f32],
+    g: &Conv2dGeometry,
+    accumulate: bool,
+) {
     let wide_w = g.kernel_w + 3 * g.stride_w;
     for kh in 0..g.kernel_h {
         for kw in 0..g.kernel_w {
             for ci in 0..g.in_c {
-                dw[(kh * g.kernel_w + kw) * g.in_c + ci] = (0..4)
+                let out = &mut dw[(kh * g.kernel_w + kw) * g.in_c + ci];
+                let sum: f32 = (0..4)
                     .map(|j| dwide[((kh * wide_w + kw + j * g.stride_w) * g.in_c + ci) * 4 + j])
                     .sum();
+                *out = if accumulate { *out + sum } else { sum };
             }
         }
     }

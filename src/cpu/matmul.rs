@@ -1,7 +1,8 @@
 //! CPU twin of `shaders/matmul.wgsl`: C = op(A)·op(B) (+ bias), accumulated in f64.
 
-/// C[m,n] = op(A)·op(B) (+ bias[n] added to every row when Some). A is stored [m,k] row-major,
-/// or [k,m] when `trans_a`; B is stored [k,n], or [n,k] when `trans_b`.
+/// C[m,n] = op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
+/// `accumulate`). A is stored [m,k] row-major, or [k,m] when `trans_a`; B is stored [k,n], or
+/// [n,k] when `trans_b`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     a: &[f32],
@@ -13,6 +14,7 @@ pub fn matmul(
     k: usize,
     trans_a: bool,
     trans_b: bool,
+    accumulate: bool,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul: short slice");
     if let Some(bias) = bias {
@@ -25,6 +27,9 @@ pub fn matmul(
         for j in 0..n {
             // f64 so that the judge's own rounding is far below the kernels' f32 rounding.
             let mut sum = bias.map_or(0.0, |bias| bias[j] as f64);
+            if accumulate {
+                sum += c[i * n + j] as f64;
+            }
             for kk in 0..k {
                 sum += a[i * a_row + kk * a_k] as f64 * b[kk * b_k + j * b_col] as f64;
             }

@@ -83,23 +83,38 @@ pub fn rng_randint(out: &mut [u32], len: usize, bound: u32, stream: u32, step: &
     }
 }
 
-/// Inverted dropout in place: element i is kept where its uniform variate (as
-/// [`rng_uniform`] on [0, 1) gives it) is at least `rate`, and then multiplied by
-/// 1 / (1 - rate); the others become zero.
-fn dropout(t: &mut [f32], len: usize, rate: f32, stream: u32, step: &StepUniform) {
+/// Inverted dropout in place: element i, element first + i of the stream, is kept where its
+/// uniform variate (as [`rng_uniform`] on [0, 1) gives it) is at least `rate`, and then
+/// multiplied by 1 / (1 - rate); the others become zero.
+fn dropout(t: &mut [f32], len: usize, first: usize, rate: f32, stream: u32, step: &StepUniform) {
     assert!((0.0..1.0).contains(&rate), "dropout rate {rate} is outside [0, 1)");
     let scale = 1.0 / (1.0 - rate);
     for (i, v) in t[..len].iter_mut().enumerate() {
-        *v = if unit(word(i, stream, step)) >= rate { scale * *v } else { 0.0 };
+        *v = if unit(word(first + i, stream, step)) >= rate { scale * *v } else { 0.0 };
     }
 }
 
-/// x = x * mask / (1 - rate), each element dropped with probability `rate`.
-pub fn dropout_forward(x: &mut [f32], len: usize, rate: f32, stream: u32, step: &StepUniform) {
-    dropout(x, len, rate, stream, step)
+/// x = x * mask / (1 - rate), each element dropped with probability `rate`; x[0] is element
+/// `first` of the stream.
+pub fn dropout_forward(
+    x: &mut [f32],
+    len: usize,
+    first: usize,
+    rate: f32,
+    stream: u32,
+    step: &StepUniform,
+) {
+    dropout(x, len, first, rate, stream, step)
 }
 
 /// dy = dy * mask / (1 - rate), with the mask [`dropout_forward`] drew at this step.
-pub fn dropout_backward(dy: &mut [f32], len: usize, rate: f32, stream: u32, step: &StepUniform) {
-    dropout(dy, len, rate, stream, step)
+pub fn dropout_backward(
+    dy: &mut [f32],
+    len: usize,
+    first: usize,
+    rate: f32,
+    stream: u32,
+    step: &StepUniform,
+) {
+    dropout(dy, len, first, rate, stream, step)
 }

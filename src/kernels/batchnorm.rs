@@ -4,7 +4,8 @@
 //! statistics `momentum * moving + (1 - momentum) * batch`).
 //!
 //! Training and its gradient take three dispatches each: per-chunk column sums, their totals,
-//! and the per-element pass. The per-column vectors are copied into one buffer around them
+//! and the per-element pass; a batch split across buffers (the `_chunks` variants) takes the
+//! first and last once per chunk of the batch. The per-column vectors are copied into one buffer around them
 //! (see `Columns`), so that every kernel stays within downlevel WebGPU's 4 storage buffers.
 
 use bytemuck::{Pod, Zeroable};
@@ -27,59 +28,72 @@ struct Params {
     rows: u32,
     cols: u32,
     chunk_rows: u32,
+    first_chunk: u32,
     chunks: u32,
+    total_rows: u32,
     blocks: u32,
     eps: f32,
     momentum: f32,
     var_correction: f32,
 }
 
-/// How one call splits its work: the shader's parameters, plus the columns per workgroup
-/// (TC) and the grid of the partials passes.
+/// How one call splits its work: per chunk of the batch, the parameters of its partials and
+/// per-element passes and the grid of its partials pass; the parameters of the passes that
+/// total the partials; and the columns per workgroup (TC).
 struct Split {
-    params: Params,
+    chunks: Vec<(Params, [u32; 3])>,
+    totals: Params,
     tc: u32,
-    partials_grid: [u32; 3],
 }
 
+/// The split of a batch norm over `rows` (the rows of each chunk of the batch) by `cols`.
 fn split(
     gpu: &Gpu,
-    rows: usize,
+    rows: &[usize],
     cols: usize,
     eps: f32,
     momentum: f32,
     var_correction: f32,
 ) -> Split {
-    assert!(rows >= 1 && cols >= 1, "batch norm of {rows}x{cols}");
-    assert!(rows * cols <= u32::MAX as usize, "batch norm: {rows}x{cols} elements");
+    let total_rows: usize = rows.iter().sum();
+    assert!(rows.iter().all(|&r| r >= 1) && cols >= 1, "batch norm of {rows:?}x{cols}");
+    for &r in rows {
+        assert!(r * cols <= u32::MAX as usize, "batch norm: {r}x{cols} elements");
+    }
     // A power of two, so that the row lanes of each column halve evenly in the tree.
     let tc = cols.next_power_of_two().min(WG as usize);
     let row_lanes = WG as usize / tc;
     let col_groups = cols.div_ceil(tc);
     assert!(col_groups <= gpu.limits.max_compute_workgroups_per_dimension as usize);
-    let chunks = PARTIAL_WORKGROUPS.div_ceil(col_groups).min(rows.div_ceil(row_lanes));
-    let chunk_rows = rows.div_ceil(chunks);
-    let chunks = rows.div_ceil(chunk_rows);
-    Split {
-        params: Params {
-            rows: rows as u32,
-            cols: cols as u32,
-            chunk_rows: chunk_rows as u32,
-            chunks: chunks as u32,
-            blocks: rows.div_ceil(ROWS_PER_THREAD) as u32,
-            eps,
-            momentum,
-            var_correction,
-        },
-        tc: tc as u32,
-        partials_grid: [col_groups as u32, chunks as u32, 1],
+    let params = |rows: usize, chunk_rows: usize, first_chunk: usize, chunks: usize| Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        chunk_rows: chunk_rows as u32,
+        first_chunk: first_chunk as u32,
+        chunks: chunks as u32,
+        total_rows: total_rows as u32,
+        blocks: rows.div_ceil(ROWS_PER_THREAD) as u32,
+        eps,
+        momentum,
+        var_correction,
+    };
+    let mut chunks = Vec::new();
+    let mut first_chunk = 0;
+    for &r in rows {
+        let row_chunks = PARTIAL_WORKGROUPS.div_ceil(col_groups).min(r.div_ceil(row_lanes));
+        let chunk_rows = r.div_ceil(row_chunks);
+        let row_chunks = r.div_ceil(chunk_rows);
+        let grid = [col_groups as u32, row_chunks as u32, 1];
+        chunks.push((params(r, chunk_rows, first_chunk, row_chunks), grid));
+        first_chunk += row_chunks;
     }
+    Split { chunks, totals: params(total_rows, 0, 0, first_chunk), tc: tc as u32 }
 }
 
 impl Split {
-    /// Two sums per column for every chunk of rows.
+    /// Two sums per column for every row-chunk of every chunk of the batch.
     fn scratch(&self, gpu: &Gpu) -> Tensor {
-        gpu.zeros(2 * (self.params.chunks * self.params.cols) as usize)
+        gpu.zeros(2 * (self.totals.chunks * self.totals.cols) as usize)
     }
 
     fn partials_pipeline(&self, gpu: &Gpu, entry: &str) -> wgpu::ComputePipeline {
@@ -88,13 +102,13 @@ impl Split {
 
     /// One thread per column.
     fn column_grid(&self, gpu: &Gpu) -> [u32; 3] {
-        gpu.grid(self.params.cols as usize, WG)
+        gpu.grid(self.totals.cols as usize, WG)
     }
+}
 
-    /// One thread per column and block of rows.
-    fn element_grid(&self, gpu: &Gpu) -> [u32; 3] {
-        gpu.grid((self.params.blocks * self.params.cols) as usize, WG)
-    }
+/// One thread per column and block of rows of a chunk.
+fn element_grid(gpu: &Gpu, chunk: &Params) -> [u32; 3] {
+    gpu.grid((chunk.blocks * chunk.cols) as usize, WG)
 }
 
 fn check_lengths(name: &str, rows: usize, cols: usize, matrices: &[&Tensor], columns: &[&Tensor]) {
@@ -103,6 +117,17 @@ fn check_lengths(name: &str, rows: usize, cols: usize, matrices: &[&Tensor], col
     }
     for t in columns {
         assert!(cols <= t.len, "{name}: a {}-element tensor for {cols} columns", t.len);
+    }
+}
+
+/// Checks a batch in chunks: one tensor of each operand and a row count per chunk.
+fn check_chunks(name: &str, rows: &[usize], cols: usize, operands: &[&[Tensor]]) {
+    assert!(!rows.is_empty(), "{name}: a batch of no chunks");
+    for chunks in operands {
+        assert_eq!(chunks.len(), rows.len(), "{name}: tensors for {} chunks", rows.len());
+        for (t, &r) in chunks.iter().zip(rows) {
+            check_lengths(name, r, cols, &[t], &[]);
+        }
     }
 }
 
@@ -118,9 +143,10 @@ enum Slot {
     RunningVar,
     Dgamma,
     Dbeta,
+    Shift,
 }
 
-const SLOTS: usize = Slot::Dbeta as usize + 1;
+const SLOTS: usize = Slot::Shift as usize + 1;
 
 /// One call's `columns` buffer and the copies between its slots and the callers' tensors.
 struct Columns {
@@ -133,6 +159,7 @@ impl Columns {
         Columns { buffer: gpu.zeros(SLOTS * cols), cols }
     }
 
+    /// Copies the first `cols` elements of `from` into `slot`.
     fn load(&self, slot: Slot, from: &Tensor) -> Op {
         Op::Copy {
             src: from.clone(),
@@ -177,49 +204,83 @@ pub fn batch_norm_train(
     momentum: f32,
     unbiased_running_var: bool,
 ) -> Vec<Op> {
+    batch_norm_train_chunks(
+        gpu,
+        std::slice::from_ref(x),
+        std::slice::from_ref(y),
+        gamma,
+        beta,
+        mean_out,
+        var_out,
+        running_mean,
+        running_var,
+        &[rows],
+        cols,
+        eps,
+        momentum,
+        unbiased_running_var,
+    )
+}
+
+/// [`batch_norm_train`] of a batch split into chunks of rows, each in its own tensors (x[k]
+/// and y[k] hold rows[k] rows): the statistics are those of the whole batch.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_chunks(
+    gpu: &Gpu,
+    x: &[Tensor],
+    y: &[Tensor],
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean_out: &Tensor,
+    var_out: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    rows: &[usize],
+    cols: usize,
+    eps: f32,
+    momentum: f32,
+    unbiased_running_var: bool,
+) -> Vec<Op> {
+    check_chunks("batch_norm_train", rows, cols, &[x, y]);
     let vectors = [gamma, beta, mean_out, var_out, running_mean, running_var];
-    check_lengths("batch_norm_train", rows, cols, &[x, y], &vectors);
-    assert!(!unbiased_running_var || rows > 1, "an unbiased variance of one row");
-    let correction = if unbiased_running_var { rows as f32 / (rows - 1) as f32 } else { 1.0 };
+    check_lengths("batch_norm_train", 1, cols, &[], &vectors);
+    let n: usize = rows.iter().sum();
+    assert!(!unbiased_running_var || n > 1, "an unbiased variance of one row");
+    let correction = if unbiased_running_var { n as f32 / (n - 1) as f32 } else { 1.0 };
     let s = split(gpu, rows, cols, eps, momentum, correction);
-    let params = gpu.uniform(&s.params);
-    let p = params.as_entire_binding();
     let partials = s.scratch(gpu);
     let columns = Columns::new(gpu, cols);
     let c = columns.buffer.binding();
+    let partials_pipeline = s.partials_pipeline(gpu, "bn_partials");
     let normalize = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
     let stats = gpu.pipeline(&shaders::BATCHNORM, "bn_stats", &[]);
-    vec![
+    let mut ops = vec![
         columns.load(Slot::Gamma, gamma),
         columns.load(Slot::Beta, beta),
         columns.load(Slot::RunningMean, running_mean),
         columns.load(Slot::RunningVar, running_var),
-        gpu.dispatch(
-            "bn_partials",
-            &s.partials_pipeline(gpu, "bn_partials"),
-            &[p.clone(), x.binding(), partials.binding()],
-            s.partials_grid,
-        )
-        .into(),
-        gpu.dispatch(
-            "bn_stats",
-            &stats,
-            &[p.clone(), x.binding(), partials.binding(), c.clone()],
-            s.column_grid(gpu),
-        )
-        .into(),
-        gpu.dispatch(
-            "bn_normalize",
-            &normalize,
-            &[p, x.binding(), y.binding(), c],
-            s.element_grid(gpu),
-        )
-        .into(),
+        columns.load(Slot::Shift, &x[0]),
+    ];
+    let chunk_params: Vec<wgpu::Buffer> = s.chunks.iter().map(|(p, _)| gpu.uniform(p)).collect();
+    for ((x, (_, grid)), p) in x.iter().zip(&s.chunks).zip(&chunk_params) {
+        let bindings = [p.as_entire_binding(), x.binding(), partials.binding(), c.clone()];
+        ops.push(gpu.dispatch("bn_partials", &partials_pipeline, &bindings, *grid).into());
+    }
+    let totals = gpu.uniform(&s.totals);
+    let bindings = [totals.as_entire_binding(), c.clone(), partials.binding()];
+    ops.push(gpu.dispatch("bn_stats", &stats, &bindings, s.column_grid(gpu)).into());
+    for (((x, y), (chunk, _)), p) in x.iter().zip(y).zip(&s.chunks).zip(&chunk_params) {
+        let bindings = [p.as_entire_binding(), x.binding(), y.binding(), c.clone()];
+        let grid = element_grid(gpu, chunk);
+        ops.push(gpu.dispatch("bn_normalize", &normalize, &bindings, grid).into());
+    }
+    ops.extend([
         columns.store(Slot::Mean, mean_out),
         columns.store(Slot::Variance, var_out),
         columns.store(Slot::RunningMean, running_mean),
         columns.store(Slot::RunningVar, running_var),
-    ]
+    ]);
+    ops
 }
 
 /// The gradient of [`batch_norm_train`]'s y, given the batch statistics it saved:
@@ -242,49 +303,71 @@ pub fn batch_norm_backward(
     cols: usize,
     eps: f32,
 ) -> Vec<Op> {
-    check_lengths(
-        "batch_norm_backward",
-        rows,
+    batch_norm_backward_chunks(
+        gpu,
+        std::slice::from_ref(x),
+        std::slice::from_ref(dy),
+        gamma,
+        mean,
+        var,
+        std::slice::from_ref(dx),
+        dgamma,
+        dbeta,
+        &[rows],
         cols,
-        &[x, dy, dx],
-        &[gamma, mean, var, dgamma, dbeta],
-    );
+        eps,
+    )
+}
+
+/// [`batch_norm_backward`] of a batch split into chunks of rows, each in its own tensors, as
+/// [`batch_norm_train_chunks`] normalised it.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward_chunks(
+    gpu: &Gpu,
+    x: &[Tensor],
+    dy: &[Tensor],
+    gamma: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    dx: &[Tensor],
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    rows: &[usize],
+    cols: usize,
+    eps: f32,
+) -> Vec<Op> {
+    check_chunks("batch_norm_backward", rows, cols, &[x, dy, dx]);
+    check_lengths("batch_norm_backward", 1, cols, &[], &[gamma, mean, var, dgamma, dbeta]);
     let s = split(gpu, rows, cols, eps, 0.0, 1.0);
-    let params = gpu.uniform(&s.params);
-    let p = params.as_entire_binding();
     let partials = s.scratch(gpu);
     let columns = Columns::new(gpu, cols);
     let c = columns.buffer.binding();
+    let partials_pipeline = s.partials_pipeline(gpu, "bn_backward_partials");
     let sums = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_sums", &[]);
     let dx_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_dx", &[]);
-    vec![
+    let mut ops = vec![
         columns.load(Slot::Mean, mean),
         columns.load(Slot::Variance, var),
         columns.load(Slot::Gamma, gamma),
-        gpu.dispatch(
-            "bn_backward_partials",
-            &s.partials_pipeline(gpu, "bn_backward_partials"),
-            &[p.clone(), x.binding(), partials.binding(), c.clone(), dy.binding()],
-            s.partials_grid,
-        )
-        .into(),
-        gpu.dispatch(
-            "bn_backward_sums",
-            &sums,
-            &[p.clone(), c.clone(), partials.binding()],
-            s.column_grid(gpu),
-        )
-        .into(),
-        gpu.dispatch(
-            "bn_backward_dx",
-            &dx_pipeline,
-            &[p, x.binding(), dx.binding(), c, dy.binding()],
-            s.element_grid(gpu),
-        )
-        .into(),
-        columns.store(Slot::Dgamma, dgamma),
-        columns.store(Slot::Dbeta, dbeta),
-    ]
+    ];
+    let chunk_params: Vec<wgpu::Buffer> = s.chunks.iter().map(|(p, _)| gpu.uniform(p)).collect();
+    for (((x, dy), (_, grid)), p) in x.iter().zip(dy).zip(&s.chunks).zip(&chunk_params) {
+        let bindings =
+            [p.as_entire_binding(), x.binding(), partials.binding(), c.clone(), dy.binding()];
+        ops.push(gpu.dispatch("bn_backward_partials", &partials_pipeline, &bindings, *grid).into());
+    }
+    let totals = gpu.uniform(&s.totals);
+    let bindings = [totals.as_entire_binding(), c.clone(), partials.binding()];
+    ops.push(gpu.dispatch("bn_backward_sums", &sums, &bindings, s.column_grid(gpu)).into());
+    for ((((x, dy), dx), (chunk, _)), p) in
+        x.iter().zip(dy).zip(dx).zip(&s.chunks).zip(&chunk_params)
+    {
+        let bindings = [p.as_entire_binding(), x.binding(), dx.binding(), c.clone(), dy.binding()];
+        let grid = element_grid(gpu, chunk);
+        ops.push(gpu.dispatch("bn_backward_dx", &dx_pipeline, &bindings, grid).into());
+    }
+    ops.extend([columns.store(Slot::Dgamma, dgamma), columns.store(Slot::Dbeta, dbeta)]);
+    ops
 }
 
 /// Inference mode: y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta.
@@ -308,8 +391,9 @@ pub fn batch_norm_infer(
         &[x, y],
         &[gamma, beta, running_mean, running_var],
     );
-    let s = split(gpu, rows, cols, eps, 0.0, 1.0);
-    let params = gpu.uniform(&s.params);
+    let s = split(gpu, &[rows], cols, eps, 0.0, 1.0);
+    let (chunk, _) = &s.chunks[0];
+    let params = gpu.uniform(chunk);
     let columns = Columns::new(gpu, cols);
     let pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
     vec![
@@ -321,7 +405,7 @@ pub fn batch_norm_infer(
             "bn_normalize",
             &pipeline,
             &[params.as_entire_binding(), x.binding(), y.binding(), columns.buffer.binding()],
-            s.element_grid(gpu),
+            element_grid(gpu, chunk),
         )
         .into(),
     ]

@@ -13,12 +13,25 @@ const WG: u32 = 256;
 struct Params {
     rows: u32,
     cols: u32,
+    accumulate: u32,
 }
 
-/// db[c] = sum over rows of dy[r*cols + c]: column sums of a row-major [rows, cols] matrix.
-pub fn bias_grad(gpu: &Gpu, dy: &Tensor, db: &Tensor, rows: usize, cols: usize) -> Dispatch {
+/// db[c] = sum over rows of dy[r*cols + c] (+ db[c] when `accumulate`): column sums of a
+/// row-major [rows, cols] matrix.
+pub fn bias_grad(
+    gpu: &Gpu,
+    dy: &Tensor,
+    db: &Tensor,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) -> Dispatch {
     assert!(rows * cols <= dy.len && cols <= db.len, "bias_grad: tensors too small");
-    let params = gpu.uniform(&Params { rows: u32::try_from(rows).unwrap(), cols: cols as u32 });
+    let params = gpu.uniform(&Params {
+        rows: u32::try_from(rows).unwrap(),
+        cols: cols as u32,
+        accumulate: accumulate.into(),
+    });
     let pipeline = gpu.pipeline(&shaders::BIAS, "bias_grad", &[]);
     gpu.dispatch(
         "bias_grad",

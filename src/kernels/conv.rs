@@ -299,7 +299,8 @@ struct Params {
     has_bias: u32,
     wg_cols: u32,
     chunk: u32,
-    _pad: [u32; 3],
+    accumulate: u32,
+    _pad: [u32; 2],
 }
 
 impl Params {
@@ -309,6 +310,7 @@ impl Params {
         has_bias: bool,
         wg_cols: usize,
         chunk: usize,
+        accumulate: bool,
     ) -> Params {
         // `launch` has checked that every size fits in an i32.
         let u = |v: usize| v as u32;
@@ -330,7 +332,8 @@ impl Params {
             has_bias: has_bias.into(),
             wg_cols: u(wg_cols),
             chunk: u(chunk),
-            _pad: [0; 3],
+            accumulate: accumulate.into(),
+            _pad: [0; 2],
         }
     }
 }
@@ -347,7 +350,9 @@ enum Pass {
 }
 
 /// Builds one conv dispatch: `a` is the gathered image (x, or dy for backward data), `b` the
-/// other operand (W, or dy for the weight gradient), `c` the output.
+/// other operand (W, or dy for the weight gradient), `c` the output, which the weight gradient
+/// adds to when `accumulate`.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
     pass: Pass,
@@ -356,6 +361,7 @@ fn launch(
     bias: Option<&Tensor>,
     c: &Tensor,
     g: &Conv2dGeometry,
+    accumulate: bool,
 ) -> Dispatch {
     let sizes = [
         g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
@@ -385,6 +391,7 @@ fn launch(
         Pass::BackwardData => (g.in_c, g.out_c, g.in_h * g.in_w * blocks),
         Pass::BackwardWeight => (g.out_c, g.in_c, (g.kernel_h * g.kernel_w * g.in_c).div_ceil(8)),
     };
+    assert!(!accumulate || pass == Pass::BackwardWeight, "only the weight gradient accumulates");
     if let Some(bias) = bias {
         assert!(pass != Pass::BackwardWeight, "the weight gradient has no bias");
         assert!(bias.len >= cols, "{label}: bias of {} elements for {cols} channels", bias.len);
@@ -432,7 +439,8 @@ fn launch(
     } else {
         grid(gpu, col_tiles, row_tiles.div_ceil(tiles_per_group))
     };
-    let params = Params::new(g, pass == Pass::BackwardData, bias.is_some(), wg_cols, chunk);
+    let backward_data = pass == Pass::BackwardData;
+    let params = Params::new(g, backward_data, bias.is_some(), wg_cols, chunk, accumulate);
     let params = gpu.uniform(&params);
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
     let mut bindings = vec![
@@ -483,16 +491,19 @@ struct QuadFilter {
     k_w: u32,
     in_c: u32,
     s_w: u32,
+    accumulate: u32,
 }
 
 /// One of the pixel-quad filter kernels, one invocation per element of its output: `widen`
-/// takes `g`'s filter to the widened one, else the widened gradient back to `g`'s.
+/// takes `g`'s filter to the widened one, else the widened gradient back to `g`'s (added to
+/// `to` when `accumulate`).
 fn quad_filter_dispatch(
     gpu: &Gpu,
     widen: bool,
     from: &Tensor,
     to: &Tensor,
     g: &Conv2dGeometry,
+    accumulate: bool,
 ) -> Dispatch {
     let quad = pixel_quad_geometry(g).expect("a one-channel output of a width divisible by 4");
     let (entry, from_len, to_len) = if widen {
@@ -507,6 +518,7 @@ fn quad_filter_dispatch(
         k_w: u(g.kernel_w),
         in_c: u(g.in_c),
         s_w: u(g.stride_w),
+        accumulate: accumulate.into(),
     });
     let pipeline = gpu.pipeline(&module(&gpu.caps), entry, &[]);
     gpu.dispatch(
@@ -525,18 +537,19 @@ pub fn widen_filter_to_pixel_quads(
     wide: &Tensor,
     g: &Conv2dGeometry,
 ) -> Dispatch {
-    quad_filter_dispatch(gpu, true, w, wide, g)
+    quad_filter_dispatch(gpu, true, w, wide, g, false)
 }
 
 /// `dw` = the gradient of `g`'s filter from the gradient `dwide` of its widened one: each tap
-/// sums the 4 shifted copies of it.
+/// sums the 4 shifted copies of it (and its own value when `accumulate`).
 pub fn fold_pixel_quad_filter_grad(
     gpu: &Gpu,
     dwide: &Tensor,
     dw: &Tensor,
     g: &Conv2dGeometry,
+    accumulate: bool,
 ) -> Dispatch {
-    quad_filter_dispatch(gpu, false, dwide, dw, g)
+    quad_filter_dispatch(gpu, false, dwide, dw, g, accumulate)
 }
 
 /// y = conv(x, w) (+ bias[out_c] on every pixel). x [batch, in_h, in_w, in_c], w [kernel_h,
@@ -550,7 +563,7 @@ pub fn conv2d(
     g: &Conv2dGeometry,
 ) -> Vec<Op> {
     let Some(quad) = pixel_quad_geometry(g) else {
-        return vec![launch(gpu, Pass::Forward, x, w, bias, y, g).into()];
+        return vec![launch(gpu, Pass::Forward, x, w, bias, y, g, false).into()];
     };
     let wide = gpu.zeros(quad.weight_len());
     let mut ops = vec![widen_filter_to_pixel_quads(gpu, w, &wide, g).into()];
@@ -566,7 +579,7 @@ pub fn conv2d(
         }));
         b4
     });
-    ops.push(launch(gpu, Pass::Forward, x, &wide, bias4.as_ref(), y, &quad).into());
+    ops.push(launch(gpu, Pass::Forward, x, &wide, bias4.as_ref(), y, &quad, false).into());
     ops
 }
 
@@ -583,24 +596,29 @@ pub fn conv2d_backward_data(
     // The pixel-quad form does not pay here: with one gathered channel the kernel already
     // packs 4 taps per step (measured 20 ms plain against 22-25 ms as pixel quads, for dcgan's
     // 7x7 conv at batch 16).
-    vec![launch(gpu, Pass::BackwardData, dy, w, bias, dx, g).into()]
+    vec![launch(gpu, Pass::BackwardData, dy, w, bias, dx, g, false).into()]
 }
 
-/// dw = im2col(x)ᵀ·dy: the gradient of conv2d with respect to its weights.
+/// dw = im2col(x)ᵀ·dy (+ dw when `accumulate`): the gradient of conv2d with respect to its
+/// weights.
 pub fn conv2d_backward_weight(
     gpu: &Gpu,
     x: &Tensor,
     dy: &Tensor,
     dw: &Tensor,
     g: &Conv2dGeometry,
+    accumulate: bool,
 ) -> Vec<Op> {
+    let backward = |dw: &Tensor, g: &Conv2dGeometry, accumulate: bool| {
+        launch(gpu, Pass::BackwardWeight, x, dy, None, dw, g, accumulate).into()
+    };
     let Some(quad) = pixel_quad_geometry(g) else {
-        return vec![launch(gpu, Pass::BackwardWeight, x, dy, None, dw, g).into()];
+        return vec![backward(dw, g, accumulate)];
     };
     let dwide = gpu.zeros(quad.weight_len());
     vec![
-        launch(gpu, Pass::BackwardWeight, x, dy, None, &dwide, &quad).into(),
-        fold_pixel_quad_filter_grad(gpu, &dwide, dw, g).into(),
+        backward(&dwide, &quad, false),
+        fold_pixel_quad_filter_grad(gpu, &dwide, dw, g, accumulate).into(),
     ]
 }
 
@@ -636,6 +654,7 @@ pub fn conv_transpose2d_backward_weight(
     dy: &Tensor,
     dw: &Tensor,
     g: &Conv2dGeometry,
+    accumulate: bool,
 ) -> Vec<Op> {
-    conv2d_backward_weight(gpu, dy, x, dw, g)
+    conv2d_backward_weight(gpu, dy, x, dw, g, accumulate)
 }

@@ -38,12 +38,13 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    _pad: u32,
+    accumulate: u32,
 }
 
-/// C[m,n] = op(A)·op(B) (+ bias[n] added to every row when Some). A is stored [m,k] row-major,
-/// or [k,m] when `trans_a`; B is stored [k,n], or [n,k] when `trans_b`. `c` must be a tensor
-/// of its own (wgpu rejects binding it both read-only and writable).
+/// C[m,n] = op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
+/// `accumulate`). A is stored [m,k] row-major, or [k,m] when `trans_a`; B is stored [k,n], or
+/// [n,k] when `trans_b`. `c` must be a tensor of its own (wgpu rejects binding it both
+/// read-only and writable).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     gpu: &Gpu,
@@ -56,6 +57,7 @@ pub fn matmul(
     k: usize,
     trans_a: bool,
     trans_b: bool,
+    accumulate: bool,
 ) -> Dispatch {
     assert!(m > 0 && n > 0 && k > 0, "matmul of an empty matrix: {m}x{k} · {k}x{n}");
     assert!(
@@ -92,7 +94,12 @@ pub fn matmul(
             ("VEC_B", flag(vec_b)),
         ],
     );
-    let params = gpu.uniform(&Params { m: m as u32, n: n as u32, k: k as u32, _pad: 0 });
+    let params = gpu.uniform(&Params {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        accumulate: accumulate.into(),
+    });
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
     let bias = bias.unwrap_or(a);
     let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];

@@ -15,6 +15,8 @@ const WG: u32 = 256;
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
     len: u32,
+    /// Index in the stream of the output's first element.
+    first: u32,
     stream: u32,
     bound: u32,
     offset: f32,
@@ -22,7 +24,7 @@ struct Params {
     rate: f32,
 }
 
-/// One thread per element pair.
+/// One thread per element pair of the stream that the output overlaps.
 fn rng_dispatch(
     gpu: &Gpu,
     entry: &'static str,
@@ -31,19 +33,22 @@ fn rng_dispatch(
     step: &wgpu::Buffer,
 ) -> Dispatch {
     assert!(params.len as usize <= out.len, "{entry}: {} elements of {}", params.len, out.len);
+    let (first, len) = (params.first as usize, params.len as usize);
+    let pairs = (first + len).div_ceil(2) - first / 2;
     let uniform = gpu.uniform(&params);
     let pipeline = gpu.pipeline(&shaders::RNG, entry, &[]);
     gpu.dispatch(
         entry,
         &pipeline,
         &[out.binding(), uniform.as_entire_binding(), step.as_entire_binding()],
-        gpu.grid((params.len as usize).div_ceil(2), WG),
+        gpu.grid(pairs, WG),
     )
 }
 
-/// `len` as the shader's u32, small enough that the element index 2k + 1 cannot overflow.
-fn checked_len(len: usize) -> u32 {
-    assert!(len < 1 << 31, "rng: {len} elements is past the counter range");
+/// `len` as the shader's u32, small enough that element indices up to first + len + 1 cannot
+/// overflow.
+fn checked_len(first: usize, len: usize) -> u32 {
+    assert!(first + len < 1 << 31, "rng: elements {first}.. {len} are past the counter range");
     len as u32
 }
 
@@ -58,7 +63,8 @@ pub fn rng_uniform(
     step: &wgpu::Buffer,
 ) -> Dispatch {
     let params = Params {
-        len: checked_len(len),
+        len: checked_len(0, len),
+        first: 0,
         stream,
         bound: 0,
         offset: low,
@@ -79,8 +85,15 @@ pub fn rng_normal(
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let params =
-        Params { len: checked_len(len), stream, bound: 0, offset: mean, scale: std, rate: 0.0 };
+    let params = Params {
+        len: checked_len(0, len),
+        first: 0,
+        stream,
+        bound: 0,
+        offset: mean,
+        scale: std,
+        rate: 0.0,
+    };
     rng_dispatch(gpu, "rng_normal", out, params, step)
 }
 
@@ -94,39 +107,57 @@ pub fn rng_randint(
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    let params =
-        Params { len: checked_len(len), stream, bound, offset: 0.0, scale: 0.0, rate: 0.0 };
+    let params = Params {
+        len: checked_len(0, len),
+        first: 0,
+        stream,
+        bound,
+        offset: 0.0,
+        scale: 0.0,
+        rate: 0.0,
+    };
     rng_dispatch(gpu, "rng_randint", out, params, step)
 }
 
-/// Inverted dropout (as Keras's) of the first `len` elements of `t`, in place.
+/// Inverted dropout (as Keras's) of the first `len` elements of `t`, in place; `t[0]` is
+/// element `first` of the stream.
 fn dropout(
     gpu: &Gpu,
     t: &Tensor,
     len: usize,
+    first: usize,
     rate: f32,
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
     assert!((0.0..1.0).contains(&rate), "dropout rate {rate} is outside [0, 1)");
     let scale = 1.0 / (1.0 - rate);
-    let params = Params { len: checked_len(len), stream, bound: 0, offset: 0.0, scale, rate };
+    let params = Params {
+        len: checked_len(first, len),
+        first: first as u32,
+        stream,
+        bound: 0,
+        offset: 0.0,
+        scale,
+        rate,
+    };
     rng_dispatch(gpu, "dropout", t, params, step)
 }
 
 /// x = x * mask / (1 - rate) in place, mask[i] = 1 where the uniform variate
-/// [`rng_uniform`] would give element i (same stream and step) is at least `rate`, else 0:
-/// each element is dropped with probability `rate`, and the kept ones are scaled up so that
-/// the mean is unchanged.
+/// [`rng_uniform`] would give element first + i (same stream and step) is at least `rate`,
+/// else 0: each element is dropped with probability `rate`, and the kept ones are scaled up so
+/// that the mean is unchanged. `first` places a chunk of a batch within the whole batch's mask.
 pub fn dropout_forward(
     gpu: &Gpu,
     x: &Tensor,
     len: usize,
+    first: usize,
     rate: f32,
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    dropout(gpu, x, len, rate, stream, step)
+    dropout(gpu, x, len, first, rate, stream, step)
 }
 
 /// dy = dy * mask / (1 - rate) in place: the gradient of [`dropout_forward`], whose mask it
@@ -135,9 +166,10 @@ pub fn dropout_backward(
     gpu: &Gpu,
     dy: &Tensor,
     len: usize,
+    first: usize,
     rate: f32,
     stream: u32,
     step: &wgpu::Buffer,
 ) -> Dispatch {
-    dropout(gpu, dy, len, rate, stream, step)
+    dropout(gpu, dy, len, first, rate, stream, step)
 }

@@ -63,6 +63,11 @@ impl Net {
 
     /// Records this network on `input` ([batch, spec.input]). Dropout layer i draws its mask
     /// from RNG stream `stream_base + i` at the step that `step` holds.
+    ///
+    /// A batch whose activations would not fit one storage binding runs in chunks of images
+    /// (see [`batch_chunks`]), each layer once per chunk: the weight gradients add up over the
+    /// chunks, batch norm takes its statistics over all of them, and dropout draws each
+    /// chunk's part of the whole batch's mask, so the result is the unsplit pass's.
     #[allow(clippy::too_many_arguments)]
     pub fn pass(
         &self,
@@ -77,52 +82,72 @@ impl Net {
         let shapes = self.spec.shapes().expect("a checked NetSpec");
         let numel = |s: &[usize]| s.iter().product::<usize>();
         assert!(input.len >= batch * numel(&shapes[0]));
+        let chunks = Chunks::new(batch_chunks(gpu, &self.spec, batch));
         let trainable = self.trainable();
         let grad_slot = |param: usize| trainable.iter().position(|&t| t == param);
         let mut forward: Vec<Op> = Vec::new();
         let mut records: Vec<LayerRecord> = Vec::new();
-        let mut x = input.clone();
+        let mut x = chunks.split(gpu, input, numel(&shapes[0]), &mut forward);
         let mut first_param = 0;
         for (i, layer) in self.spec.layers.iter().enumerate() {
             let (in_shape, out_shape) = (&shapes[i], &shapes[i + 1]);
             let p = &self.params[first_param..];
-            let new_output = || gpu.zeros(batch * numel(out_shape));
+            let new_outputs = || chunks.tensors(gpu, numel(out_shape));
+            let each = chunks.sizes.iter().enumerate();
             let mut stats = None;
             let y = match layer {
                 LayerSpec::Dense { units } => {
-                    let y = new_output();
+                    let y = new_outputs();
                     let (w, b) = (&p[0], &p[1]);
-                    let m = matmul::matmul(
-                        gpu,
-                        &x,
-                        w,
-                        Some(b),
-                        &y,
-                        batch,
-                        *units,
-                        in_shape[0],
-                        false,
-                        false,
-                    );
-                    forward.push(m.into());
+                    for (c, &n) in each {
+                        let width = in_shape[0];
+                        forward.push(
+                            matmul::matmul(
+                                gpu,
+                                &x[c],
+                                w,
+                                Some(b),
+                                &y[c],
+                                n,
+                                *units,
+                                width,
+                                false,
+                                false,
+                                false,
+                            )
+                            .into(),
+                        );
+                    }
                     y
                 }
                 LayerSpec::Conv2d { .. } => {
-                    let g = layer.conv_geometry(batch, in_shape).unwrap();
-                    let y = new_output();
-                    forward.extend(conv::conv2d(gpu, &x, &p[0], Some(&p[1]), &y, &g));
+                    let y = new_outputs();
+                    for (c, &n) in each {
+                        let g = layer.conv_geometry(n, in_shape).unwrap();
+                        forward.extend(conv::conv2d(gpu, &x[c], &p[0], Some(&p[1]), &y[c], &g));
+                    }
                     y
                 }
                 LayerSpec::ConvTranspose2d { .. } => {
-                    let g = layer.conv_geometry(batch, in_shape).unwrap();
-                    let y = new_output();
-                    forward.extend(conv::conv_transpose2d(gpu, &x, &p[0], Some(&p[1]), &y, &g));
+                    let y = new_outputs();
+                    for (c, &n) in each {
+                        let g = layer.conv_geometry(n, in_shape).unwrap();
+                        forward.extend(conv::conv_transpose2d(
+                            gpu,
+                            &x[c],
+                            &p[0],
+                            Some(&p[1]),
+                            &y[c],
+                            &g,
+                        ));
+                    }
                     y
                 }
                 LayerSpec::BatchNorm { momentum, eps } => {
                     let cols = *in_shape.last().unwrap();
-                    let rows = batch * numel(in_shape) / cols;
-                    let y = new_output();
+                    let rows: Vec<usize> =
+                        chunks.sizes.iter().map(|n| n * numel(in_shape) / cols).collect();
+                    let y = new_outputs();
                     let (gamma, beta, moving_mean, moving_var) = (&p[0], &p[1], &p[2], &p[3]);
                     match mode {
                         Mode::Training => {
@@ -130,7 +155,7 @@ impl Net {
                             // Keras's fused kernel (image inputs) keeps the unbiased variance,
                             // its plain one (dense inputs) the biased one.
                             let unbiased = in_shape.len() == 3;
-                            forward.extend(batchnorm::batch_norm_train(
+                            forward.extend(batchnorm::batch_norm_train_chunks(
                                 gpu,
                                 &x,
                                 &y,
@@ -140,7 +165,7 @@ impl Net {
                                 &var,
                                 moving_mean,
                                 moving_var,
-                                rows,
+                                &rows,
                                 cols,
                                 *eps,
                                 *momentum,
@@ -148,43 +173,62 @@ impl Net {
                             ));
                             stats = Some((mean, var));
                         }
-                        Mode::Inference => forward.extend(batchnorm::batch_norm_infer(
-                            gpu,
-                            &x,
-                            &y,
-                            gamma,
-                            beta,
-                            moving_mean,
-                            moving_var,
-                            rows,
-                            cols,
-                            *eps,
-                        )),
+                        Mode::Inference => {
+                            for (c, &rows) in rows.iter().enumerate() {
+                                forward.extend(batchnorm::batch_norm_infer(
+                                    gpu,
+                                    &x[c],
+                                    &y[c],
+                                    gamma,
+                                    beta,
+                                    moving_mean,
+                                    moving_var,
+                                    rows,
+                                    cols,
+                                    *eps,
+                                ))
+                            }
+                        }
                     }
                     y
                 }
                 LayerSpec::Dropout { rate } => match mode {
                     Mode::Training => {
                         // Out of place: an activation before it needs its own output intact.
-                        let y = new_output();
-                        forward.push(copy(&x, &y));
+                        let y = new_outputs();
                         let stream = stream_base + i as u32;
-                        forward
-                            .push(rng::dropout_forward(gpu, &y, y.len, *rate, stream, step).into());
+                        let len = numel(in_shape);
+                        for (c, &n) in each {
+                            forward.push(copy(&x[c], &y[c]));
+                            let first = chunks.starts[c] * len;
+                            forward.push(
+                                rng::dropout_forward(
+                                    gpu,
+                                    &y[c],
+                                    n * len,
+                                    first,
+                                    *rate,
+                                    stream,
+                                    step,
+                                )
+                                .into(),
+                            );
+                        }
                         y
                     }
                     Mode::Inference => x.clone(),
                 },
-                LayerSpec::AvgPool2x2 => {
-                    let y = new_output();
-                    let (h, w, c) = (in_shape[0], in_shape[1], in_shape[2]);
-                    forward.push(pool::avg_pool2x2(gpu, &x, &y, batch, h, w, c).into());
-                    y
-                }
-                LayerSpec::Upsample2x => {
-                    let y = new_output();
-                    let (h, w, c) = (in_shape[0], in_shape[1], in_shape[2]);
-                    forward.push(pool::upsample2x(gpu, &x, &y, batch, h, w, c).into());
+                LayerSpec::AvgPool2x2 | LayerSpec::Upsample2x => {
+                    let y = new_outputs();
+                    let (h, w, ch) = (in_shape[0], in_shape[1], in_shape[2]);
+                    for (c, &n) in each {
+                        let op = if matches!(layer, LayerSpec::AvgPool2x2) {
+                            pool::avg_pool2x2(gpu, &x[c], &y[c], n, h, w, ch)
+                        } else {
+                            pool::upsample2x(gpu, &x[c], &y[c], n, h, w, ch)
+                        };
+                        forward.push(op.into());
+                    }
                     y
                 }
                 LayerSpec::Reshape { .. } | LayerSpec::Flatten => x.clone(),
@@ -193,15 +237,18 @@ impl Net {
                 | LayerSpec::Tanh
                 | LayerSpec::Sigmoid => {
                     // In place, except on the pass's own input, which belongs to the caller.
-                    let y = if x.buffer == input.buffer {
-                        let y = new_output();
-                        forward.push(copy(&x, &y));
+                    let y = if x[0].buffer == input.buffer {
+                        let y = new_outputs();
+                        forward.push(copy(&x[0], &y[0]));
                         y
                     } else {
                         x.clone()
                     };
                     let act = layer.activation().unwrap();
-                    forward.push(activation::activation_forward(gpu, &y, y.len, act).into());
+                    for (c, &n) in each {
+                        let len = n * numel(out_shape);
+                        forward.push(activation::activation_forward(gpu, &y[c], len, act).into());
+                    }
                     y
                 }
             };
@@ -209,7 +256,7 @@ impl Net {
             first_param += layer.params(i, in_shape).unwrap().len();
             x = y;
         }
-        let output = x;
+        let output = chunks.join(gpu, &x, numel(shapes.last().unwrap()), &mut forward);
         let output_grad = gpu.zeros(output.len);
 
         let mut backward: Vec<Op> = Vec::new();
@@ -227,101 +274,136 @@ impl Net {
             grads.params.and((0..self.spec.layers.len()).find(|&i| has_trainable(i)));
         let needs_dx =
             |i: usize| grads.input.is_some() || first_trainable_layer.is_some_and(|f| i > f);
-        let mut gy = output_grad.clone();
+        let out_len = numel(shapes.last().unwrap());
+        let mut gy = chunks.split(gpu, &output_grad, out_len, &mut backward);
         for (i, layer) in self.spec.layers.iter().enumerate().rev() {
             let LayerRecord { input: x, output: y, first_param: first, stats } = &records[i];
-            let in_shape = &shapes[i];
+            let (in_shape, out_shape) = (&shapes[i], &shapes[i + 1]);
             let p = &self.params[*first..];
             let param_grad = |k: usize| grads.params.map(|g| &g[grad_slot(first + k).unwrap()]);
-            // The input gradient: a fresh tensor, or the caller's for layer 0.
-            let dx_tensor = || match (i, grads.input) {
-                (0, Some(t)) => t.clone(),
-                _ => gpu.zeros(batch * numel(in_shape)),
+            // The input gradient: fresh tensors, or the caller's for layer 0 of a whole batch.
+            let dx_tensors = || match (i, grads.input) {
+                (0, Some(t)) if chunks.sizes.len() == 1 => vec![t.clone()],
+                _ => chunks.tensors(gpu, numel(in_shape)),
             };
+            let each = chunks.sizes.iter().enumerate();
             let dx = match layer {
                 LayerSpec::Dense { units } => {
                     let width = in_shape[0];
                     if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
-                        backward.push(
-                            matmul::matmul(
-                                gpu, x, &gy, None, dw, width, *units, batch, true, false,
-                            )
-                            .into(),
-                        );
-                        backward.push(bias::bias_grad(gpu, &gy, db, batch, *units).into());
-                    }
-                    needs_dx(i).then(|| {
-                        let dx = dx_tensor();
-                        backward.push(
-                            matmul::matmul(
-                                gpu, &gy, &p[0], None, &dx, batch, width, *units, false, true,
-                            )
-                            .into(),
-                        );
-                        dx
-                    })
-                }
-                LayerSpec::Conv2d { filters, .. } => {
-                    let g = layer.conv_geometry(batch, in_shape).unwrap();
-                    if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
-                        backward.extend(conv::conv2d_backward_weight(gpu, x, &gy, dw, &g));
-                        backward.push(
-                            bias::bias_grad(gpu, &gy, db, batch * g.out_h * g.out_w, *filters)
+                        // Every chunk after the first adds its share.
+                        for (c, &n) in each.clone() {
+                            backward.push(
+                                matmul::matmul(
+                                    gpu,
+                                    &x[c],
+                                    &gy[c],
+                                    None,
+                                    dw,
+                                    width,
+                                    *units,
+                                    n,
+                                    true,
+                                    false,
+                                    c > 0,
+                                )
                                 .into(),
-                        );
+                            );
+                            backward
+                                .push(bias::bias_grad(gpu, &gy[c], db, n, *units, c > 0).into());
+                        }
                     }
                     needs_dx(i).then(|| {
-                        let dx = dx_tensor();
-                        backward.extend(conv::conv2d_backward_data(gpu, &gy, &p[0], None, &dx, &g));
+                        let dx = dx_tensors();
+                        for (c, &n) in each {
+                            backward.push(
+                                matmul::matmul(
+                                    gpu, &gy[c], &p[0], None, &dx[c], n, width, *units, false,
+                                    true, false,
+                                )
+                                .into(),
+                            );
+                        }
                         dx
                     })
                 }
-                LayerSpec::ConvTranspose2d { filters, .. } => {
-                    let g = layer.conv_geometry(batch, in_shape).unwrap();
+                LayerSpec::Conv2d { filters, .. } | LayerSpec::ConvTranspose2d { filters, .. } => {
+                    let transposed = matches!(layer, LayerSpec::ConvTranspose2d { .. });
+                    let geometry = |n: usize| layer.conv_geometry(n, in_shape).unwrap();
                     if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
-                        backward
-                            .extend(conv::conv_transpose2d_backward_weight(gpu, x, &gy, dw, &g));
-                        backward.push(
-                            bias::bias_grad(gpu, &gy, db, batch * g.in_h * g.in_w, *filters).into(),
-                        );
+                        for (c, &n) in each.clone() {
+                            let g = geometry(n);
+                            let accumulate = c > 0;
+                            let (weight_grad, out_pixels) = if transposed {
+                                let ops = conv::conv_transpose2d_backward_weight(
+                                    gpu, &x[c], &gy[c], dw, &g, accumulate,
+                                );
+                                (ops, g.in_h * g.in_w)
+                            } else {
+                                let ops = conv::conv2d_backward_weight(
+                                    gpu, &x[c], &gy[c], dw, &g, accumulate,
+                                );
+                                (ops, g.out_h * g.out_w)
+                            };
+                            backward.extend(weight_grad);
+                            let rows = n * out_pixels;
+                            backward.push(
+                                bias::bias_grad(gpu, &gy[c], db, rows, *filters, accumulate).into(),
+                            );
+                        }
                     }
                     needs_dx(i).then(|| {
-                        let dx = dx_tensor();
-                        backward
-                            .extend(conv::conv_transpose2d_backward_data(gpu, &gy, &p[0], &dx, &g));
+                        let dx = dx_tensors();
+                        for (c, &n) in each {
+                            let g = geometry(n);
+                            backward.extend(if transposed {
+                                conv::conv_transpose2d_backward_data(gpu, &gy[c], &p[0], &dx[c], &g)
+                            } else {
+                                conv::conv2d_backward_data(gpu, &gy[c], &p[0], None, &dx[c], &g)
+                            });
+                        }
                         dx
                     })
                 }
                 LayerSpec::BatchNorm { eps, .. } => {
                     let cols = *in_shape.last().unwrap();
-                    let rows = batch * numel(in_shape) / cols;
+                    let rows: Vec<usize> =
+                        chunks.sizes.iter().map(|n| n * numel(in_shape) / cols).collect();
                     let (mean, var) = stats.as_ref().unwrap();
                     let scratch = || gpu.zeros(cols);
                     let (dgamma, dbeta) = match (param_grad(0), param_grad(1)) {
                         (Some(dg), Some(db)) => (dg.clone(), db.clone()),
                         _ => (scratch(), scratch()),
                     };
-                    let dx = dx_tensor();
-                    backward.extend(batchnorm::batch_norm_backward(
-                        gpu, x, &gy, &p[0], mean, var, &dx, &dgamma, &dbeta, rows, cols, *eps,
+                    let dx = dx_tensors();
+                    backward.extend(batchnorm::batch_norm_backward_chunks(
+                        gpu, x, &gy, &p[0], mean, var, &dx, &dgamma, &dbeta, &rows, cols, *eps,
                     ));
                     Some(dx)
                 }
                 LayerSpec::Dropout { rate } => {
                     let stream = stream_base + i as u32;
-                    backward
-                        .push(rng::dropout_backward(gpu, &gy, gy.len, *rate, stream, step).into());
+                    let len = numel(in_shape);
+                    for (c, &n) in each {
+                        let first = chunks.starts[c] * len;
+                        backward.push(
+                            rng::dropout_backward(gpu, &gy[c], n * len, first, *rate, stream, step)
+                                .into(),
+                        );
+                    }
                     Some(gy.clone())
                 }
                 LayerSpec::AvgPool2x2 | LayerSpec::Upsample2x => needs_dx(i).then(|| {
-                    let dx = dx_tensor();
-                    let (h, w, c) = (in_shape[0], in_shape[1], in_shape[2]);
-                    let op = if matches!(layer, LayerSpec::AvgPool2x2) {
-                        pool::avg_pool2x2_backward(gpu, &gy, &dx, batch, h, w, c)
-                    } else {
-                        pool::upsample2x_backward(gpu, &gy, &dx, batch, h, w, c)
-                    };
-                    backward.push(op.into());
+                    let dx = dx_tensors();
+                    let (h, w, ch) = (in_shape[0], in_shape[1], in_shape[2]);
+                    for (c, &n) in each {
+                        let op = if matches!(layer, LayerSpec::AvgPool2x2) {
+                            pool::avg_pool2x2_backward(gpu, &gy[c], &dx[c], n, h, w, ch)
+                        } else {
+                            pool::upsample2x_backward(gpu, &gy[c], &dx[c], n, h, w, ch)
+                        };
+                        backward.push(op.into());
+                    }
                     dx
                 }),
                 LayerSpec::Reshape { .. } | LayerSpec::Flatten => Some(gy.clone()),
@@ -330,7 +412,12 @@ impl Net {
                 | LayerSpec::Tanh
                 | LayerSpec::Sigmoid => {
                     let act = layer.activation().unwrap();
-                    backward.push(activation::activation_backward(gpu, y, &gy, gy.len, act).into());
+                    for (c, &n) in each {
+                        let len = n * numel(out_shape);
+                        backward.push(
+                            activation::activation_backward(gpu, &y[c], &gy[c], len, act).into(),
+                        );
+                    }
                     Some(gy.clone())
                 }
             };
@@ -339,28 +426,114 @@ impl Net {
                 None => break,
             }
         }
-        // Layers that pass the gradient through in place leave it in their own buffer.
-        if let Some(target) = grads.input
-            && target.buffer != gy.buffer
-        {
-            backward.push(copy(&gy, target));
+        // Layers that pass the gradient through in place leave it in their own buffers.
+        if let Some(target) = grads.input {
+            chunks.join_into(&gy, target, numel(&shapes[0]), &mut backward);
         }
         Pass { forward, backward, output, output_grad }
     }
 }
 
-/// What the forward pass of one layer leaves for its backward pass.
+/// Images per chunk of a pass of `spec` over `batch` inputs: one chunk when every activation
+/// of the whole batch fits one storage binding, else as few chunks as make each fit, of sizes
+/// that differ by at most one. A chunk is also kept within the matmul's grid (65535 row tiles
+/// of 8 under WebGPU's defaults).
+pub fn batch_chunks(gpu: &Gpu, spec: &NetSpec, batch: usize) -> Vec<usize> {
+    assert!(batch > 0, "a pass over no inputs");
+    let per_input = 4 * spec.widest_activation() as u64;
+    let fits = gpu.largest_binding() / per_input;
+    assert!(fits > 0, "one input needs {per_input} bytes, past the device's binding limit");
+    let grid_rows = gpu.limits.max_compute_workgroups_per_dimension as u64 * 8;
+    let largest = fits.min(grid_rows) as usize;
+    let count = batch.div_ceil(largest);
+    (0..count).map(|i| batch / count + usize::from(i < batch % count)).collect()
+}
+
+/// How a pass splits its batch: the images of each chunk and the index of its first.
+struct Chunks {
+    sizes: Vec<usize>,
+    starts: Vec<usize>,
+}
+
+impl Chunks {
+    fn new(sizes: Vec<usize>) -> Chunks {
+        let starts = sizes
+            .iter()
+            .scan(0, |next, &n| {
+                let first = *next;
+                *next += n;
+                Some(first)
+            })
+            .collect();
+        Chunks { sizes, starts }
+    }
+
+    fn is_split(&self) -> bool {
+        self.sizes.len() > 1
+    }
+
+    /// A zero tensor per chunk, of `per_input` elements per image.
+    fn tensors(&self, gpu: &Gpu, per_input: usize) -> Vec<Tensor> {
+        self.sizes.iter().map(|n| gpu.zeros(n * per_input)).collect()
+    }
+
+    /// `whole` as chunks: itself when the batch is not split, else copies made by `ops`.
+    fn split(&self, gpu: &Gpu, whole: &Tensor, per_input: usize, ops: &mut Vec<Op>) -> Vec<Tensor> {
+        if !self.is_split() {
+            return vec![whole.clone()];
+        }
+        let parts = self.tensors(gpu, per_input);
+        for (part, start) in parts.iter().zip(&self.starts) {
+            ops.push(Op::Copy {
+                src: whole.clone(),
+                src_offset: start * per_input,
+                dst: part.clone(),
+                dst_offset: 0,
+                len: part.len,
+            });
+        }
+        parts
+    }
+
+    /// The chunks as one tensor: the only chunk itself, else a new tensor that `ops` fills.
+    fn join(&self, gpu: &Gpu, parts: &[Tensor], per_input: usize, ops: &mut Vec<Op>) -> Tensor {
+        if !self.is_split() {
+            return parts[0].clone();
+        }
+        let whole = gpu.zeros(self.sizes.iter().sum::<usize>() * per_input);
+        self.join_into(parts, &whole, per_input, ops);
+        whole
+    }
+
+    /// Copies the chunks into `whole`, skipping a chunk that already is `whole`.
+    fn join_into(&self, parts: &[Tensor], whole: &Tensor, per_input: usize, ops: &mut Vec<Op>) {
+        for ((part, start), n) in parts.iter().zip(&self.starts).zip(&self.sizes) {
+            if part.buffer != whole.buffer {
+                ops.push(Op::Copy {
+                    src: part.clone(),
+                    src_offset: 0,
+                    dst: whole.clone(),
+                    dst_offset: start * per_input,
+                    len: n * per_input,
+                });
+            }
+        }
+    }
+}
+
+/// What the forward pass of one layer leaves for its backward pass (a tensor per chunk).
 struct LayerRecord {
-    input: Tensor,
-    output: Tensor,
+    input: Vec<Tensor>,
+    output: Vec<Tensor>,
     /// Index of the layer's first tensor in `Net::params`.
     first_param: usize,
     /// Batch mean and variance of a batch norm in training mode.
     stats: Option<(Tensor, Tensor)>,
 }
 
+/// Fills `dst` from the start of `src` (which may be a caller's longer buffer).
 fn copy(src: &Tensor, dst: &Tensor) -> Op {
-    Op::Copy { src: src.clone(), src_offset: 0, dst: dst.clone(), dst_offset: 0, len: src.len }
+    Op::Copy { src: src.clone(), src_offset: 0, dst: dst.clone(), dst_offset: 0, len: dst.len }
 }
 
 /// The recorded work of one network on one input buffer.
