@@ -1,9 +1,6 @@
 // Elementwise nonlinearities, in place: the forward pass rewrites x, the backward pass
-// rewrites the upstream gradient dy using the forward output y.
-
-// Which nonlinearity: 0 ReLU, 1 leaky ReLU with slope ALPHA below 0, 2 tanh, 3 sigmoid.
-override ACT: u32 = 0u;
-override ALPHA: f32 = 0.0;
+// rewrites the upstream gradient dy using the forward output y. ACT, ALPHA and activate()
+// come from activate.wgsl, which src/shaders.rs puts before this file.
 
 struct Params {
     len: u32,
@@ -20,46 +17,23 @@ struct Params {
 
 const WG: u32 = 256u;
 
-// The logistic function from exp(-|v|), which never overflows.
-fn sigmoid(v: f32) -> f32 {
-    let e = exp(-abs(v));
-    let s = 1.0 / (1.0 + e);
-    return select(e * s, s, v >= 0.0);
-}
-
-// act(v). tanh is clamped to where f32 tanh is already +-1, so that an implementation
-// that divides exponentials cannot produce inf/inf.
-fn activate(v: f32) -> f32 {
-    switch ACT {
-        case 0u: {
-            return max(v, 0.0);
-        }
-        case 1u: {
-            return select(ALPHA * v, v, v > 0.0);
-        }
-        case 2u: {
-            return tanh(clamp(v, -10.0, 10.0));
-        }
-        default: {
-            return sigmoid(v);
-        }
-    }
-}
-
 // act'(x) written in terms of the output o = act(x) (leaky ReLU assumes ALPHA > 0).
 fn derivative(o: f32) -> f32 {
     switch ACT {
-        case 0u: {
+        case 1u: {
             return select(0.0, 1.0, o > 0.0);
         }
-        case 1u: {
+        case 2u: {
             return select(ALPHA, 1.0, o > 0.0);
         }
-        case 2u: {
+        case 3u: {
             return 1.0 - o * o;
         }
-        default: {
+        case 4u: {
             return o * (1.0 - o);
+        }
+        default: {
+            return 1.0;
         }
     }
 }

@@ -2,8 +2,9 @@
 // GEMMs. Seen as a matrix [batch*out_h*out_w, out_c], a conv's output is im2col(x)·W; im2col(x)
 // is never stored: each load gathers its elements from x.
 //
-// - conv_gather_*: y = conv(x, W) (+ bias), or for backward data its adjoint dx = convᵀ(dy, W)
-//   (+ bias), which is also the transposed convolution's forward. Both are "each pixel of one
+// - conv_gather_*: y = act(conv(x, W) (+ bias)), or for backward data its adjoint
+//   dx = act(convᵀ(dy, W) (+ bias)), which is also the transposed convolution's forward; act is
+//   the layer's activation (activate.wgsl, before this file), the identity in gradients. Both are "each pixel of one
 //   image = Σ over taps of a pixel of the other image times that tap's [in_c, out_c] slice of W".
 // - conv_weight_grad_*: dW = im2col(x)ᵀ·dy, rows (kh, kw, in_c), reduced over the output pixels.
 //
@@ -304,7 +305,8 @@ fn w_taps(q: TapQuad, j: u32, n: u32) -> array<vec4<f32>, 4> {
     return rows;
 }
 
-// Writes the tile's row for image n, columns j..j+3 (plus bias), skipping what lies outside.
+// Writes the tile's row for image n, columns j..j+3 (plus bias, through the activation ACT of
+// activate.wgsl), skipping what lies outside.
 fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     if n >= p.batch {
         return;
@@ -316,7 +318,7 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
             if p.has_bias != 0u {
                 x += bias[j + q];
             }
-            c[base + j + q] = x;
+            c[base + j + q] = activate(x);
         }
     }
 }

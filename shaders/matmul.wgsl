@@ -1,5 +1,6 @@
 // Matrix multiply family: C[m,n] = op(A)·op(B), plus bias[n] on every row when HAS_BIAS, plus
-// C's own values when Params.accumulate (a weight gradient summed over chunks of a batch).
+// C's own values when Params.accumulate (a weight gradient summed over chunks of a batch),
+// through the activation ACT (activate.wgsl, before this file) when the layer has one.
 // A is stored [m,k] row-major, or [k,m] when TRANS_A; B is stored [k,n], or [n,k] when TRANS_B.
 //
 // Written for lavapipe (llvmpipe), where every storage-buffer load is a scalar loop over the
@@ -105,8 +106,8 @@ fn fma_row(acc: vec4<f32>, arow: vec4<f32>, brows: array<vec4<f32>, 4>) -> vec4<
     return fma(vec4(arow.w), brows[3], s);
 }
 
-// Writes C[i, j..j+3] (plus bias, plus C when accumulating), skipping what lies outside the
-// matrix.
+// Writes act(C[i, j..j+3] (plus bias, plus C when accumulating)), skipping what lies outside
+// the matrix.
 fn store_row(i: u32, j: u32, v: vec4<f32>) {
     if i >= p.m {
         return;
@@ -120,7 +121,7 @@ fn store_row(i: u32, j: u32, v: vec4<f32>) {
             if p.accumulate != 0u {
                 x += c[i * p.n + j + q];
             }
-            c[i * p.n + j + q] = x;
+            c[i * p.n + j + q] = activate(x);
         }
     }
 }

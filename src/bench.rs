@@ -610,9 +610,10 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             }
             let (a, b) = (random(rng, m * k), random(rng, k * n));
             let mut want = vec![0.0; m * n];
-            cpu::matmul::matmul(&a, &b, None, &mut want, m, n, k, flags.0, flags.1, false);
+            cpu::matmul::matmul(&a, &b, None, &mut want, m, n, k, flags.0, flags.1, false, None);
             let (ga, gb, gc) = (gpu.upload(&a), gpu.upload(&b), gpu.zeros(m * n));
-            let d = matmul::matmul(gpu, &ga, &gb, None, &gc, m, n, k, flags.0, flags.1, false);
+            let d =
+                matmul::matmul(gpu, &ga, &gb, None, &gc, m, n, k, flags.0, flags.1, false, None);
             let bytes = 4.0 * (m * k + k * n + m * n) as f64;
             vec![case(
                 "",
@@ -662,13 +663,13 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                 (vec![0.0; g.input_len()], vec![0.0; g.output_len()], vec![0.0; g.weight_len()]);
             let tol = check::REDUCTION;
             if transposed {
-                cpu::conv::conv_transpose2d(&xout, &wt, None, &mut win, &g);
+                cpu::conv::conv_transpose2d(&xout, &wt, None, &mut win, &g, None);
                 cpu::conv::conv_transpose2d_backward_data(&xin, &wt, &mut wout, &g);
                 cpu::conv::conv_transpose2d_backward_weight(&xout, &xin, &mut ww, &g, false);
                 vec![
                     case(
                         "fwd",
-                        conv::conv_transpose2d(gpu, &gout, &gw, None, &rin, &g),
+                        conv::conv_transpose2d(gpu, &gout, &gw, None, &rin, &g, None),
                         vec![expect("y", &rin, win, tol)],
                         flops,
                         bytes,
@@ -689,20 +690,20 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                     ),
                 ]
             } else {
-                cpu::conv::conv2d(&xin, &wt, None, &mut wout, &g);
-                cpu::conv::conv2d_backward_data(&xout, &wt, None, &mut win, &g);
+                cpu::conv::conv2d(&xin, &wt, None, &mut wout, &g, None);
+                cpu::conv::conv2d_backward_data(&xout, &wt, None, &mut win, &g, None);
                 cpu::conv::conv2d_backward_weight(&xin, &xout, &mut ww, &g, false);
                 vec![
                     case(
                         "fwd",
-                        conv::conv2d(gpu, &gin, &gw, None, &rout, &g),
+                        conv::conv2d(gpu, &gin, &gw, None, &rout, &g, None),
                         vec![expect("y", &rout, wout, tol)],
                         flops,
                         bytes,
                     ),
                     case(
                         "dx",
-                        conv::conv2d_backward_data(gpu, &gout, &gw, None, &rin, &g),
+                        conv::conv2d_backward_data(gpu, &gout, &gw, None, &rin, &g, None),
                         vec![expect("dx", &rin, win, tol)],
                         flops,
                         bytes,

@@ -82,11 +82,13 @@ impl CpuNet {
                         false,
                         false,
                         false,
+                        None,
                     );
                 }
                 LayerSpec::Conv2d { .. } => {
                     let g = layer.conv_geometry(batch, in_shape).unwrap();
-                    cpu::conv::conv2d(&x, &self.params[p], Some(&self.params[p + 1]), &mut y, &g);
+                    let (w, b) = (&self.params[p], Some(&self.params[p + 1][..]));
+                    cpu::conv::conv2d(&x, w, b, &mut y, &g, None);
                 }
                 LayerSpec::ConvTranspose2d { .. } => {
                     let g = layer.conv_geometry(batch, in_shape).unwrap();
@@ -96,6 +98,7 @@ impl CpuNet {
                         Some(&self.params[p + 1]),
                         &mut y,
                         &g,
+                        None,
                     );
                 }
                 LayerSpec::BatchNorm { momentum, eps } => {
@@ -201,7 +204,7 @@ impl CpuNet {
                     if param_grads {
                         let (mut dw, mut db) = (vec![0.0; width * units], vec![0.0; *units]);
                         cpu::matmul::matmul(
-                            x, &gy, None, &mut dw, width, *units, batch, true, false, false,
+                            x, &gy, None, &mut dw, width, *units, batch, true, false, false, None,
                         );
                         cpu::bias::bias_grad(&gy, &mut db, batch, *units, false);
                         grads[i] = vec![dw, db];
@@ -217,6 +220,7 @@ impl CpuNet {
                         false,
                         true,
                         false,
+                        None,
                     );
                 }
                 LayerSpec::Conv2d { filters, .. } => {
@@ -229,7 +233,7 @@ impl CpuNet {
                         cpu::bias::bias_grad(&gy, &mut db, rows, *filters, false);
                         grads[i] = vec![dw, db];
                     }
-                    cpu::conv::conv2d_backward_data(&gy, &self.params[p], None, &mut dx, &g);
+                    cpu::conv::conv2d_backward_data(&gy, &self.params[p], None, &mut dx, &g, None);
                 }
                 LayerSpec::ConvTranspose2d { filters, .. } => {
                     let g = layer.conv_geometry(batch, in_shape).unwrap();

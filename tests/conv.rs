@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use gan_gpu::check::{REDUCTION, compare};
 use gan_gpu::gpu::{Gpu, Op, Tensor};
+use gan_gpu::kernels::Activation;
 use gan_gpu::kernels::conv::{Conv2dGeometry, Padding};
 use gan_gpu::{cpu, kernels};
-use rand::rngs::StdRng;
+use rand::{Rng, rngs::StdRng};
 
 /// One kernel of the family, called through its GPU launcher or its CPU twin.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -51,6 +52,8 @@ impl Kernel {
         matches!(self, Conv2dBackwardWeight | ConvTranspose2dBackwardWeight)
     }
 
+    /// The CPU twin; `epilogue` is the activation of the kernels that take a bias, and whether
+    /// the weight gradients accumulate.
     fn cpu(
         self,
         a: &[f32],
@@ -58,14 +61,14 @@ impl Kernel {
         bias: Option<&[f32]>,
         out: &mut [f32],
         g: &Conv2dGeometry,
-        accumulate: bool,
+        (activation, accumulate): (Option<Activation>, bool),
     ) {
         use cpu::conv::*;
         match self {
-            Conv2d => conv2d(a, b, bias, out, g),
-            Conv2dBackwardData => conv2d_backward_data(a, b, bias, out, g),
+            Conv2d => conv2d(a, b, bias, out, g, activation),
+            Conv2dBackwardData => conv2d_backward_data(a, b, bias, out, g, activation),
             Conv2dBackwardWeight => conv2d_backward_weight(a, b, out, g, accumulate),
-            ConvTranspose2d => conv_transpose2d(a, b, bias, out, g),
+            ConvTranspose2d => conv_transpose2d(a, b, bias, out, g, activation),
             ConvTranspose2dBackwardData => conv_transpose2d_backward_data(a, b, out, g),
             ConvTranspose2dBackwardWeight => {
                 conv_transpose2d_backward_weight(a, b, out, g, accumulate)
@@ -73,6 +76,7 @@ impl Kernel {
         }
     }
 
+    /// The GPU launcher, with the CPU twin's arguments.
     #[allow(clippy::too_many_arguments)]
     fn gpu(
         self,
@@ -82,14 +86,14 @@ impl Kernel {
         bias: Option<&Tensor>,
         out: &Tensor,
         g: &Conv2dGeometry,
-        accumulate: bool,
+        (activation, accumulate): (Option<Activation>, bool),
     ) -> Vec<Op> {
         use kernels::conv::*;
         match self {
-            Conv2d => conv2d(gpu, a, b, bias, out, g),
-            Conv2dBackwardData => conv2d_backward_data(gpu, a, b, bias, out, g),
+            Conv2d => conv2d(gpu, a, b, bias, out, g, activation),
+            Conv2dBackwardData => conv2d_backward_data(gpu, a, b, bias, out, g, activation),
             Conv2dBackwardWeight => conv2d_backward_weight(gpu, a, b, out, g, accumulate),
-            ConvTranspose2d => conv_transpose2d(gpu, a, b, bias, out, g),
+            ConvTranspose2d => conv_transpose2d(gpu, a, b, bias, out, g, activation),
             ConvTranspose2dBackwardData => conv_transpose2d_backward_data(gpu, a, b, out, g),
             ConvTranspose2dBackwardWeight => {
                 conv_transpose2d_backward_weight(gpu, a, b, out, g, accumulate)
@@ -110,31 +114,33 @@ struct Call {
     a: Vec<f32>,
     b: Vec<f32>,
     bias: Option<Vec<f32>>,
+    activation: Option<Activation>,
     /// The output's values before the call, when the call accumulates into them.
     initial: Option<Vec<f32>>,
     want: Vec<f32>,
 }
 
 impl Call {
-    /// With `extra`, the kernels that take a bias get one and the weight gradients add to
-    /// random values.
+    /// With `extra`, the kernels that take a bias get one and apply an activation (one of the
+    /// four, drawn at random), and the weight gradients add to random values.
     fn new(rng: &mut StdRng, name: &str, kernel: Kernel, g: Conv2dGeometry, extra: bool) -> Call {
         let [a_len, b_len, out_len] = kernel.lens(&g);
         let a = common::random_vec(rng, a_len, -1.0, 1.0);
         let b = common::random_vec(rng, b_len, -1.0, 1.0);
         let bias =
             kernel.bias_len(&g).filter(|_| extra).map(|n| common::random_vec(rng, n, -1.0, 1.0));
+        let activation = bias.as_ref().map(|_| common::ACTIVATIONS[rng.random_range(0..4)]);
         let initial =
             (extra && kernel.accumulates()).then(|| common::random_vec(rng, out_len, -1.0, 1.0));
         let mut want = initial.clone().unwrap_or_else(|| vec![0.0; out_len]);
-        kernel.cpu(&a, &b, bias.as_deref(), &mut want, &g, initial.is_some());
-        let what = match (&bias, &initial) {
-            (Some(_), _) => " +bias",
-            (_, Some(_)) => " +=",
-            _ => "",
+        kernel.cpu(&a, &b, bias.as_deref(), &mut want, &g, (activation, initial.is_some()));
+        let what = match (&activation, &initial) {
+            (Some(act), _) => format!(" +bias, {act:?}"),
+            (_, Some(_)) => " +=".to_string(),
+            _ => String::new(),
         };
         let name = format!("{kernel:?}{what} {name}");
-        Call { name, kernel, g, a, b, bias, initial, want }
+        Call { name, kernel, g, a, b, bias, activation, initial, want }
     }
 
     /// Uploads the operands and the output (NaN-filled unless the call accumulates); returns
@@ -143,8 +149,8 @@ impl Call {
         let (a, b) = (gpu.upload(&self.a), gpu.upload(&self.b));
         let bias = self.bias.as_ref().map(|v| gpu.upload(v));
         let out = gpu.upload(self.initial.as_ref().unwrap_or(&common::poison(self.want.len())));
-        let accumulate = self.initial.is_some();
-        (self.kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &self.g, accumulate), out)
+        let epilogue = (self.activation, self.initial.is_some());
+        (self.kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &self.g, epilogue), out)
     }
 
     fn check(&self, gpu: &Gpu) -> Result<(), String> {
@@ -368,8 +374,8 @@ fn pixel_quad_filters_match_cpu_twins() {
         let mut dw_plus = earlier.clone();
         cpu::conv::fold_pixel_quad_filter_grad(&dwide, &mut dw_plus, &g, true);
         let (mut y, mut y_quad) = (vec![0.0; g.output_len()], vec![0.0; g.output_len()]);
-        cpu::conv::conv2d(&x, &w, None, &mut y, &g);
-        cpu::conv::conv2d(&x, &wide, None, &mut y_quad, &quad);
+        cpu::conv::conv2d(&x, &w, None, &mut y, &g, None);
+        cpu::conv::conv2d(&x, &wide, None, &mut y_quad, &quad, None);
         compare(&format!("{name}: quad conv"), &y_quad, &y, REDUCTION).unwrap();
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum();
         let (widened, folded): (f64, f64) = (dot(&wide, &dwide), dot(&w, &dw));
@@ -490,7 +496,7 @@ fn cpu_twins_match_pytorch() {
         let run =
             |kernel: Kernel, a: &[f32], b2: &[f32], bias: Option<&[f32]>, want: &[f32], what| {
                 let mut got = vec![0.0; want.len()];
-                kernel.cpu(a, b2, bias, &mut got, &g, false);
+                kernel.cpu(a, b2, bias, &mut got, &g, (None, false));
                 compare(&format!("{case}.{what}"), &got, want, REDUCTION).unwrap();
             };
         let [forward, data, weight] = if is_transposed { TRANSPOSED } else { CONV };
@@ -592,7 +598,7 @@ fn cpu_twin_gradients_match_finite_differences() {
             .collect()
     };
     let mut dx = vec![0.0; g.input_len()];
-    cpu::conv::conv2d_backward_data(&gy, &w, None, &mut dx, &g);
+    cpu::conv::conv2d_backward_data(&gy, &w, None, &mut dx, &g, None);
     compare("dL/dx", &dx, &numeric(true), REDUCTION).unwrap();
     let mut dw = vec![0.0; g.weight_len()];
     cpu::conv::conv2d_backward_weight(&x, &gy, &mut dw, &g, false);
@@ -631,7 +637,7 @@ fn conv_speed() {
             let b = gpu.upload(&common::random_vec(&mut rng, b_len, -1.0, 1.0));
             let bias = kernel.bias_len(&g).filter(|_| bias).map(|n| gpu.zeros(n));
             let out = gpu.zeros(out_len);
-            let d = kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &g, false);
+            let d = kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &g, (None, false));
             let flops = 2.0
                 * (g.batch * g.out_h * g.out_w * g.kernel_h * g.kernel_w * g.in_c * g.out_c) as f64;
             // Enough dispatches per submit to take ~0.2 s, so the submit cost vanishes.

@@ -24,9 +24,6 @@ fn lengths(r: &mut impl Rng) -> [usize; 4] {
     [1, r.random_range(2..256), 256 + r.random_range(1..256), 256 * 5 + r.random_range(1..256)]
 }
 
-const ACTIVATIONS: [Activation; 4] =
-    [Activation::Relu, Activation::LeakyRelu { alpha: 0.2 }, Activation::Tanh, Activation::Sigmoid];
-
 #[test]
 fn bias_grad_matches_cpu() {
     on_every_gpu("bias_grad", |gpu| {
@@ -53,7 +50,7 @@ fn bias_grad_matches_cpu() {
 fn activation_forward_matches_cpu() {
     on_every_gpu("activation_forward", |gpu| {
         let mut r = rng(2);
-        for act in ACTIVATIONS {
+        for act in common::ACTIVATIONS {
             for len in lengths(&mut r) {
                 // Wide enough for sigmoid's and tanh's saturated tails.
                 let x = random_vec(&mut r, len, -12.0, 12.0);
@@ -89,7 +86,7 @@ fn activation_forward_covers_a_grid_folded_into_y() {
 fn activation_backward_matches_cpu() {
     on_every_gpu("activation_backward", |gpu| {
         let mut r = rng(3);
-        for act in ACTIVATIONS {
+        for act in common::ACTIVATIONS {
             for len in lengths(&mut r) {
                 let mut y = random_vec(&mut r, len, -4.0, 4.0);
                 cpu::activation::activation_forward(&mut y, len, act);

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use gan_gpu::check::{REDUCTION, compare};
 use gan_gpu::gpu::{Gpu, Op};
+use gan_gpu::kernels::Activation;
 use gan_gpu::{cpu, kernels};
 use rand::{Rng, rngs::StdRng};
 
@@ -20,6 +21,7 @@ struct Case {
     a: Vec<f32>,
     b: Vec<f32>,
     bias: Option<Vec<f32>>,
+    activation: Option<Activation>,
     /// C's values before the call, when the case accumulates into them.
     initial: Option<Vec<f32>>,
     want: Vec<f32>,
@@ -33,6 +35,7 @@ impl Case {
         trans_b: bool,
         bias: bool,
         accumulate: bool,
+        activation: Option<Activation>,
     ) -> Case {
         let a = common::random_vec(rng, m * k, -1.0, 1.0);
         let b = common::random_vec(rng, k * n, -1.0, 1.0);
@@ -50,21 +53,23 @@ impl Case {
             trans_a,
             trans_b,
             accumulate,
+            activation,
         );
-        Case { m, n, k, trans_a, trans_b, a, b, bias, initial, want }
+        Case { m, n, k, trans_a, trans_b, a, b, bias, activation, initial, want }
     }
 
     fn name(&self) -> String {
         let t = |on| if on { "T" } else { "N" };
         format!(
-            "matmul m={} n={} k={} {}{}{}{}",
+            "matmul m={} n={} k={} {}{}{}{}{}",
             self.m,
             self.n,
             self.k,
             t(self.trans_a),
             t(self.trans_b),
             if self.bias.is_some() { " +bias" } else { "" },
-            if self.initial.is_some() { " +=" } else { "" }
+            if self.initial.is_some() { " +=" } else { "" },
+            self.activation.map_or(String::new(), |act| format!(" {act:?}"))
         )
     }
 
@@ -86,6 +91,7 @@ impl Case {
             self.trans_a,
             self.trans_b,
             self.initial.is_some(),
+            self.activation,
         );
         (d, c)
     }
@@ -142,6 +148,7 @@ fn matmul_matches_cpu_twin() {
                     trans_b,
                     (i + trans_a as usize).is_multiple_of(2),
                     (i + trans_b as usize).is_multiple_of(3),
+                    (i % 3 == 1).then_some(common::ACTIVATIONS[i % 4]),
                 ));
             }
         }
@@ -151,14 +158,26 @@ fn matmul_matches_cpu_twin() {
                 for bias in [false, true] {
                     let shape =
                         (rng.random_range(1..80), rng.random_range(1..80), rng.random_range(1..80));
-                    check(Case::new(&mut rng, shape, trans_a, trans_b, bias, trans_a && !bias));
+                    let act = bias.then_some(Activation::Sigmoid);
+                    check(Case::new(
+                        &mut rng,
+                        shape,
+                        trans_a,
+                        trans_b,
+                        bias,
+                        trans_a && !bias,
+                        act,
+                    ));
                 }
             }
         }
-        // The training shapes at the smallest batch; forward with bias, as the layers use it,
-        // and weight gradients accumulating, as they do over the chunks of a split batch.
+        // The training shapes at the smallest batch; forward with bias and an activation, as
+        // the layers use them, and weight gradients accumulating, as they do over the chunks
+        // of a split batch.
         for (shape, trans_a, trans_b) in preset_shapes(64) {
-            check(Case::new(&mut rng, shape, trans_a, trans_b, !trans_a && !trans_b, trans_a));
+            let forward = !trans_a && !trans_b;
+            let act = forward.then_some(Activation::LeakyRelu { alpha: 0.2 });
+            check(Case::new(&mut rng, shape, trans_a, trans_b, forward, trans_a, act));
         }
         assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });
@@ -177,7 +196,7 @@ fn cpu_twin_matches_pytorch_linear() {
         assert_eq!(ws[1], inp);
         let run = |name: &str, a: &[f32], b2: &[f32], bias, m, n, k, ta, tb| {
             let mut got = vec![0.0; m * n];
-            cpu::matmul::matmul(a, b2, bias, &mut got, m, n, k, ta, tb, false);
+            cpu::matmul::matmul(a, b2, bias, &mut got, m, n, k, ta, tb, false, None);
             let (want, _) = get(name);
             compare(&format!("{case}.{name}"), &got, &want, REDUCTION).unwrap();
         };
@@ -227,10 +246,10 @@ fn cpu_twin_gradients_match_finite_differences() {
             .collect()
     };
     let mut dx = vec![0.0; batch * inp];
-    cpu::matmul::matmul(&gy, &w, None, &mut dx, batch, inp, out, false, true, false);
+    cpu::matmul::matmul(&gy, &w, None, &mut dx, batch, inp, out, false, true, false, None);
     compare("dX = gy·Wᵀ", &dx, &numeric(&x, true), REDUCTION).unwrap();
     let mut dw = vec![0.0; inp * out];
-    cpu::matmul::matmul(&x, &gy, None, &mut dw, inp, out, batch, true, false, false);
+    cpu::matmul::matmul(&x, &gy, None, &mut dw, inp, out, batch, true, false, false, None);
     compare("dW = xᵀ·gy", &dw, &numeric(&w, false), REDUCTION).unwrap();
 }
 
@@ -242,7 +261,7 @@ fn matmul_speed() {
     let mut rng = common::rng(3);
     let cases: Vec<Case> = preset_shapes(256)
         .into_iter()
-        .map(|(shape, ta, tb)| Case::new(&mut rng, shape, ta, tb, !ta && !tb, false))
+        .map(|(shape, ta, tb)| Case::new(&mut rng, shape, ta, tb, !ta && !tb, false, None))
         .collect();
     for gpu in common::gpus() {
         let variant = kernels::matmul::variant_name(&gpu.caps);

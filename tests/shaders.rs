@@ -1,4 +1,5 @@
-//! Every WGSL module parses and validates with naga, and every file in shaders/ is one of them.
+//! Every WGSL module parses and validates with naga, and every file in shaders/ is one of them
+//! or a part of them.
 
 use gan_gpu::shaders;
 
@@ -12,6 +13,7 @@ fn every_shader_file_is_registered() {
         .collect();
     files.sort();
     let mut registered: Vec<String> = shaders::ALL.iter().map(|s| s.name.to_string()).collect();
+    registered.extend(shaders::PARTS.iter().map(|part| part.to_string()));
     registered.sort();
     assert_eq!(files, registered, "shaders/ and gan_gpu::shaders::ALL disagree");
 }

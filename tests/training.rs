@@ -314,3 +314,46 @@ fn eval_every_writes_scores() {
     // The generator moved between the two evaluations, and so did its figures.
     assert_ne!(scored[0]["fid"], scored[1]["fid"]);
 }
+
+/// A dense or conv layer applies the activation after it in its own stores, which saves a pass
+/// over its output: in every preset's networks the only activation dispatches left are those
+/// after other layers (batch norm, reshape), and training still follows the CPU reference
+/// (`gpu_training_follows_the_cpu_reference`), which applies every activation on its own.
+#[test]
+fn activations_after_dense_and_conv_layers_take_no_pass_of_their_own() {
+    use gan_gpu::gpu::Op;
+    use gan_gpu::nn::spec::{LayerSpec, NetSpec};
+    use gan_gpu::nn::{Grads, Mode, Net};
+    let gpu = &common::gpus()[0];
+    let unfused = |spec: &NetSpec| {
+        let producer = |l: &LayerSpec| {
+            matches!(
+                l,
+                LayerSpec::Dense { .. }
+                    | LayerSpec::Conv2d { .. }
+                    | LayerSpec::ConvTranspose2d { .. }
+            )
+        };
+        let layers = &spec.layers;
+        (0..layers.len())
+            .filter(|&i| layers[i].activation().is_some() && (i == 0 || !producer(&layers[i - 1])))
+            .count()
+    };
+    for name in gan::preset_names() {
+        let spec = gan::preset(name).unwrap();
+        for net_spec in [spec.generator.clone(), spec.discriminator_logits()] {
+            let net = Net::new(gpu, net_spec.clone(), &net_spec.init_params(1));
+            let input = gpu.zeros(2 * net_spec.input.iter().product::<usize>());
+            let grads = net.zeros_like_trainable(gpu);
+            let all = Grads { params: Some(&grads), input: None };
+            let step = gpu.uniform(&gan_gpu::kernels::StepUniform::default());
+            let pass = net.pass(gpu, 2, &input, Mode::Training, all, 0, &step);
+            let activations = pass
+                .forward
+                .iter()
+                .filter(|op| matches!(op, Op::Dispatch(d) if d.label == "activation_forward"))
+                .count();
+            assert_eq!(activations, unfused(&net_spec), "{name}: {net_spec:?}");
+        }
+    }
+}

@@ -2,8 +2,8 @@
 
 use crate::kernels::Activation;
 
-/// act(x) for one element.
-fn forward(x: f32, act: Activation) -> f32 {
+/// act(x) for one element (also what the matmul and conv twins apply to their outputs).
+pub(crate) fn forward(x: f32, act: Activation) -> f32 {
     match act {
         Activation::Relu => x.max(0.0),
         Activation::LeakyRelu { alpha } => {

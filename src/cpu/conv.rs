@@ -3,6 +3,7 @@
 //! same (output pixel, tap) pairs, so the backward passes are the forward's adjoints by
 //! construction; the GPU kernels instead gather, each in its own way.
 
+use crate::kernels::Activation;
 use crate::kernels::conv::Conv2dGeometry;
 
 /// Calls `f(x_pixel, y_pixel, tap)` for every output pixel and tap whose input pixel lies inside
@@ -35,17 +36,31 @@ fn check_lens(name: &str, lens: [usize; 3], want: [usize; 3]) {
 }
 
 /// Adds `bias[c]` to channel c of every pixel and rounds to f32.
-fn finish(acc: &[f64], bias: Option<&[f32]>, channels: usize, out: &mut [f32]) {
+fn finish(
+    acc: &[f64],
+    bias: Option<&[f32]>,
+    channels: usize,
+    out: &mut [f32],
+    activation: Option<Activation>,
+) {
     if let Some(bias) = bias {
         assert!(bias.len() >= channels, "conv: bias shorter than the channels");
     }
     for (i, (o, a)) in out.iter_mut().zip(acc).enumerate() {
-        *o = (a + bias.map_or(0.0, |b| b[i % channels] as f64)) as f32;
+        let v = (a + bias.map_or(0.0, |b| b[i % channels] as f64)) as f32;
+        *o = activation.map_or(v, |act| super::activation::forward(v, act));
     }
 }
 
-/// y = conv(x, w) (+ bias[out_c] on every pixel).
-pub fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], g: &Conv2dGeometry) {
+/// y = act(conv(x, w) (+ bias[out_c] on every pixel)), act the `activation` when Some.
+pub fn conv2d(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    g: &Conv2dGeometry,
+    activation: Option<Activation>,
+) {
     check_lens(
         "conv2d",
         [x.len(), w.len(), y.len()],
@@ -62,17 +77,18 @@ pub fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], g: &Con
             }
         }
     });
-    finish(&acc, bias, cout, &mut y[..g.output_len()]);
+    finish(&acc, bias, cout, &mut y[..g.output_len()], activation);
 }
 
-/// dx = convᵀ(dy, w) (+ bias[in_c] on every pixel): conv2d's input gradient, and with a bias
-/// the transposed conv's forward.
+/// dx = act(convᵀ(dy, w) (+ bias[in_c] on every pixel)): conv2d's input gradient, and with a
+/// bias (and an activation) the transposed conv's forward.
 pub fn conv2d_backward_data(
     dy: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     dx: &mut [f32],
     g: &Conv2dGeometry,
+    activation: Option<Activation>,
 ) {
     check_lens(
         "conv2d_backward_data",
@@ -89,7 +105,7 @@ pub fn conv2d_backward_data(
                 dy_row.iter().zip(w_row).map(|(&d, &wv)| d as f64 * wv as f64).sum::<f64>();
         }
     });
-    finish(&acc, bias, cin, &mut dx[..g.input_len()]);
+    finish(&acc, bias, cin, &mut dx[..g.input_len()], activation);
 }
 
 /// dw = im2col(x)ᵀ·dy: conv2d's weight gradient.
@@ -120,23 +136,25 @@ pub fn conv2d_backward_weight(
             }
         }
     });
-    finish(&acc, None, cout, &mut dw[..g.weight_len()]);
+    finish(&acc, None, cout, &mut dw[..g.weight_len()], None);
 }
 
-/// Transposed conv y = convᵀ(x, w) (+ bias), for `g` from `Conv2dGeometry::transposed`.
+/// Transposed conv y = act(convᵀ(x, w) (+ bias)), for `g` from
+/// `Conv2dGeometry::transposed`.
 pub fn conv_transpose2d(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
     g: &Conv2dGeometry,
+    activation: Option<Activation>,
 ) {
-    conv2d_backward_data(x, w, bias, y, g);
+    conv2d_backward_data(x, w, bias, y, g, activation);
 }
 
 /// The transposed conv's input gradient: the conv it is the adjoint of, applied to dy.
 pub fn conv_transpose2d_backward_data(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Conv2dGeometry) {
-    conv2d(dy, w, None, dx, g);
+    conv2d(dy, w, None, dx, g, None);
 }
 
 /// The transposed conv's weight gradient: dy plays the conv's input and x its output gradient.

@@ -1,8 +1,10 @@
-//! CPU twin of `shaders/matmul.wgsl`: C = op(A)·op(B) (+ bias), accumulated in f64.
+//! CPU twin of `shaders/matmul.wgsl`: C = act(op(A)·op(B) (+ bias)), accumulated in f64.
 
-/// C[m,n] = op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
-/// `accumulate`). A is stored [m,k] row-major, or [k,m] when `trans_a`; B is stored [k,n], or
-/// [n,k] when `trans_b`.
+use crate::kernels::Activation;
+
+/// C[m,n] = act(op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
+/// `accumulate`)), act the `activation` when Some. A is stored [m,k] row-major, or [k,m] when
+/// `trans_a`; B is stored [k,n], or [n,k] when `trans_b`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     a: &[f32],
@@ -15,6 +17,7 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
     accumulate: bool,
+    activation: Option<Activation>,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul: short slice");
     if let Some(bias) = bias {
@@ -33,7 +36,8 @@ pub fn matmul(
             for kk in 0..k {
                 sum += a[i * a_row + kk * a_k] as f64 * b[kk * b_k + j * b_col] as f64;
             }
-            c[i * n + j] = sum as f32;
+            let sum = sum as f32;
+            c[i * n + j] = activation.map_or(sum, |act| super::activation::forward(sum, act));
         }
     }
 }

@@ -15,13 +15,15 @@ struct Params {
     len: u32,
 }
 
-/// The shader's ACT code and ALPHA for a nonlinearity.
-fn constants(act: Activation) -> [(&'static str, f64); 2] {
+/// activate.wgsl's ACT code and ALPHA for a nonlinearity, or for none (the matmul and conv
+/// kernels' stores without an activation).
+pub(crate) fn constants(act: Option<Activation>) -> [(&'static str, f64); 2] {
     let (code, alpha) = match act {
-        Activation::Relu => (0, 0.0),
-        Activation::LeakyRelu { alpha } => (1, alpha),
-        Activation::Tanh => (2, 0.0),
-        Activation::Sigmoid => (3, 0.0),
+        None => (0, 0.0),
+        Some(Activation::Relu) => (1, 0.0),
+        Some(Activation::LeakyRelu { alpha }) => (2, alpha),
+        Some(Activation::Tanh) => (3, 0.0),
+        Some(Activation::Sigmoid) => (4, 0.0),
     };
     [("ACT", code as f64), ("ALPHA", alpha as f64)]
 }
@@ -30,7 +32,7 @@ fn constants(act: Activation) -> [(&'static str, f64); 2] {
 pub fn activation_forward(gpu: &Gpu, x: &Tensor, len: usize, act: Activation) -> Dispatch {
     assert!(len <= x.len, "activation_forward: {len} elements of {}", x.len);
     let params = gpu.uniform(&Params { len: u32::try_from(len).unwrap() });
-    let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_forward", &constants(act));
+    let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_forward", &constants(Some(act)));
     gpu.dispatch(
         "activation_forward",
         &pipeline,
@@ -50,7 +52,7 @@ pub fn activation_backward(
 ) -> Dispatch {
     assert!(len <= y.len && len <= dy.len, "activation_backward: tensors too small");
     let params = gpu.uniform(&Params { len: u32::try_from(len).unwrap() });
-    let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_backward", &constants(act));
+    let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_backward", &constants(Some(act)));
     gpu.dispatch(
         "activation_backward",
         &pipeline,

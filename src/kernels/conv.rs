@@ -16,6 +16,7 @@
 use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
+use super::Activation;
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor};
 use crate::shaders;
 
@@ -349,20 +350,27 @@ enum Pass {
     BackwardWeight,
 }
 
+/// What a conv dispatch does to its sums before storing them: adding a bias and applying an
+/// activation (the gathers), or adding them to the output (the weight gradient).
+#[derive(Clone, Copy, Default)]
+struct Epilogue<'a> {
+    bias: Option<&'a Tensor>,
+    activation: Option<Activation>,
+    accumulate: bool,
+}
+
 /// Builds one conv dispatch: `a` is the gathered image (x, or dy for backward data), `b` the
-/// other operand (W, or dy for the weight gradient), `c` the output, which the weight gradient
-/// adds to when `accumulate`.
-#[allow(clippy::too_many_arguments)]
+/// other operand (W, or dy for the weight gradient), `c` the output.
 fn launch(
     gpu: &Gpu,
     pass: Pass,
     a: &Tensor,
     b: &Tensor,
-    bias: Option<&Tensor>,
     c: &Tensor,
     g: &Conv2dGeometry,
-    accumulate: bool,
+    epilogue: Epilogue,
 ) -> Dispatch {
+    let Epilogue { bias, activation, accumulate } = epilogue;
     let sizes = [
         g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
         g.stride_h, g.stride_w,
@@ -392,6 +400,7 @@ fn launch(
         Pass::BackwardWeight => (g.out_c, g.in_c, (g.kernel_h * g.kernel_w * g.in_c).div_ceil(8)),
     };
     assert!(!accumulate || pass == Pass::BackwardWeight, "only the weight gradient accumulates");
+    assert!(activation.is_none() || pass != Pass::BackwardWeight, "a weight gradient activated");
     if let Some(bias) = bias {
         assert!(pass != Pass::BackwardWeight, "the weight gradient has no bias");
         assert!(bias.len >= cols, "{label}: bias of {} elements for {cols} channels", bias.len);
@@ -412,11 +421,14 @@ fn launch(
     let vec_a = gathered % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = b_row % 4 == 0 && gpu.quad_texture_fits(b);
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let [act, alpha] = super::activation::constants(activation);
     let constants = [
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(vec_b)),
         ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
+        act,
+        alpha,
     ];
     // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
     // weight gradient), or 64 invocations of 4 columns by 8 rows, as few columns wide as the
@@ -552,7 +564,8 @@ pub fn fold_pixel_quad_filter_grad(
     quad_filter_dispatch(gpu, false, dwide, dw, g, accumulate)
 }
 
-/// y = conv(x, w) (+ bias[out_c] on every pixel). x [batch, in_h, in_w, in_c], w [kernel_h,
+/// y = act(conv(x, w) (+ bias[out_c] on every pixel)), act the `activation` when Some (a conv
+/// layer and the activation after it in one pass). x [batch, in_h, in_w, in_c], w [kernel_h,
 /// kernel_w, in_c, out_c], y [batch, out_h, out_w, out_c]; `y` must be a tensor of its own.
 pub fn conv2d(
     gpu: &Gpu,
@@ -561,9 +574,11 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     y: &Tensor,
     g: &Conv2dGeometry,
+    activation: Option<Activation>,
 ) -> Vec<Op> {
+    let epilogue = |bias| Epilogue { bias, activation, accumulate: false };
     let Some(quad) = pixel_quad_geometry(g) else {
-        return vec![launch(gpu, Pass::Forward, x, w, bias, y, g, false).into()];
+        return vec![launch(gpu, Pass::Forward, x, w, y, g, epilogue(bias)).into()];
     };
     let wide = gpu.zeros(quad.weight_len());
     let mut ops = vec![widen_filter_to_pixel_quads(gpu, w, &wide, g).into()];
@@ -579,12 +594,13 @@ pub fn conv2d(
         }));
         b4
     });
-    ops.push(launch(gpu, Pass::Forward, x, &wide, bias4.as_ref(), y, &quad, false).into());
+    ops.push(launch(gpu, Pass::Forward, x, &wide, y, &quad, epilogue(bias4.as_ref())).into());
     ops
 }
 
-/// dx = convᵀ(dy, w) (+ bias[in_c] on every pixel): the gradient of conv2d with respect to its
-/// input, and with a bias the forward pass of the transposed conv this geometry describes.
+/// dx = act(convᵀ(dy, w) (+ bias[in_c] on every pixel)): the gradient of conv2d with respect
+/// to its input, and with a bias (and an activation) the forward pass of the transposed conv
+/// this geometry describes.
 pub fn conv2d_backward_data(
     gpu: &Gpu,
     dy: &Tensor,
@@ -592,11 +608,13 @@ pub fn conv2d_backward_data(
     bias: Option<&Tensor>,
     dx: &Tensor,
     g: &Conv2dGeometry,
+    activation: Option<Activation>,
 ) -> Vec<Op> {
     // The pixel-quad form does not pay here: with one gathered channel the kernel already
     // packs 4 taps per step (measured 20 ms plain against 22-25 ms as pixel quads, for dcgan's
     // 7x7 conv at batch 16).
-    vec![launch(gpu, Pass::BackwardData, dy, w, bias, dx, g, false).into()]
+    let epilogue = Epilogue { bias, activation, accumulate: false };
+    vec![launch(gpu, Pass::BackwardData, dy, w, dx, g, epilogue).into()]
 }
 
 /// dw = im2col(x)ᵀ·dy (+ dw when `accumulate`): the gradient of conv2d with respect to its
@@ -610,7 +628,8 @@ pub fn conv2d_backward_weight(
     accumulate: bool,
 ) -> Vec<Op> {
     let backward = |dw: &Tensor, g: &Conv2dGeometry, accumulate: bool| {
-        launch(gpu, Pass::BackwardWeight, x, dy, None, dw, g, accumulate).into()
+        let epilogue = Epilogue { accumulate, ..Epilogue::default() };
+        launch(gpu, Pass::BackwardWeight, x, dy, dw, g, epilogue).into()
     };
     let Some(quad) = pixel_quad_geometry(g) else {
         return vec![backward(dw, g, accumulate)];
@@ -622,9 +641,9 @@ pub fn conv2d_backward_weight(
     ]
 }
 
-/// Transposed conv y = convᵀ(x, w) (+ bias), for `g` from [`Conv2dGeometry::transposed`]:
-/// x [batch, g.out_h, g.out_w, g.out_c], w [kh, kw, g.in_c, g.out_c], y [batch, g.in_h,
-/// g.in_w, g.in_c].
+/// Transposed conv y = act(convᵀ(x, w) (+ bias)), for `g` from
+/// [`Conv2dGeometry::transposed`]: x [batch, g.out_h, g.out_w, g.out_c], w [kh, kw, g.in_c,
+/// g.out_c], y [batch, g.in_h, g.in_w, g.in_c].
 pub fn conv_transpose2d(
     gpu: &Gpu,
     x: &Tensor,
@@ -632,8 +651,9 @@ pub fn conv_transpose2d(
     bias: Option<&Tensor>,
     y: &Tensor,
     g: &Conv2dGeometry,
+    activation: Option<Activation>,
 ) -> Vec<Op> {
-    conv2d_backward_data(gpu, x, w, bias, y, g)
+    conv2d_backward_data(gpu, x, w, bias, y, g, activation)
 }
 
 /// The transposed conv's input gradient: the conv it is the adjoint of, applied to dy.
@@ -644,7 +664,7 @@ pub fn conv_transpose2d_backward_data(
     dx: &Tensor,
     g: &Conv2dGeometry,
 ) -> Vec<Op> {
-    conv2d(gpu, dy, w, None, dx, g)
+    conv2d(gpu, dy, w, None, dx, g, None)
 }
 
 /// The transposed conv's weight gradient: dy plays the conv's input and x its output gradient.

@@ -7,6 +7,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::Activation;
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Shader, Tensor};
 use crate::shaders;
 
@@ -41,8 +42,9 @@ struct Params {
     accumulate: u32,
 }
 
-/// C[m,n] = op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
-/// `accumulate`). A is stored [m,k] row-major, or [k,m] when `trans_a`; B is stored [k,n], or
+/// C[m,n] = act(op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
+/// `accumulate`)), act the `activation` when Some (a dense layer and the activation after it
+/// in one pass). A is stored [m,k] row-major, or [k,m] when `trans_a`; B is stored [k,n], or
 /// [n,k] when `trans_b`. `c` must be a tensor of its own (wgpu rejects binding it both
 /// read-only and writable).
 #[allow(clippy::too_many_arguments)]
@@ -58,6 +60,7 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
     accumulate: bool,
+    activation: Option<Activation>,
 ) -> Dispatch {
     assert!(m > 0 && n > 0 && k > 0, "matmul of an empty matrix: {m}x{k} · {k}x{n}");
     assert!(
@@ -83,6 +86,7 @@ pub fn matmul(
         None => ("matmul_portable", PORTABLE_TILE),
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let [act, alpha] = super::activation::constants(activation);
     let pipeline = gpu.pipeline(
         &module(&gpu.caps),
         entry,
@@ -92,6 +96,8 @@ pub fn matmul(
             ("HAS_BIAS", flag(bias.is_some())),
             ("VEC_A", flag(vec_a)),
             ("VEC_B", flag(vec_b)),
+            act,
+            alpha,
         ],
     );
     let params = gpu.uniform(&Params {

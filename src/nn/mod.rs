@@ -89,6 +89,15 @@ impl Net {
         let mut records: Vec<LayerRecord> = Vec::new();
         let mut x = chunks.split(gpu, input, numel(&shapes[0]), &mut forward);
         let mut first_param = 0;
+        // The activation after a dense or conv layer runs in that layer's stores.
+        let fused = |i: usize| match self.spec.layers.get(i) {
+            Some(
+                LayerSpec::Dense { .. }
+                | LayerSpec::Conv2d { .. }
+                | LayerSpec::ConvTranspose2d { .. },
+            ) => self.spec.layers.get(i + 1).and_then(LayerSpec::activation),
+            _ => None,
+        };
         for (i, layer) in self.spec.layers.iter().enumerate() {
             let (in_shape, out_shape) = (&shapes[i], &shapes[i + 1]);
             let p = &self.params[first_param..];
@@ -114,6 +123,7 @@ impl Net {
                                 false,
                                 false,
                                 false,
+                                fused(i),
                             )
                             .into(),
                         );
@@ -124,7 +134,8 @@ impl Net {
                     let y = new_outputs();
                     for (c, &n) in each {
                         let g = layer.conv_geometry(n, in_shape).unwrap();
-                        forward.extend(conv::conv2d(gpu, &x[c], &p[0], Some(&p[1]), &y[c], &g));
+                        let (w, b) = (&p[0], Some(&p[1]));
+                        forward.extend(conv::conv2d(gpu, &x[c], w, b, &y[c], &g, fused(i)));
                     }
                     y
                 }
@@ -139,6 +150,7 @@ impl Net {
                             Some(&p[1]),
                             &y[c],
                             &g,
+                            fused(i),
                         ));
                     }
                     y
@@ -235,6 +247,15 @@ impl Net {
                 LayerSpec::Relu
                 | LayerSpec::LeakyRelu { .. }
                 | LayerSpec::Tanh
+                | LayerSpec::Sigmoid
+                    if i > 0 && fused(i - 1).is_some() =>
+                {
+                    // The layer before applied it.
+                    x.clone()
+                }
+                LayerSpec::Relu
+                | LayerSpec::LeakyRelu { .. }
+                | LayerSpec::Tanh
                 | LayerSpec::Sigmoid => {
                     // In place, except on the pass's own input, which belongs to the caller.
                     let y = if x[0].buffer == input.buffer {
@@ -306,6 +327,7 @@ impl Net {
                                     true,
                                     false,
                                     c > 0,
+                                    None,
                                 )
                                 .into(),
                             );
@@ -319,7 +341,7 @@ impl Net {
                             backward.push(
                                 matmul::matmul(
                                     gpu, &gy[c], &p[0], None, &dx[c], n, width, *units, false,
-                                    true, false,
+                                    true, false, None,
                                 )
                                 .into(),
                             );
@@ -359,7 +381,9 @@ impl Net {
                             backward.extend(if transposed {
                                 conv::conv_transpose2d_backward_data(gpu, &gy[c], &p[0], &dx[c], &g)
                             } else {
-                                conv::conv2d_backward_data(gpu, &gy[c], &p[0], None, &dx[c], &g)
+                                conv::conv2d_backward_data(
+                                    gpu, &gy[c], &p[0], None, &dx[c], &g, None,
+                                )
                             });
                         }
                         dx

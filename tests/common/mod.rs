@@ -6,7 +6,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
+use gan_gpu::kernels::Activation;
 use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// Every nonlinearity, for the tests of the kernels that apply them.
+pub const ACTIVATIONS: [Activation; 4] =
+    [Activation::Relu, Activation::LeakyRelu { alpha: 0.2 }, Activation::Tanh, Activation::Sigmoid];
 
 /// Every adapter to run kernel tests on: one per backend the machine offers (Vulkan, GL, ...),
 /// and for adapters with fast-path features a second device forced onto the portable kernels.
