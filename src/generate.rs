@@ -17,7 +17,7 @@ const CHUNK: usize = 1000;
 
 /// `generate`'s noise for images from `first_image` on (an even index): RNG stream 0 at step
 /// 0 from that image's element pair, so an image depends only on (seed, index), whatever the
-/// chunks the device's limits allow.
+/// chunks.
 fn noise_step(first_image: usize, noise_dim: usize, seed: u32) -> StepUniform {
     assert!(first_image.is_multiple_of(2), "chunks of an even number of images");
     let first_pair = u32::try_from(first_image * noise_dim / 2).expect("fewer images");
@@ -39,12 +39,9 @@ impl Chunks {
     fn new(gpu: &Gpu, ck: &Checkpoint, count: usize) -> Chunks {
         let spec = &ck.spec;
         let generator = Net::new(gpu, spec.generator.clone(), ck.generator_params());
-        // As many images as the generator's widest activation lets one buffer hold.
-        let fit =
-            (gpu.largest_binding() / (4 * spec.generator.widest_activation() as u64)) as usize;
-        // Even, so that every chunk's noise starts on a whole RNG pair (see noise_step).
-        let fit = (fit / 2 * 2).max(2);
-        let chunk = count.min(CHUNK).min(fit);
+        // CHUNK is even, so that every chunk's noise starts on a whole RNG pair (see
+        // noise_step); the pass itself splits what one binding cannot hold.
+        let chunk = count.min(CHUNK);
         let noise = gpu.zeros(chunk * spec.noise_dim());
         let step = gpu.uniform(&StepUniform::default());
         let no_grads = Grads { params: None, input: None };

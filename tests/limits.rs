@@ -145,7 +145,8 @@ fn an_adapter_below_the_needed_limits_is_a_clear_error() {
 
 /// `generate` runs the generator in chunks that the device's buffers hold, and an image depends
 /// only on its seed and index: dcgan's 128-channel 28x28 activation (392 KiB an image) at a
-/// 16 MiB limit makes chunks of 40, whose images equal those of one chunk of 50.
+/// 16 MiB limit splits the pass over 50 images into chunks of 25, whose images equal those of
+/// one unsplit pass.
 #[test]
 fn generating_more_images_than_a_buffer_holds_runs_in_chunks() {
     let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();

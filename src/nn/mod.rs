@@ -304,7 +304,7 @@ impl Net {
             let param_grad = |k: usize| grads.params.map(|g| &g[grad_slot(first + k).unwrap()]);
             // The input gradient: fresh tensors, or the caller's for layer 0 of a whole batch.
             let dx_tensors = || match (i, grads.input) {
-                (0, Some(t)) if chunks.sizes.len() == 1 => vec![t.clone()],
+                (0, Some(t)) if !chunks.is_split() => vec![t.clone()],
                 _ => chunks.tensors(gpu, numel(in_shape)),
             };
             let each = chunks.sizes.iter().enumerate();
