@@ -479,15 +479,7 @@ impl Gpu {
         staging.copy_from(&mut encoder, buffer);
         self.queue.submit([encoder.finish()]);
         staging.map();
-        // Another thread's poll of the same device may be the one that runs our mapping
-        // callback, after its poll returns: poll until the mapping has landed.
-        loop {
-            self.wait();
-            if let Some(bytes) = staging.try_take() {
-                return bytes[..len].to_vec();
-            }
-            std::thread::yield_now();
-        }
+        staging.take(self)[..len].to_vec()
     }
 }
 
@@ -714,6 +706,19 @@ impl Staging {
         self.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             *ready.lock().unwrap() = Some(r);
         });
+    }
+
+    /// The bytes, waiting for the GPU until the mapping has completed. Another thread's poll of
+    /// the same device may be the one that runs the mapping callback, after this thread's poll
+    /// returns: poll until the mapping has landed.
+    pub fn take(&self, gpu: &Gpu) -> Vec<u8> {
+        loop {
+            gpu.wait();
+            if let Some(bytes) = self.try_take() {
+                return bytes;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// The bytes, once the mapping has completed; None while it is pending.

@@ -519,11 +519,13 @@ impl Trainer {
     /// Metrics of logged steps whose readback has completed, oldest first; with `wait`, all of
     /// them (waits for the GPU).
     pub fn poll_metrics(&mut self, wait: bool) -> Vec<(u64, [f32; METRIC_SLOTS])> {
-        let poll = if wait { wgpu::PollType::wait_indefinitely() } else { wgpu::PollType::Poll };
-        self.gpu.device.poll(poll).expect("GPU device lost");
+        if !wait {
+            self.gpu.device.poll(wgpu::PollType::Poll).expect("GPU device lost");
+        }
         let mut done = Vec::new();
         while let Some((step, staging)) = self.pending_metrics.front() {
-            let Some(bytes) = staging.try_take() else { break };
+            let bytes = if wait { Some(staging.take(&self.gpu)) } else { staging.try_take() };
+            let Some(bytes) = bytes else { break };
             let values: [f32; METRIC_SLOTS] =
                 bytemuck::cast_slice(&bytes)[..METRIC_SLOTS].try_into().unwrap();
             done.push((*step, values));
