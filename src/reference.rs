@@ -8,7 +8,7 @@ use crate::cpu;
 use crate::data::Dataset;
 use crate::kernels::StepUniform;
 use crate::nn::Mode;
-use crate::nn::gan::{DiscriminatorLoss, GanSpec, GeneratorMode, Noise, Optimizer};
+use crate::nn::gan::{DiscriminatorLoss, GanSpec, GeneratorMode, Optimizer};
 use crate::nn::spec::{LayerSpec, NetSpec};
 use crate::train::{
     DROPOUT_D_JUDGE, DROPOUT_D_TRAIN, DROPOUT_G_FAKES, DROPOUT_G_TRAIN, METRIC_SLOTS, SLOT_FAKE,
@@ -368,14 +368,6 @@ pub struct ReferenceTrainer {
     count: usize,
 }
 
-fn noise(noise: Noise, out: &mut [f32], stream: u32, step: &StepUniform) {
-    let len = out.len();
-    match noise {
-        Noise::Uniform { low, high } => cpu::rng::rng_uniform(out, len, low, high, stream, step),
-        Noise::Normal { mean, std } => cpu::rng::rng_normal(out, len, mean, std, stream, step),
-    }
-}
-
 impl ReferenceTrainer {
     pub fn new(spec: GanSpec, dataset: &Dataset, seed: u32) -> ReferenceTrainer {
         let (g, d) = initial_state(&spec, seed);
@@ -401,7 +393,7 @@ impl ReferenceTrainer {
         let (g, d) = (&mut self.generator, &mut self.discriminator);
 
         let mut z = vec![0.0; batch * nz];
-        noise(r.noise, &mut z, STREAM_D_NOISE, &su);
+        r.noise.draw_cpu(&mut z, STREAM_D_NOISE, &su);
         let mut indices = vec![0; batch];
         cpu::rng::rng_randint(&mut indices, batch, self.count as u32, STREAM_BATCH, &su);
         let mut d_input = vec![0.0; 2 * batch * image_len];
@@ -439,7 +431,7 @@ impl ReferenceTrainer {
         d.update(&d_grads, &r.d_optimizer, &su);
 
         let mut z = vec![0.0; g_batch * nz];
-        noise(r.noise, &mut z, STREAM_G_NOISE, &su);
+        r.noise.draw_cpu(&mut z, STREAM_G_NOISE, &su);
         let g_acts = g.net.forward(g_batch, &z, Mode::Training, DROPOUT_G_TRAIN, &su);
         let d_acts = d.net.forward(g_batch, g_acts.output(), Mode::Training, DROPOUT_D_JUDGE, &su);
         let logits = d_acts.output();

@@ -15,14 +15,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::checkpoint::{Checkpoint, GeneratorEma, NetState};
-use crate::cpu;
 use crate::data::Dataset;
 use crate::eval::TrainEval;
 use crate::gpu::{Gpu, Op, Staging, Tensor, record};
 use crate::images;
 use crate::kernels::gather::PackedRows;
 use crate::kernels::{StepUniform, loss, metrics, optim, rng};
-use crate::nn::gan::{DiscriminatorLoss, GanSpec, GeneratorMode, Noise, Optimizer};
+use crate::nn::gan::{DiscriminatorLoss, GanSpec, GeneratorMode, Optimizer};
 use crate::nn::spec::NetSpec;
 use crate::nn::{Grads, Mode, Net, Pass};
 use crate::report;
@@ -318,25 +317,7 @@ impl Trainer {
         // generator makes it in inference mode, as Keras's `predict` does.
         let mut sample_noise = vec![0.0; SAMPLE_COUNT * nz];
         let sample_step = StepUniform::new(0, seed);
-        let len = sample_noise.len();
-        match r.noise {
-            Noise::Uniform { low, high } => cpu::rng::rng_uniform(
-                &mut sample_noise,
-                len,
-                low,
-                high,
-                STREAM_SAMPLES,
-                &sample_step,
-            ),
-            Noise::Normal { mean, std } => cpu::rng::rng_normal(
-                &mut sample_noise,
-                len,
-                mean,
-                std,
-                STREAM_SAMPLES,
-                &sample_step,
-            ),
-        }
+        r.noise.draw_cpu(&mut sample_noise, STREAM_SAMPLES, &sample_step);
         let sample_noise = gpu.upload(&sample_noise);
         let sampler =
             g.net.pass(&gpu, SAMPLE_COUNT, &sample_noise, Mode::Inference, no_grads, 0, su);

@@ -7,9 +7,10 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::spec::{LayerSpec, NetSpec};
+use crate::cpu;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::kernels::optim::RmsPropParams;
-use crate::kernels::{AdamParams, rng};
+use crate::kernels::{AdamParams, StepUniform, rng};
 
 /// Distribution of the generator's latent noise.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,17 @@ impl Noise {
             Noise::Normal { mean, std } => {
                 rng::rng_normal(gpu, out, out.len, mean, std, stream, step)
             }
+        }
+    }
+
+    /// [`Noise::draw`] on the CPU, by the RNG's CPU twin: the same values.
+    pub fn draw_cpu(self, out: &mut [f32], stream: u32, step: &StepUniform) {
+        let len = out.len();
+        match self {
+            Noise::Uniform { low, high } => {
+                cpu::rng::rng_uniform(out, len, low, high, stream, step)
+            }
+            Noise::Normal { mean, std } => cpu::rng::rng_normal(out, len, mean, std, stream, step),
         }
     }
 }
