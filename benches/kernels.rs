@@ -2,10 +2,14 @@
 
 use gan_gpu::bench::{self, Kernel};
 use gan_gpu::gpu::{Gpu, GpuOptions};
+use gan_gpu::tune;
 
 fn main() -> anyhow::Result<()> {
     let gpu = Gpu::new(&GpuOptions::default())?;
-    println!("on {}", gpu.describe());
+    // The variants the CLI would run (measured once per adapter, then cached).
+    let cache = tune::default_cache_dir();
+    tune::choose(&gpu, cache.as_deref(), false, || eprintln!("measuring the kernel variants"))?;
+    println!("on {}, kernels {}", gpu.describe(), gpu.variants().describe());
     println!("{}", bench::table_header());
     bench::run(&gpu, &Kernel::ALL, None, |row| println!("{}", bench::table_line(row)))
 }

@@ -3,8 +3,8 @@
 //! Everything numeric runs in `shaders/*.wgsl`; this module only moves bytes and records
 //! dispatches. The device is created with WebGPU's default limits (the downlevel ones on an
 //! adapter below them); features beyond them (subgroups, timestamps) are requested only when
-//! the adapter has them, and the kernels that use them have portable fallbacks chosen by
-//! [`KernelCaps`].
+//! the adapter has them, and the kernels that use them have portable fallbacks: [`KernelCaps`]
+//! says which variants an adapter can run, [`Variants`] which ones run (see [`crate::tune`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,6 +63,59 @@ pub struct KernelCaps {
     pub timestamps: bool,
 }
 
+/// The implementations of a kernel family that has more than one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Shares loaded operands across an 8-lane subgroup (needs [`KernelCaps::subgroup_size`]).
+    Subgroup,
+    /// Needs no optional feature: runs on every adapter.
+    Portable,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Subgroup => "subgroup",
+            Variant::Portable => "portable",
+        }
+    }
+
+    /// The variants an adapter with these capabilities can run, the feature-based default first.
+    pub fn candidates(caps: &KernelCaps) -> &'static [Variant] {
+        if caps.subgroup_size.is_some() {
+            &[Variant::Subgroup, Variant::Portable]
+        } else {
+            &[Variant::Portable]
+        }
+    }
+}
+
+/// Which variant each kernel family with more than one runs on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Variants {
+    pub matmul: Variant,
+    /// conv2d and transposed conv, every pass.
+    pub conv: Variant,
+}
+
+impl Variants {
+    /// Every family on `variant`.
+    pub fn all(variant: Variant) -> Variants {
+        Variants { matmul: variant, conv: variant }
+    }
+
+    /// The choice without measuring: the subgroup kernels wherever the adapter has them.
+    pub fn by_features(caps: &KernelCaps) -> Variants {
+        Variants::all(Variant::candidates(caps)[0])
+    }
+
+    /// "matmul: subgroup, conv: subgroup".
+    pub fn describe(&self) -> String {
+        format!("matmul: {}, conv: {}", self.matmul.name(), self.conv.name())
+    }
+}
+
 /// One adapter as `gan-gpu devices` reports it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AdapterReport {
@@ -80,7 +133,12 @@ pub struct AdapterReport {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_storage_buffers_per_shader_stage: u32,
     pub max_compute_workgroups_per_dimension: u32,
+    /// The variants the kernel families can choose among here (see [`crate::tune`]).
     pub kernel_variants: Vec<String>,
+    #[serde(skip)]
+    pub info: wgpu::AdapterInfo,
+    #[serde(skip)]
+    pub caps: KernelCaps,
 }
 
 /// Features that gan-gpu can use when the adapter has them.
@@ -133,10 +191,9 @@ fn report(adapter: &wgpu::Adapter, portable: bool) -> AdapterReport {
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
-        kernel_variants: vec![
-            format!("matmul: {}", crate::kernels::matmul::variant_name(&caps)),
-            format!("conv: {}", crate::kernels::conv::variant_name(&caps)),
-        ],
+        kernel_variants: Variant::candidates(&caps).iter().map(|v| v.name().to_string()).collect(),
+        info,
+        caps,
     }
 }
 
@@ -175,6 +232,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub caps: KernelCaps,
     pub limits: wgpu::Limits,
+    /// Set at open from the features; [`crate::tune`] replaces it with a measured choice.
+    variants: Mutex<Variants>,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     compiled: Mutex<Vec<CompiledPipeline>>,
 }
@@ -270,6 +329,7 @@ impl Gpu {
             queue,
             caps,
             limits,
+            variants: Mutex::new(Variants::by_features(&caps)),
             pipelines: Mutex::new(HashMap::new()),
             compiled: Mutex::new(Vec::new()),
         }))
@@ -278,6 +338,19 @@ impl Gpu {
     /// "name (backend)", for logs and test output.
     pub fn describe(&self) -> String {
         format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// The kernel variants that ops recorded from now on use.
+    pub fn variants(&self) -> Variants {
+        *self.variants.lock().unwrap()
+    }
+
+    /// Makes ops recorded from now on use `variants` (ops already recorded keep theirs).
+    pub fn set_variants(&self, variants: Variants) {
+        for v in [variants.matmul, variants.conv] {
+            assert!(Variant::candidates(&self.caps).contains(&v), "{v:?} on {}", self.describe());
+        }
+        *self.variants.lock().unwrap() = variants;
     }
 
     /// A compute pipeline for `entry` in `shader`, compiled once per override set.

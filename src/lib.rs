@@ -22,3 +22,4 @@ pub mod reference;
 pub mod report;
 pub mod shaders;
 pub mod train;
+pub mod tune;

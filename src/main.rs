@@ -13,10 +13,11 @@ use gan_gpu::classifier::{self, Classifier};
 use gan_gpu::data::{self, DatasetName};
 use gan_gpu::eval::{self, TrainEval};
 use gan_gpu::generate;
-use gan_gpu::gpu::{self, BackendChoice, Gpu, GpuOptions};
+use gan_gpu::gpu::{self, BackendChoice, Gpu, GpuOptions, Variant, Variants};
 use gan_gpu::nn::gan::{self, GanSpec};
 use gan_gpu::report;
 use gan_gpu::train::{self, TrainOptions, Trainer};
+use gan_gpu::tune;
 
 #[derive(Parser)]
 #[command(name = "gan-gpu", version, about = "Train GANs on any GPU with handwritten WGSL kernels")]
@@ -34,6 +35,10 @@ enum Command {
         /// One JSON object per adapter.
         #[arg(long)]
         json: bool,
+        /// Measure the kernel variants on the adapter the other commands would use (--backend,
+        /// --adapter), print the timings and cache the fastest.
+        #[arg(long)]
+        tune: bool,
     },
     /// The digit classifier behind `eval`: train it on MNIST, or measure its test accuracy.
     Classifier {
@@ -201,21 +206,57 @@ struct GpuArgs {
     /// Use the adapter whose name contains this (also WGPU_ADAPTER_NAME).
     #[arg(long)]
     adapter: Option<String>,
-    /// `portable` forces the kernels that need no optional GPU feature (also GAN_GPU_KERNELS).
-    #[arg(long, value_parser = ["auto", "portable"])]
+    /// Kernel variants (also GAN_GPU_KERNELS): auto measures which are fastest on the adapter
+    /// the first time it is used and caches the choice (in GAN_GPU_CACHE_DIR, else the user's
+    /// cache directory; `devices --tune` measures again); portable forces the kernels that need
+    /// no optional GPU feature; subgroup the subgroup ones.
+    #[arg(long, value_parser = ["auto", "portable", "subgroup"])]
     kernels: Option<String>,
 }
 
 impl GpuArgs {
+    /// Opens the device and sets its kernel variants as --kernels says.
+    fn open(&self) -> Result<Arc<Gpu>> {
+        let gpu = Gpu::new(&self.options())?;
+        match self.kernels_choice().as_str() {
+            "portable" => {}
+            "subgroup" => {
+                if gpu.caps.subgroup_size.is_none() {
+                    bail!(
+                        "--kernels subgroup: {} has no 8-lane subgroups; use --kernels auto or \
+                         portable",
+                        gpu.describe()
+                    );
+                }
+                gpu.set_variants(Variants::all(Variant::Subgroup));
+            }
+            _ => {
+                let cache = tune::default_cache_dir();
+                tune::choose(&gpu, cache.as_deref(), false, || {
+                    eprintln!(
+                        "measuring which kernel variants are fastest on {} (once per adapter)",
+                        gpu.describe()
+                    )
+                })?;
+            }
+        }
+        Ok(gpu)
+    }
+
+    fn kernels_choice(&self) -> String {
+        self.kernels
+            .clone()
+            .or_else(|| std::env::var("GAN_GPU_KERNELS").ok())
+            .unwrap_or_else(|| "auto".into())
+    }
+
     fn options(&self) -> GpuOptions {
         let mut opts = GpuOptions {
             backend: self.backend,
             adapter: self.adapter.clone(),
             ..Default::default()
         };
-        if let Some(k) = &self.kernels {
-            opts.portable_kernels = k == "portable";
-        }
+        opts.portable_kernels = self.kernels_choice() == "portable";
         opts
     }
 }
@@ -323,15 +364,16 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Devices { gpu, json } => devices(&gpu.options(), json),
+        Command::Devices { gpu, json, tune: true } => tune_variants(&gpu, json),
+        Command::Devices { gpu, json, tune: false } => devices(&gpu.options(), json),
         Command::Models { json } => models(json),
         Command::Train(args) => train_command(args),
         Command::Classifier { command } => classifier_command(command),
         Command::Bench { kernel: Some(kernel), shape, json, gpu, .. } => {
             let kernels = bench::Kernel::parse_list(&kernel)?;
-            let gpu = Gpu::new(&gpu.options())?;
+            let gpu = gpu.open()?;
             if !json {
-                println!("on {}", gpu.describe());
+                println!("on {}, kernels {}", gpu.describe(), gpu.variants().describe());
                 println!("{}", bench::table_header());
             }
             bench::run(&gpu, &kernels, shape.as_deref(), |row| {
@@ -348,7 +390,7 @@ fn run(cli: Cli) -> Result<()> {
                 None => gan::preset_names().into_iter().map(String::from).collect(),
             };
             let dataset = data::load_training_set(dataset, data_dir.as_deref())?;
-            let gpu = Gpu::new(&gpu.options())?;
+            let gpu = gpu.open()?;
             for name in models {
                 let mut spec = gan::load_model(&name)?;
                 override_recipe(&mut spec, batch_size, None)?;
@@ -361,13 +403,14 @@ fn run(cli: Cli) -> Result<()> {
                     let line = serde_json::json!({
                         "model": name, "batch": batch, "iters": iters, "ms_per_iter": ms,
                         "images_per_s": images_per_s, "device": gpu.describe(),
-                        "kernels": kernels,
+                        "variants": gpu.variants(), "kernels": kernels,
                     });
                     println!("{line}");
                 } else {
                     println!(
-                        "{name:<16} batch {batch:>4}  {ms:>10.2} ms/iter  {images_per_s:>9.1} images/s  on {}",
-                        gpu.describe()
+                        "{name:<16} batch {batch:>4}  {ms:>10.2} ms/iter  {images_per_s:>9.1} images/s  on {}, kernels {}",
+                        gpu.describe(),
+                        gpu.variants().describe()
                     );
                     for k in &kernels {
                         println!(
@@ -394,7 +437,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("--count must be at least 1");
             }
             let ck = checkpoint.load()?;
-            let gpu = Gpu::new(&gpu.options())?;
+            let gpu = gpu.open()?;
             let (png, idx) = generate::write_images(&gpu, &ck, count, seed, &out)?;
             println!("wrote {} and {}", png.display(), idx.display());
             Ok(())
@@ -428,7 +471,7 @@ fn interpolate_command(args: InterpolateArgs) -> Result<()> {
         _ => bail!("give --from SEED and --to SEED for a walk, or --expr with --point"),
     };
     let ck = args.checkpoint.load()?;
-    let gpu = Gpu::new(&args.gpu.options())?;
+    let gpu = args.gpu.open()?;
     let written = match strip {
         Strip::Walk { from, to } => {
             let pixels = latent::interpolation(&gpu, &ck, from, to, args.steps, args.slerp)?;
@@ -497,7 +540,7 @@ fn eval_command(args: EvalArgs) -> Result<()> {
     let data_dir = args.data_dir.as_deref();
     let test_set = data::load_test_set(DatasetName::Mnist, data_dir)?;
     let training_set = data::load_training_set(DatasetName::Mnist, data_dir)?;
-    let gpu = Gpu::new(&args.gpu.options())?;
+    let gpu = args.gpu.open()?;
     let classifier = match &args.classifier {
         Some(path) => Classifier::load(&gpu, path)?,
         None => Classifier::shipped(&gpu)?,
@@ -549,9 +592,18 @@ fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
         // Gpu::new gives the explanatory error.
         Gpu::new(opts)?;
     }
+    let cache = tune::default_cache_dir();
     for a in adapters {
+        let candidates = Variant::candidates(&a.caps);
+        let chosen = match (candidates, &cache) {
+            ([only], _) => Some(Variants::all(*only)),
+            (_, Some(dir)) => tune::cached(&a.info, candidates, dir).map(|(v, _)| v),
+            (_, None) => None,
+        };
         if json {
-            println!("{}", serde_json::to_string(&a)?);
+            let mut line = serde_json::to_value(&a)?;
+            line["chosen_variants"] = serde_json::to_value(chosen)?;
+            println!("{line}");
         } else {
             println!(
                 "{} ({}, {}, driver {} {})",
@@ -569,8 +621,46 @@ fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
                 a.max_compute_workgroup_storage_size >> 10,
                 a.max_compute_invocations_per_workgroup
             );
-            println!("  kernels: {}", a.kernel_variants.join(", "));
+            let chosen = chosen.map_or("measured on first use".into(), |v| v.describe());
+            println!("  kernel variants: {} ({chosen})", a.kernel_variants.join(", "));
         }
+    }
+    Ok(())
+}
+
+/// `devices --tune`: measures the kernel variants again and caches the fastest.
+fn tune_variants(args: &GpuArgs, json: bool) -> Result<()> {
+    let gpu = Gpu::new(&args.options())?;
+    let cache = tune::default_cache_dir();
+    let choice = tune::choose(&gpu, cache.as_deref(), true, || {
+        eprintln!("measuring the kernel variants on {}", gpu.describe())
+    })?;
+    if json {
+        let line = serde_json::json!({
+            "device": gpu.describe(),
+            "variants": choice.variants,
+            "timings": choice.timings,
+        });
+        println!("{line}");
+        return Ok(());
+    }
+    println!("{}", gpu.describe());
+    for t in &choice.timings {
+        let result = match (&t.ms, &t.error) {
+            (Some(ms), _) => format!("{ms:10.3} ms"),
+            (None, error) => format!("excluded: {}", error.as_deref().unwrap_or("?")),
+        };
+        println!(
+            "  {:<8} {:<10} {result}",
+            format!("{:?}", t.family).to_lowercase(),
+            t.variant.name()
+        );
+    }
+    println!("chosen: {}", choice.variants.describe());
+    match (&choice.source, &cache) {
+        (tune::Source::Only, _) => println!("(the only variants this adapter can run)"),
+        (_, Some(dir)) => println!("cached in {}", dir.display()),
+        (_, None) => println!("not cached: no cache directory (set GAN_GPU_CACHE_DIR)"),
     }
     Ok(())
 }
@@ -676,7 +766,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
         (None, Some(_)) => bail!("--epochs must be positive"),
         (None, None) => 3000,
     };
-    let gpu = Gpu::new(&args.gpu.options())?;
+    let gpu = args.gpu.open()?;
     let stop = stop_on_ctrl_c("a checkpoint")?;
     eprintln!(
         "training {} on {} with {} images from {}",
@@ -757,7 +847,7 @@ fn write_config(
     let config = serde_json::json!({
         "model": spec,
         "train": opts,
-        "device": { "name": gpu.info.name, "backend": format!("{:?}", gpu.info.backend), "caps": gpu.caps },
+        "device": { "name": gpu.info.name, "backend": format!("{:?}", gpu.info.backend), "caps": gpu.caps, "variants": gpu.variants() },
         "dataset": data_source,
         "resumed_from": resumed_from,
         "version": env!("CARGO_PKG_VERSION"),
@@ -795,7 +885,7 @@ fn classifier_command(command: ClassifierCommand) -> Result<()> {
             }
             let train_set = data::load_training_set(DatasetName::Mnist, data_dir.as_deref())?;
             let test_set = data::load_test_set(DatasetName::Mnist, data_dir.as_deref())?;
-            let gpu = Gpu::new(&gpu.options())?;
+            let gpu = gpu.open()?;
             let stop = stop_on_ctrl_c("the weights")?;
             eprintln!(
                 "training the classifier on {} for {epochs} epochs, {} images of {}",
@@ -833,7 +923,7 @@ fn classifier_command(command: ClassifierCommand) -> Result<()> {
             Ok(())
         }
         ClassifierCommand::Eval { weights, json, data_dir, gpu } => {
-            let gpu = Gpu::new(&gpu.options())?;
+            let gpu = gpu.open()?;
             let classifier = match &weights {
                 Some(path) => Classifier::load(&gpu, path)?,
                 None => Classifier::shipped(&gpu)?,

@@ -622,7 +622,7 @@ fn conv_speed() {
         .flat_map(|(_, g, t)| (if t { TRANSPOSED } else { CONV }).map(|k| (k, g, true)))
         .collect();
     for gpu in common::gpus() {
-        let variant = kernels::conv::variant_name(&gpu.caps);
+        let variant = gpu.variants().conv.name();
         println!("\n{} [{variant}]", gpu.describe());
         // Median and best of 3: the best is what an otherwise idle machine gives.
         println!("{:<56} {:>9} {:>9} {:>9}", "layer, pass", "ms", "GFLOP/s", "best");

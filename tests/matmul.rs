@@ -264,7 +264,7 @@ fn matmul_speed() {
         .map(|(shape, ta, tb)| Case::new(&mut rng, shape, ta, tb, !ta && !tb, false, None))
         .collect();
     for gpu in common::gpus() {
-        let variant = kernels::matmul::variant_name(&gpu.caps);
+        let variant = gpu.variants().matmul.name();
         println!("\n{} [{variant}]", gpu.describe());
         // Median and best of 5: the best is what an otherwise idle machine gives.
         println!("{:<34} {:>9} {:>9} {:>9}", "shape", "ms", "GFLOP/s", "best");

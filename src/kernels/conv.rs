@@ -7,8 +7,8 @@
 //! batch*out_h*out_w rows. A transposed conv is the adjoint of a conv, so it is described by
 //! that conv's [`Conv2dGeometry`] and runs on the same three kernels with roles swapped.
 //!
-//! Two variants, as for matmul: `subgroup` on devices with 8-lane subgroups and `portable`
-//! elsewhere. Outputs with 16 channels or fewer take the portable kernel on every device, with
+//! Two variants, as for matmul: `subgroup` for devices with 8-lane subgroups and `portable` for
+//! every device, chosen by `Gpu::variants` (measured by [`crate::tune`]). Outputs with 16 channels or fewer take the portable kernel on every device, with
 //! a narrow workgroup: an 8-lane tile is 32 channels wide, and most of it would idle.
 //!
 //! [`bias_grad`]: crate::kernels::bias::bias_grad
@@ -17,7 +17,7 @@ use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
 use super::Activation;
-use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor};
+use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
 /// How a convolution pads its input.
@@ -266,11 +266,6 @@ fn check_sizes(
     Ok(())
 }
 
-/// Which conv kernels run on a device with these capabilities.
-pub fn variant_name(caps: &KernelCaps) -> &'static str {
-    if caps.subgroup_size.is_some() { "subgroup" } else { "portable" }
-}
-
 /// The WGSL module for a device with these capabilities: the whole file where subgroups are
 /// available, else its portable part.
 fn module(caps: &KernelCaps) -> Shader {
@@ -414,7 +409,7 @@ fn launch(
         Pass::Forward => (false, g.out_c),
         Pass::BackwardData => (true, g.out_c),
     };
-    let subgroup = gpu.caps.subgroup_size.is_some() && cols > 16;
+    let subgroup = gpu.variants().conv == Variant::Subgroup && cols > 16;
     let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
     let entry = format!("{kind}_{}", if subgroup { "subgroup" } else { "portable" });
     // Reading 4 floats at once needs rows of a multiple of 4 that fit a texture.

@@ -1,14 +1,15 @@
 //! Host side of `shaders/matmul.wgsl`: C = op(A)·op(B) (+ bias), for dense layers.
 //!
 //! Two variants: `matmul_subgroup` for devices with 8-lane subgroups (lavapipe on AVX2), which
-//! shares loaded A rows across lanes with subgroupBroadcast, and `matmul_portable` for the rest
-//! (GL, WebGPU without subgroups). Transposes, bias and vec4 loads are WGSL override constants,
+//! shares loaded A rows across lanes with subgroupBroadcast, and `matmul_portable` for every
+//! device (GL and WebGPU without subgroups have only this one). `Gpu::variants` says which
+//! runs; [`crate::tune`] measures both where both can. Transposes, bias and vec4 loads are WGSL override constants,
 //! so each combination is its own specialised pipeline.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::Activation;
-use crate::gpu::{Dispatch, Gpu, KernelCaps, Shader, Tensor};
+use crate::gpu::{Dispatch, Gpu, KernelCaps, Shader, Tensor, Variant};
 use crate::shaders;
 
 /// Subgroup sizes the fast matmul is written for.
@@ -18,11 +19,6 @@ pub const SUBGROUP_SIZES: &[u32] = &[8];
 /// `matmul_subgroup`, 8 x 8 invocations of LANE_ROWS x 4 in `matmul_portable`).
 const SUBGROUP_TILE: (usize, usize) = (8, 32);
 const PORTABLE_TILE: (usize, usize) = (64, 32);
-
-/// Which matmul kernel runs on a device with these capabilities.
-pub fn variant_name(caps: &KernelCaps) -> &'static str {
-    if caps.subgroup_size.is_some() { "subgroup" } else { "portable" }
-}
 
 /// The WGSL module for a device with these capabilities: the whole file where subgroups are
 /// available, else its portable part.
@@ -81,9 +77,9 @@ pub fn matmul(
     // operand must fit a texture.
     let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
-    let (entry, (tile_m, tile_n)) = match gpu.caps.subgroup_size {
-        Some(_) => ("matmul_subgroup", SUBGROUP_TILE),
-        None => ("matmul_portable", PORTABLE_TILE),
+    let (entry, (tile_m, tile_n)) = match gpu.variants().matmul {
+        Variant::Subgroup => ("matmul_subgroup", SUBGROUP_TILE),
+        Variant::Portable => ("matmul_portable", PORTABLE_TILE),
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let [act, alpha] = super::activation::constants(activation);

@@ -56,10 +56,9 @@ pub fn gpus() -> &'static [Arc<Gpu>] {
     })
 }
 
-/// "adapter (backend) [fast|portable kernels]".
+/// "adapter (backend) [matmul: subgroup, conv: subgroup]".
 pub fn describe(gpu: &Gpu) -> String {
-    let variant = if gpu.caps.subgroup_size.is_some() { "fast" } else { "portable" };
-    format!("{} [{variant} kernels]", gpu.describe())
+    format!("{} [{}]", gpu.describe(), gpu.variants().describe())
 }
 
 /// Held while a test uses a GL device: tests run in parallel threads, and wgpu's GL backend

@@ -1,0 +1,243 @@
+//! Kernel variants chosen by measurement. Where an adapter can run more than one variant of a
+//! kernel family (subgroup and portable matmul and conv on an adapter with 8-lane subgroups),
+//! the first command that opens it times each variant on shapes the presets run, after
+//! checking it against the CPU twin, and keeps the fastest. The choice is cached per adapter,
+//! driver and kernel source, so later commands start at once and an edited shader or a new
+//! driver is measured again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::bench::{self, Kernel};
+use crate::gpu::{Gpu, Variant, Variants};
+use crate::shaders;
+
+/// A kernel family whose variant is chosen here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Matmul,
+    Conv,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Matmul, Family::Conv];
+
+    fn with(self, variants: Variants, variant: Variant) -> Variants {
+        match self {
+            Family::Matmul => Variants { matmul: variant, ..variants },
+            Family::Conv => Variants { conv: variant, ..variants },
+        }
+    }
+
+    /// The shapes a variant is timed on (`gan-gpu bench` syntax): mlp's largest dense layer
+    /// forward, backward data and weight gradient; dcgan's second D conv and its G's transposed
+    /// convs, each with every pass.
+    fn shapes(self) -> &'static [(Kernel, &'static str)] {
+        match self {
+            Family::Matmul => &[
+                (Kernel::Matmul, "128,784,128"),
+                (Kernel::Matmul, "128,128,784,tb"),
+                (Kernel::Matmul, "784,128,128,ta"),
+            ],
+            Family::Conv => &[
+                (Kernel::Conv, "16,14,14,64,64,3,2,same"),
+                (Kernel::ConvTranspose, "16,7,7,128,128,4,2,same"),
+            ],
+        }
+    }
+}
+
+/// One variant's time: milliseconds summed over its family's shapes, or why it was excluded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub family: Family,
+    pub variant: Variant,
+    pub ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where a device's variants came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// Each family had one candidate on this adapter: nothing to measure.
+    Only,
+    /// Measured by an earlier command, read from this file.
+    Cached(PathBuf),
+    /// Measured now.
+    Measured,
+}
+
+/// The variants a device runs, with the timings that chose them.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    pub variants: Variants,
+    pub timings: Vec<Timing>,
+    pub source: Source,
+}
+
+/// The cache file: one entry per adapter key.
+#[derive(Default, Serialize, Deserialize)]
+struct CacheFile {
+    adapters: BTreeMap<String, CachedChoice>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct CachedChoice {
+    variants: Variants,
+    timings: Vec<Timing>,
+}
+
+const CACHE_FILE: &str = "kernel-variants.json";
+
+/// Where the choices are cached: GAN_GPU_CACHE_DIR, else the user's cache directory.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("GAN_GPU_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|c| c.join("gan-gpu")))
+}
+
+/// What a cached choice is valid for: the adapter, its driver, the variants it can run and
+/// the kernels' source (an edited shader is measured again).
+pub fn adapter_key(info: &wgpu::AdapterInfo, candidates: &[Variant]) -> String {
+    let mut sources = Sha256::new();
+    for shader in [shaders::MATMUL, shaders::CONV] {
+        sources.update(shader.source.as_bytes());
+    }
+    let digest = sources.finalize();
+    let names: Vec<&str> = candidates.iter().map(|v| v.name()).collect();
+    format!(
+        "{} | {:?} | {} {} | {} | kernels {:02x}{:02x}{:02x}{:02x}",
+        info.name,
+        info.backend,
+        info.driver,
+        info.driver_info,
+        names.join("+"),
+        digest[0],
+        digest[1],
+        digest[2],
+        digest[3]
+    )
+}
+
+/// The choice an earlier command cached for the adapter `info` (with these `candidates`).
+pub fn cached(
+    info: &wgpu::AdapterInfo,
+    candidates: &[Variant],
+    cache_dir: &Path,
+) -> Option<(Variants, Vec<Timing>)> {
+    let hit =
+        read_cache(&cache_dir.join(CACHE_FILE)).adapters.remove(&adapter_key(info, candidates))?;
+    Some((hit.variants, hit.timings))
+}
+
+/// The fastest variant of `family` among `timings`, ignoring excluded ones.
+pub fn fastest(family: Family, timings: &[Timing]) -> Option<Variant> {
+    timings
+        .iter()
+        .filter(|t| t.family == family)
+        .filter_map(|t| Some((t.variant, t.ms?)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(v, _)| v)
+}
+
+/// Chooses `gpu`'s variants and sets them: the only ones where there is no choice, else the
+/// cached choice for this adapter in `cache_dir`, else (or when `remeasure`) a measured one,
+/// which is then cached. `on_measure` is called before measuring (for a progress line). A
+/// cache that cannot be read or written costs a measurement, not an error.
+pub fn choose(
+    gpu: &Gpu,
+    cache_dir: Option<&Path>,
+    remeasure: bool,
+    on_measure: impl FnOnce(),
+) -> Result<Choice> {
+    let candidates = Variant::candidates(&gpu.caps);
+    if candidates.len() == 1 {
+        let variants = Variants::all(candidates[0]);
+        gpu.set_variants(variants);
+        return Ok(Choice { variants, timings: Vec::new(), source: Source::Only });
+    }
+    let key = adapter_key(&gpu.info, candidates);
+    let path = cache_dir.map(|d| d.join(CACHE_FILE));
+    let mut cache = path.as_deref().map(read_cache).unwrap_or_default();
+    if let (Some(path), Some(hit), false) = (&path, cache.adapters.get(&key), remeasure) {
+        gpu.set_variants(hit.variants);
+        let source = Source::Cached(path.clone());
+        return Ok(Choice { variants: hit.variants, timings: hit.timings.clone(), source });
+    }
+    on_measure();
+    let (variants, timings) = measure(gpu)?;
+    gpu.set_variants(variants);
+    if let Some(path) = &path {
+        cache.adapters.insert(key, CachedChoice { variants, timings: timings.clone() });
+        if let Err(e) = write_cache(path, &cache) {
+            eprintln!("warning: could not cache the kernel variants in {}: {e:#}", path.display());
+        }
+    }
+    Ok(Choice { variants, timings, source: Source::Measured })
+}
+
+/// Times every candidate variant of every family on `gpu` (each checked against the CPU twin
+/// first; one that disagrees, or fails to run, is excluded) and returns the fastest of each
+/// with all the timings. Leaves `gpu` on the variants it had.
+pub fn measure(gpu: &Gpu) -> Result<(Variants, Vec<Timing>)> {
+    let before = gpu.variants();
+    let mut chosen = before;
+    let mut timings = Vec::new();
+    for family in Family::ALL {
+        for &variant in Variant::candidates(&gpu.caps) {
+            gpu.set_variants(family.with(before, variant));
+            let (ms, error) = match time_family(gpu, family) {
+                Ok(ms) => (Some(ms), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            };
+            timings.push(Timing { family, variant, ms, error });
+        }
+        let best = fastest(family, &timings).with_context(|| {
+            format!("no {family:?} kernel variant passed its check on {}", gpu.describe())
+        })?;
+        chosen = family.with(chosen, best);
+    }
+    gpu.set_variants(before);
+    Ok((chosen, timings))
+}
+
+/// Milliseconds per call of `family`'s shapes, summed, on `gpu`'s current variants.
+fn time_family(gpu: &Gpu, family: Family) -> Result<f64> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut total = 0.0;
+    for &(kernel, shape) in family.shapes() {
+        for case in bench::cases(gpu, kernel, shape, &mut rng)? {
+            total += bench::measure(gpu, &case, None)?.ms;
+        }
+    }
+    Ok(total)
+}
+
+fn read_cache(path: &Path) -> CacheFile {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return CacheFile::default();
+    };
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        eprintln!("warning: ignoring the unreadable kernel-variant cache {}: {e}", path.display());
+        CacheFile::default()
+    })
+}
+
+/// Writes the whole file through a temporary one and a rename, so that commands running side
+/// by side never read half a file.
+fn write_cache(path: &Path, cache: &CacheFile) -> Result<()> {
+    let dir = path.parent().context("cache path without a directory")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{CACHE_FILE}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_string_pretty(cache)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Kernel variants chosen by measurement (src/tune.rs): the fastest variant that passed its
+//! check wins, the choice is cached per adapter and read back instead of measured again, and an
+//! adapter with one variant per family measures nothing.
+
+mod common;
+
+use std::process::Command;
+
+use gan_gpu::gpu::{Variant, Variants};
+use gan_gpu::tune::{self, Family, Source, Timing};
+
+fn timing(family: Family, variant: Variant, ms: Option<f64>) -> Timing {
+    let error = ms.is_none().then(|| "disagrees with its CPU twin".to_string());
+    Timing { family, variant, ms, error }
+}
+
+#[test]
+fn the_fastest_variant_that_passed_its_check_wins() {
+    let timings = [
+        timing(Family::Matmul, Variant::Subgroup, Some(5.0)),
+        timing(Family::Matmul, Variant::Portable, Some(8.0)),
+        timing(Family::Conv, Variant::Subgroup, None),
+        timing(Family::Conv, Variant::Portable, Some(160.0)),
+    ];
+    assert_eq!(tune::fastest(Family::Matmul, &timings), Some(Variant::Subgroup));
+    // The excluded variant never wins, however it was timed.
+    assert_eq!(tune::fastest(Family::Conv, &timings), Some(Variant::Portable));
+    assert_eq!(tune::fastest(Family::Conv, &timings[2..3]), None);
+    let slower_subgroup = [
+        timing(Family::Matmul, Variant::Subgroup, Some(9.0)),
+        timing(Family::Matmul, Variant::Portable, Some(8.0)),
+    ];
+    assert_eq!(tune::fastest(Family::Matmul, &slower_subgroup), Some(Variant::Portable));
+}
+
+#[test]
+fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
+    for gpu in common::gpus() {
+        let _gl = common::serialize_gl(gpu);
+        let dir = tempfile::tempdir().unwrap();
+        let cache_file = dir.path().join("kernel-variants.json");
+        let before = gpu.variants();
+        let mut measured = false;
+        let first = tune::choose(gpu, Some(dir.path()), false, || measured = true).unwrap();
+        let candidates = Variant::candidates(&gpu.caps);
+        if candidates.len() == 1 {
+            // Nothing to choose: no measurement, no cache entry.
+            assert!(!measured && first.source == Source::Only, "{}", common::describe(gpu));
+            assert_eq!(first.variants, Variants::all(candidates[0]));
+            assert!(!cache_file.exists());
+            continue;
+        }
+        assert!(measured && first.source == Source::Measured, "{}", common::describe(gpu));
+        // Every candidate of every family timed, each passing its check, the fastest chosen.
+        assert_eq!(first.timings.len(), Family::ALL.len() * candidates.len());
+        for t in &first.timings {
+            assert!(t.ms.is_some_and(|ms| ms > 0.0), "{t:?} on {}", common::describe(gpu));
+        }
+        let fastest = |f| tune::fastest(f, &first.timings).unwrap();
+        assert_eq!(first.variants.matmul, fastest(Family::Matmul));
+        assert_eq!(first.variants.conv, fastest(Family::Conv));
+        assert_eq!(gpu.variants(), first.variants);
+
+        // The next command reads the choice back without measuring.
+        gpu.set_variants(before);
+        let again =
+            tune::choose(gpu, Some(dir.path()), false, || panic!("measured again")).unwrap();
+        assert_eq!(again.source, Source::Cached(cache_file.clone()));
+        assert_eq!((again.variants, &again.timings), (first.variants, &first.timings));
+        assert_eq!(gpu.variants(), first.variants);
+
+        // Another driver (or another build of the kernels) is a different key.
+        let cached = tune::cached(&gpu.info, candidates, dir.path()).unwrap();
+        assert_eq!(cached.0, first.variants);
+        let mut other_driver = gpu.info.clone();
+        other_driver.driver_info.push_str(" (updated)");
+        assert!(tune::cached(&other_driver, candidates, dir.path()).is_none());
+
+        // A damaged cache costs a measurement, not an error, and is rewritten.
+        std::fs::write(&cache_file, "{ not json").unwrap();
+        let mut remeasured = false;
+        let fresh = tune::choose(gpu, Some(dir.path()), false, || remeasured = true).unwrap();
+        assert!(remeasured && fresh.source == Source::Measured);
+        assert!(tune::cached(&gpu.info, candidates, dir.path()).is_some());
+        gpu.set_variants(before);
+    }
+}
+
+#[test]
+fn devices_tune_caches_what_devices_then_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gan-gpu"))
+            .args(args)
+            .env("GAN_GPU_CACHE_DIR", dir.path())
+            .output()
+            .expect("running gan-gpu");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let tuned: serde_json::Value =
+        serde_json::from_str(run(&["devices", "--tune", "--json"]).trim()).unwrap();
+    let chosen = &tuned["variants"];
+    assert!(chosen["matmul"].is_string() && chosen["conv"].is_string(), "{tuned}");
+    // `devices` lists the tuned adapter first (the default pick) with the cached choice.
+    let listed = run(&["devices", "--json"]);
+    let first: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(&first["chosen_variants"], chosen, "{listed}");
+}
