@@ -428,15 +428,16 @@ fn first_pixel(r: Rect, n0: u32, n_end: u32) -> vec3<u32> {
     return vec3(select(n0, n_end, empty), u32(max(r.lo.x, 0)), u32(max(r.lo.y, 0)));
 }
 
-// The output pixel after m in the rectangle: ow fastest, then oh, then the image.
+// The output pixel after m in the rectangle: ow fastest, then oh, then the image. Selects, not
+// branches: llvmpipe masks both sides of a branch and runs the texel fetches inside one far
+// slower, so the weight-gradient step has none (with x_quad and dy_rows4 reading clamped
+// addresses and selecting zero, the kernel got 1.1-1.45x faster).
 fn next_pixel(m: vec3<u32>, r: Rect) -> vec3<u32> {
-    if i32(m.z) < r.hi.y {
-        return vec3(m.x, m.y, m.z + 1u);
-    }
-    if i32(m.y) < r.hi.x {
-        return vec3(m.x, m.y + 1u, u32(r.lo.y));
-    }
-    return vec3(m.x + 1u, u32(r.lo.x), u32(r.lo.y));
+    let wrap_w = i32(m.z) >= r.hi.y;
+    let wrap_h = wrap_w && i32(m.y) >= r.hi.x;
+    let ow = select(m.z + 1u, u32(r.lo.y), wrap_w);
+    let oh = select(m.y, select(m.y + 1u, u32(r.lo.x), wrap_h), wrap_w);
+    return vec3(m.x + u32(wrap_h), oh, ow);
 }
 
 // The 4 output pixels of a reduction step starting at m.
@@ -457,10 +458,8 @@ fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     let off = ((m.x * p.x_h + ih) * p.x_w + iw) * p.x_c + rq.ci;
     if VEC_A {
         // One tap for all four: ci.x is a multiple of 4.
-        if ok.x {
-            return quad_at(a4, off.x / 4u);
-        }
-        return vec4(0.0);
+        let last = p.batch * p.x_h * p.x_w * p.x_c / 4u - 1u;
+        return select(vec4(0.0), quad_at(a4, min(off.x / 4u, last)), ok.x);
     }
     var v = vec4(0.0);
     for (var e = 0u; e < 4u; e++) {
@@ -476,9 +475,8 @@ fn dy_rows4(ms: array<vec3<u32>, 4>, j: u32, n_end: u32) -> array<vec4<f32>, 4> 
     var rows: array<vec4<f32>, 4>;
     for (var q = 0u; q < 4u; q++) {
         let m = ms[q];
-        if m.x < n_end {
-            rows[q] = b_quad(((m.x * p.y_h + m.y) * p.y_w + m.z) * p.y_c, j, p.y_c);
-        }
+        let row = ((min(m.x, p.batch - 1u) * p.y_h + m.y) * p.y_w + m.z) * p.y_c;
+        rows[q] = select(vec4(0.0), b_quad(row, j, p.y_c), m.x < n_end);
     }
     return rows;
 }
@@ -678,7 +676,12 @@ fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
         while m.x < n_end {
             let ms = step_pixels(m, rect);
             let brows = dy_rows4(ms, j, n_end);
-            fma_block(&acc, weight_a_rows(share(x_quad(ms[lane / 2u], rq))), brows);
+            // This lane's pixel, ms[lane / 2] without indexing an array by a lane-varying
+            // value (which llvmpipe does one lane at a time).
+            let q = lane / 2u;
+            let mine = select(select(ms[0], ms[1], q == 1u), select(ms[2], ms[3], q == 3u),
+                              q >= 2u);
+            fma_block(&acc, weight_a_rows(share(x_quad(mine, rq))), brows);
             m = next_pixel(ms[3], rect);
         }
         workgroupBarrier();
