@@ -236,25 +236,22 @@ fn w_slice(kh: i32, kw: i32) -> u32 {
 
 // op(W_tap)[k0+q, j..j+3] for q = 0..3, where op(W_tap) is [k gathered channels, n output
 // channels] at `slice`; zero where k0+q >= k (b_quad's elements past the row are zero), so
-// that a partial last step adds nothing.
+// that a partial last step adds nothing. Selects rather than branches around the fetches (see
+// next_pixel): 1.05-1.4x on the presets' convs.
 fn w_rows4(slice: u32, k0: u32, j: u32, k: u32, n: u32) -> array<vec4<f32>, 4> {
     var rows: array<vec4<f32>, 4>;
     if TRANS_B {
         // Stored [n, k]: one quad per output channel, transposed in registers. Channels past n
-        // are not loaded at all (n is 1 for the convs that make or take one-channel images).
+        // read channel n - 1 and are zeroed (a select: see next_pixel on branches).
         var cols: array<vec4<f32>, 4>;
         for (var q = 0u; q < 4u; q++) {
-            if j + q < n {
-                cols[q] = b_quad(slice + (j + q) * k, k0, k);
-            }
+            cols[q] = select(vec4(0.0), b_quad(slice + min(j + q, n - 1u) * k, k0, k), j + q < n);
         }
         let t = transpose(mat4x4(cols[0], cols[1], cols[2], cols[3]));
         rows = array(t[0], t[1], t[2], t[3]);
     } else {
         for (var q = 0u; q < 4u; q++) {
-            if k0 + q < k {
-                rows[q] = b_quad(slice + (k0 + q) * n, j, n);
-            }
+            rows[q] = select(vec4(0.0), b_quad(slice + min(k0 + q, k - 1u) * n, j, n), k0 + q < k);
         }
     }
     return rows;
@@ -285,9 +282,7 @@ fn tap_quad(t: GatherTile, kh: i32, kw: i32) -> TapQuad {
 fn a_taps(image: u32, q: TapQuad) -> vec4<f32> {
     var v = vec4(0.0);
     for (var e = 0u; e < 4u; e++) {
-        if q.live[e] {
-            v[e] = a[image + q.pixel[e]];
-        }
+        v[e] = select(0.0, a[image + q.pixel[e]], q.live[e]);
     }
     return v;
 }
@@ -298,9 +293,7 @@ fn a_taps(image: u32, q: TapQuad) -> vec4<f32> {
 fn w_taps(q: TapQuad, j: u32, n: u32) -> array<vec4<f32>, 4> {
     var rows: array<vec4<f32>, 4>;
     for (var e = 0u; e < 4u; e++) {
-        if q.live[e] {
-            rows[e] = b_quad(q.slice[e], j, n);
-        }
+        rows[e] = select(vec4(0.0), b_quad(q.slice[e], j, n), q.live[e]);
     }
     return rows;
 }
