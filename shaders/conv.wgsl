@@ -298,7 +298,20 @@ fn w_taps(q: TapQuad, j: u32, n: u32) -> array<vec4<f32>, 4> {
     return rows;
 }
 
-// Writes the tile's row for image n, columns j..j+3 (plus bias, through the activation ACT of
+// The accumulators' starting value for output channels j..j+3: their bias, or zero. Added
+// here rather than in gather_store, as in matmul.wgsl's bias_quad: with both a bias and an
+// activation in the stores, llvmpipe ran the whole kernel much slower.
+fn gather_bias(j: u32, n: u32) -> array<vec4<f32>, 8> {
+    var start = vec4(0.0);
+    if p.has_bias != 0u {
+        let last = n - 1u;
+        start = vec4(bias[min(j, last)], bias[min(j + 1u, last)], bias[min(j + 2u, last)],
+                     bias[min(j + 3u, last)]);
+    }
+    return array(start, start, start, start, start, start, start, start);
+}
+
+// Writes the tile's row for image n, columns j..j+3 (through the activation ACT of
 // activate.wgsl), skipping what lies outside.
 fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     if n >= p.batch {
@@ -307,11 +320,7 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     let base = (n * t.dst.x * t.dst.y + t.pix) * t.dst.z;
     for (var q = 0u; q < 4u; q++) {
         if j + q < t.dst.z {
-            var x = v[q];
-            if p.has_bias != 0u {
-                x += bias[j + q];
-            }
-            c[base + j + q] = activate(x);
+            c[base + j + q] = activate(v[q]);
         }
     }
 }
@@ -328,7 +337,7 @@ fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
         return;
     }
     let j = blocks.x * 4u;
-    var acc: array<vec4<f32>, 8>;
+    var acc = gather_bias(j, t.dst.z);
     let kw_step = t.tw.step * select(1, 4, PACK_TAPS);
     for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
         for (var kw = t.tw.first; kw <= t.tw.last; kw += kw_step) {
@@ -625,7 +634,7 @@ fn conv_gather_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     }
     let t = gather_tile(id % row_tiles);
     let j = (id / row_tiles) * 32u + lane * 4u;
-    var acc: array<vec4<f32>, 8>;
+    var acc = gather_bias(j, t.dst.z);
     let kw_step = t.tw.step * select(1, 4, PACK_TAPS);
     for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
         for (var kw = t.tw.first; kw <= t.tw.last; kw += kw_step) {

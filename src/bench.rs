@@ -91,32 +91,35 @@ impl Kernel {
     /// about a minute on a CPU adapter).
     pub fn default_shapes(self) -> &'static [&'static str] {
         match self {
-            // mlp at batch 128: G dense 100->128 and 128->784, D dense 784->128 and 128->1,
-            // forward (X·W), dX (dY·Wᵀ) and dW (Xᵀ·dY); dcgan's G dense 100->6272 at batch 256.
+            // mlp at batch 128: G dense 100->128 and 128->784 (with their bias and activation),
+            // D dense 784->128 and 128->1 on 128 real + 128 fake images, dX (dY·Wᵀ) and dW
+            // (Xᵀ·dY); dcgan's G dense 100->6272 at batch 256.
             Kernel::Matmul => &[
-                "128,128,100",
-                "128,784,128",
+                "128,128,100,bias,leaky_relu",
+                "128,784,128,bias,tanh",
                 "128,128,784,tb",
                 "128,784,128,ta",
-                "128,128,784",
+                "256,128,784,bias,leaky_relu",
                 "128,784,128,tb",
-                "784,128,128,ta",
-                "128,1,128",
-                "256,6272,100",
+                "784,128,256,ta",
+                "256,1,128,bias",
+                "256,6272,100,bias,leaky_relu",
             ],
             // dcgan's D (3x3 stride 2) and G's last conv (7x7), dcgan-avgpool's D (5x5 valid),
             // dcgan-upsample's second D conv.
             Kernel::Conv => &[
-                "16,28,28,1,64,3,2,same",
-                "16,14,14,64,64,3,2,same",
-                "16,28,28,128,1,7,1,same",
+                "16,28,28,1,64,3,2,same,bias,leaky_relu",
+                "16,14,14,64,64,3,2,same,bias,leaky_relu",
+                "16,28,28,128,1,7,1,same,bias,sigmoid",
                 "16,28,28,1,8,5,1,valid",
                 "16,12,12,8,16,5,1,valid",
                 "16,14,14,64,128,5,2,same",
             ],
-            // dcgan's G (4x4 stride 2) and dcgan-avgpool's G (5x5 stride 2 to 3, 6, 12, 28).
+            // dcgan's G (4x4 stride 2 to 14 and 28) and dcgan-avgpool's G (5x5 stride 2 to 3, 6,
+            // 12, 28).
             Kernel::ConvTranspose => &[
-                "16,7,7,128,128,4,2,same",
+                "16,7,7,128,128,4,2,same,bias,leaky_relu",
+                "16,14,14,128,128,4,2,same,bias,leaky_relu",
                 "16,2,2,25,256,5,2,same,3",
                 "16,6,6,128,64,5,2,same,12",
                 "16,12,12,64,1,5,2,valid,28",
@@ -154,11 +157,12 @@ impl Kernel {
 
 /// `--shape` syntax per kernel, for the CLI's help.
 pub const SHAPE_HELP: &str = "One shape for the kernel (default: the shapes the presets run):
-  matmul          M,N,K[,ta][,tb]   C[M,N] = op(A)·op(B); ta: A stored [K,M]; tb: B stored [N,K]
-  conv            B,H,W,C,K,F,S,same|valid     B images HxWxC, K filters FxF, stride S;
-                                    times forward, dx and dw
-  conv-transpose  B,H,W,C,K,F,S,same|valid[,O] input HxWxC to K channels (OxO when given);
-                                    times forward, dx and dw
+  matmul          M,N,K[,ta][,tb][,bias][,ACT]   C[M,N] = act(op(A)·op(B) + bias); ta: A stored
+                                    [K,M]; tb: B stored [N,K]; ACT as for activations
+  conv            B,H,W,C,K,F,S,same|valid[,bias][,ACT]   B images HxWxC, K filters FxF,
+                                    stride S; times forward (with bias and ACT), dx and dw
+  conv-transpose  B,H,W,C,K,F,S,same|valid[,O][,bias][,ACT]   input HxWxC to K channels (OxO
+                                    when given); times forward (with bias and ACT), dx and dw
   batchnorm       ROWS,COLS         training forward and backward (3 dispatches each)
   pool            B,H,W,C           2x2 average pooling, forward and backward
   upsample        B,H,W,C           2x upsampling, forward and backward
@@ -584,6 +588,17 @@ fn expect(name: &str, got: &Tensor, want: Vec<f32>, tol: Tolerance) -> Check {
     Check { name: name.to_string(), got: got.clone(), want, tol }
 }
 
+/// An activation by its `--shape` name (leaky ReLU with the presets' slope, 0.2).
+fn activation_named(name: &str) -> Result<Activation> {
+    Ok(match name {
+        "relu" => Activation::Relu,
+        "leaky_relu" => Activation::LeakyRelu { alpha: 0.2 },
+        "tanh" => Activation::Tanh,
+        "sigmoid" => Activation::Sigmoid,
+        other => bail!("activation {other:?}: relu, leaky_relu, tanh or sigmoid"),
+    })
+}
+
 /// The cases one shape of a kernel gives (forward and backward passes are cases of their own),
 /// with the CPU twins' results, built but not run.
 pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result<Vec<Case>> {
@@ -598,22 +613,29 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
     let step = StepUniform::new(1, 7);
     Ok(match kernel {
         Kernel::Matmul => {
-            let f = fields(kernel, shape, 3, 5)?;
+            let f = fields(kernel, shape, 3, 7)?;
             let [m, n, k] = nums(&f[..3])?[..] else { unreachable!() };
-            let mut flags = (false, false);
+            let (mut flags, mut bias, mut act) = ((false, false), None, None);
             for flag in &f[3..] {
                 match *flag {
                     "ta" => flags.0 = true,
                     "tb" => flags.1 = true,
-                    other => bail!("matmul flag {other:?}: ta or tb"),
+                    "bias" => bias = Some(random(rng, n)),
+                    name => {
+                        act = Some(
+                            activation_named(name)
+                                .context("matmul flag: ta, tb, bias or an activation")?,
+                        )
+                    }
                 }
             }
             let (a, b) = (random(rng, m * k), random(rng, k * n));
             let mut want = vec![0.0; m * n];
-            cpu::matmul::matmul(&a, &b, None, &mut want, m, n, k, flags.0, flags.1, false, None);
+            let (ta, tb) = flags;
+            cpu::matmul::matmul(&a, &b, bias.as_deref(), &mut want, m, n, k, ta, tb, false, act);
             let (ga, gb, gc) = (gpu.upload(&a), gpu.upload(&b), gpu.zeros(m * n));
-            let d =
-                matmul::matmul(gpu, &ga, &gb, None, &gc, m, n, k, flags.0, flags.1, false, None);
+            let gbias = bias.as_deref().map(|v| gpu.upload(v));
+            let d = matmul::matmul(gpu, &ga, &gb, gbias.as_ref(), &gc, m, n, k, ta, tb, false, act);
             let bytes = 4.0 * (m * k + k * n + m * n) as f64;
             vec![case(
                 "",
@@ -625,15 +647,23 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
         }
         Kernel::Conv | Kernel::ConvTranspose => {
             let transposed = kernel == Kernel::ConvTranspose;
-            let f = fields(kernel, shape, 8, if transposed { 9 } else { 8 })?;
+            let f = fields(kernel, shape, 8, if transposed { 11 } else { 10 })?;
             let [b, h, w, c, k, fk, s] = nums(&f[..7])?[..] else { unreachable!() };
             let padding = match f[7] {
                 "same" => Padding::Same,
                 "valid" => Padding::Valid,
                 other => bail!("padding {other:?}: same or valid"),
             };
+            // The forward pass's epilogue, as the presets' layers have it.
+            let (mut size, mut with_bias, mut act) = (None, false, None);
+            for flag in &f[8..] {
+                match *flag {
+                    "bias" => with_bias = true,
+                    o if transposed && o.parse::<usize>().is_ok() => size = Some(num(o)?),
+                    name => act = Some(activation_named(name).context("conv flag")?),
+                }
+            }
             let g = if transposed {
-                let size = f.get(8).map(|o| num(o)).transpose()?;
                 Conv2dGeometry::transposed(
                     b,
                     (h, w),
@@ -657,19 +687,22 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                 random(rng, g.weight_len()),
             );
             let (gin, gout, gw) = (gpu.upload(&xin), gpu.upload(&xout), gpu.upload(&wt));
+            let bias_len = if transposed { g.in_c } else { g.out_c };
+            let bias = with_bias.then(|| random(rng, bias_len));
+            let gbias = bias.as_deref().map(|v| gpu.upload(v));
             let (rin, rout, rw) =
                 (gpu.zeros(g.input_len()), gpu.zeros(g.output_len()), gpu.zeros(g.weight_len()));
             let (mut win, mut wout, mut ww) =
                 (vec![0.0; g.input_len()], vec![0.0; g.output_len()], vec![0.0; g.weight_len()]);
             let tol = check::REDUCTION;
             if transposed {
-                cpu::conv::conv_transpose2d(&xout, &wt, None, &mut win, &g, None);
+                cpu::conv::conv_transpose2d(&xout, &wt, bias.as_deref(), &mut win, &g, act);
                 cpu::conv::conv_transpose2d_backward_data(&xin, &wt, &mut wout, &g);
                 cpu::conv::conv_transpose2d_backward_weight(&xout, &xin, &mut ww, &g, false);
                 vec![
                     case(
                         "fwd",
-                        conv::conv_transpose2d(gpu, &gout, &gw, None, &rin, &g, None),
+                        conv::conv_transpose2d(gpu, &gout, &gw, gbias.as_ref(), &rin, &g, act),
                         vec![expect("y", &rin, win, tol)],
                         flops,
                         bytes,
@@ -690,13 +723,13 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                     ),
                 ]
             } else {
-                cpu::conv::conv2d(&xin, &wt, None, &mut wout, &g, None);
+                cpu::conv::conv2d(&xin, &wt, bias.as_deref(), &mut wout, &g, act);
                 cpu::conv::conv2d_backward_data(&xout, &wt, None, &mut win, &g, None);
                 cpu::conv::conv2d_backward_weight(&xin, &xout, &mut ww, &g, false);
                 vec![
                     case(
                         "fwd",
-                        conv::conv2d(gpu, &gin, &gw, None, &rout, &g, None),
+                        conv::conv2d(gpu, &gin, &gw, gbias.as_ref(), &rout, &g, act),
                         vec![expect("y", &rout, wout, tol)],
                         flops,
                         bytes,
@@ -840,13 +873,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
         Kernel::Activations => {
             let f = fields(kernel, shape, 2, 2)?;
             let len = num(f[0])?;
-            let act = match f[1] {
-                "relu" => Activation::Relu,
-                "leaky_relu" => Activation::LeakyRelu { alpha: 0.2 },
-                "tanh" => Activation::Tanh,
-                "sigmoid" => Activation::Sigmoid,
-                other => bail!("activation {other:?}: relu, leaky_relu, tanh or sigmoid"),
-            };
+            let act = activation_named(f[1])?;
             let (x, dy) = (random(rng, len), random(rng, len));
             let mut y = x.clone();
             cpu::activation::activation_forward(&mut y, len, act);

@@ -42,13 +42,13 @@ impl Family {
     fn shapes(self) -> &'static [(Kernel, &'static str)] {
         match self {
             Family::Matmul => &[
-                (Kernel::Matmul, "128,784,128"),
+                (Kernel::Matmul, "128,784,128,bias,tanh"),
                 (Kernel::Matmul, "128,128,784,tb"),
-                (Kernel::Matmul, "784,128,128,ta"),
+                (Kernel::Matmul, "784,128,256,ta"),
             ],
             Family::Conv => &[
-                (Kernel::Conv, "16,14,14,64,64,3,2,same"),
-                (Kernel::ConvTranspose, "16,7,7,128,128,4,2,same"),
+                (Kernel::Conv, "16,14,14,64,64,3,2,same,bias,leaky_relu"),
+                (Kernel::ConvTranspose, "16,7,7,128,128,4,2,same,bias,leaky_relu"),
             ],
         }
     }
