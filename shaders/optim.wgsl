@@ -21,10 +21,14 @@ struct Step {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> params: array<f32>;
-@group(0) @binding(1) var<storage, read> grads: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+// Every kernel here takes 4 consecutive elements per invocation, read and written as one vec4
+// (tensors are allocated in whole vec4s): llvmpipe turns each storage access into a loop over
+// its 8 SIMD lanes, so a vec4 costs about what one float does. Elements from `len` on keep
+// their values.
+@group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> m: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> v: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> hp: Hyper;
 @group(0) @binding(5) var<uniform> step: Step;
 
@@ -51,27 +55,45 @@ fn one_minus_pow(b: f32, t: u32) -> f32 {
     return (1.0 - b) * sum;
 }
 
-// One thread per parameter: four loads, three stores, and the rest is arithmetic.
+// The quad an invocation updates, and which of its elements lie before `len`.
+struct Quad {
+    i: u32,
+    live: vec4<bool>,
+}
+
+// The invocation's quad, or none (i past the last) for invocations past the end.
+fn quad(gid: vec3<u32>, groups: vec3<u32>, len: u32) -> Quad {
+    let i = gid.x + gid.y * groups.x * WG;
+    let live = vec4(4u * i) + vec4(0u, 1u, 2u, 3u) < vec4(len);
+    return Quad(select(~0u, i, live.x), live);
+}
+
+// The gradient quad, clipped to [-clip, clip] when CLIP.
+fn clipped(g: vec4<f32>, clip: f32) -> vec4<f32> {
+    return select(g, clamp(g, vec4(-clip), vec4(clip)), CLIP);
+}
+
+// Four parameters per invocation: four loads, three stores, and the rest is arithmetic.
 @compute @workgroup_size(WG)
 fn adam(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let i = gid.x + gid.y * groups.x * WG;
-    if i >= hp.len {
+    let q = quad(gid, groups, hp.len);
+    if q.i == ~0u {
         return;
     }
-    var g = grads[i];
-    if CLIP {
-        g = clamp(g, -hp.clip, hp.clip);
-    }
-    let mi = hp.beta1 * m[i] + (1.0 - hp.beta1) * g;
-    let vi = hp.beta2 * v[i] + (1.0 - hp.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
+    let g = clipped(grads[q.i], hp.clip);
+    let m0 = m[q.i];
+    let v0 = v[q.i];
+    let w0 = params[q.i];
+    let mi = hp.beta1 * m0 + (1.0 - hp.beta1) * g;
+    let vi = hp.beta2 * v0 + (1.0 - hp.beta2) * g * g;
+    m[q.i] = select(m0, mi, q.live);
+    v[q.i] = select(v0, vi, q.live);
     let m_hat = mi / one_minus_pow(hp.beta1, step.step);
     let v_hat = vi / one_minus_pow(hp.beta2, step.step);
-    params[i] -= hp.lr * m_hat / (sqrt(v_hat) + hp.eps);
+    params[q.i] = select(w0, w0 - hp.lr * m_hat / (sqrt(v_hat) + hp.eps), q.live);
 }
 
 struct RmsHyper {
@@ -84,26 +106,25 @@ struct RmsHyper {
 
 // rmsprop keeps its mean square at binding 2, where adam keeps m, and its hyper-parameters at
 // binding 3: an entry point's bindings are numbered 0, 1, 2, ... (gpu::Gpu::dispatch).
-@group(0) @binding(2) var<storage, read_write> mean_square: array<f32>;
+@group(0) @binding(2) var<storage, read_write> mean_square: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> rms: RmsHyper;
 
-// One thread per parameter: v = rho v + (1 - rho) g^2, then w -= lr g / (sqrt(v) + eps).
+// Four parameters per invocation: v = rho v + (1 - rho) g^2, then w -= lr g / (sqrt(v) + eps).
 @compute @workgroup_size(WG)
 fn rmsprop(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let i = gid.x + gid.y * groups.x * WG;
-    if i >= rms.len {
+    let q = quad(gid, groups, rms.len);
+    if q.i == ~0u {
         return;
     }
-    var g = grads[i];
-    if CLIP {
-        g = clamp(g, -rms.clip, rms.clip);
-    }
-    let vi = rms.rho * mean_square[i] + (1.0 - rms.rho) * g * g;
-    mean_square[i] = vi;
-    params[i] -= rms.lr * g / (sqrt(vi) + rms.eps);
+    let g = clipped(grads[q.i], rms.clip);
+    let v0 = mean_square[q.i];
+    let w0 = params[q.i];
+    let vi = rms.rho * v0 + (1.0 - rms.rho) * g * g;
+    mean_square[q.i] = select(v0, vi, q.live);
+    params[q.i] = select(w0, w0 - rms.lr * g / (sqrt(vi) + rms.eps), q.live);
 }
 
 struct EmaHyper {
@@ -112,11 +133,11 @@ struct EmaHyper {
 }
 
 // ema_update's own bindings: the average it writes at 0, the weights it reads at 1.
-@group(0) @binding(0) var<storage, read_write> average: array<f32>;
-@group(0) @binding(1) var<storage, read> current: array<f32>;
+@group(0) @binding(0) var<storage, read_write> average: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> current: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> ema: EmaHyper;
 
-// One thread per weight: average = decay * average + (1 - decay) * weight, written as a step
+// Four weights per invocation: average = decay * average + (1 - decay) * weight, written as a step
 // of (1 - decay) towards the weight, so that an average equal to its weight (a tensor training
 // never changes) stays exactly equal instead of drifting by rounding.
 @compute @workgroup_size(WG)
@@ -124,10 +145,10 @@ fn ema_update(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let i = gid.x + gid.y * groups.x * WG;
-    if i >= ema.len {
+    let q = quad(gid, groups, ema.len);
+    if q.i == ~0u {
         return;
     }
-    let a = average[i];
-    average[i] = a + (1.0 - ema.decay) * (current[i] - a);
+    let a = average[q.i];
+    average[q.i] = select(a, a + (1.0 - ema.decay) * (current[q.i] - a), q.live);
 }

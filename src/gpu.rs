@@ -412,8 +412,9 @@ impl Gpu {
     }
 
     fn tensor_bytes(&self, len: usize, elem: usize, data: Option<&[u8]>) -> Tensor {
-        // Bindings cannot be empty, and copies need sizes that are multiples of 4 bytes.
-        let size = ((len * elem).max(4) as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        // Bindings cannot be empty, and whole vec4s let elementwise kernels (optim.wgsl) read
+        // and write 4 floats at once.
+        let size = ((len * elem).max(16) as u64).next_multiple_of(16);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size,

@@ -148,7 +148,8 @@ fn adam_three_steps_match_cpu() {
         let clips = [None, Some(0.5)];
         for (len, clip) in lengths(&mut r).into_iter().zip(clips.into_iter().cycle()) {
             let hp = AdamParams { lr: 1e-2, beta1: 0.5, beta2: 0.999, eps: 1e-7, clip };
-            let w0 = random_vec(&mut r, len, -1.0, 1.0);
+            // Three parameters past `len` that the kernel must leave alone.
+            let w0 = random_vec(&mut r, len + 3, -1.0, 1.0);
             let (params, grads) = (gpu.upload(&w0), gpu.zeros(len));
             let (m, v) = (gpu.zeros(len), gpu.zeros(len));
             let step_buffer = gpu.uniform(&StepUniform::default());
@@ -165,6 +166,7 @@ fn adam_three_steps_match_cpu() {
             }
             let name = format!("adam {len} clip {clip:?}");
             let got = gpu.read(&params);
+            assert_eq!(got[len..], w0[len..], "{name}: wrote past len");
             assert_close(&format!("{name}: params"), &got, &w, ELEMENTWISE);
             let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0).map(|(a, b)| a - b).collect() };
             assert_close(&format!("{name}: updates"), &delta(&got), &delta(&w), ELEMENTWISE);

@@ -60,7 +60,7 @@ pub fn adam(
             hyper.as_entire_binding(),
             step.as_entire_binding(),
         ],
-        gpu.grid(len, WG),
+        gpu.grid(len.div_ceil(4), WG),
     )
 }
 
@@ -109,7 +109,7 @@ pub fn rmsprop(
         "rmsprop",
         &pipeline,
         &[params.binding(), grads.binding(), v.binding(), hyper.as_entire_binding()],
-        gpu.grid(len, WG),
+        gpu.grid(len.div_ceil(4), WG),
     )
 }
 
@@ -136,6 +136,6 @@ pub fn ema_update(
         "ema_update",
         &pipeline,
         &[average.binding(), params.binding(), hyper.as_entire_binding()],
-        gpu.grid(len, WG),
+        gpu.grid(len.div_ceil(4), WG),
     )
 }
