@@ -615,11 +615,11 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
         Kernel::Matmul => {
             let f = fields(kernel, shape, 3, 7)?;
             let [m, n, k] = nums(&f[..3])?[..] else { unreachable!() };
-            let (mut flags, mut bias, mut act) = ((false, false), None, None);
+            let (mut ta, mut tb, mut bias, mut act) = (false, false, None, None);
             for flag in &f[3..] {
                 match *flag {
-                    "ta" => flags.0 = true,
-                    "tb" => flags.1 = true,
+                    "ta" => ta = true,
+                    "tb" => tb = true,
                     "bias" => bias = Some(random(rng, n)),
                     name => {
                         act = Some(
@@ -631,7 +631,6 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             }
             let (a, b) = (random(rng, m * k), random(rng, k * n));
             let mut want = vec![0.0; m * n];
-            let (ta, tb) = flags;
             cpu::matmul::matmul(&a, &b, bias.as_deref(), &mut want, m, n, k, ta, tb, false, act);
             let (ga, gb, gc) = (gpu.upload(&a), gpu.upload(&b), gpu.zeros(m * n));
             let gbias = bias.as_deref().map(|v| gpu.upload(v));

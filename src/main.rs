@@ -594,12 +594,7 @@ fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
     }
     let cache = tune::default_cache_dir();
     for a in adapters {
-        let candidates = Variant::candidates(&a.caps);
-        let chosen = match (candidates, &cache) {
-            ([only], _) => Some(Variants::all(*only)),
-            (_, Some(dir)) => tune::cached(&a.info, candidates, dir).map(|(v, _)| v),
-            (_, None) => None,
-        };
+        let chosen = tune::known(&a.info, &a.caps, cache.as_deref());
         if json {
             let mut line = serde_json::to_value(&a)?;
             line["chosen_variants"] = serde_json::to_value(chosen)?;
@@ -650,11 +645,7 @@ fn tune_variants(args: &GpuArgs, json: bool) -> Result<()> {
             (Some(ms), _) => format!("{ms:10.3} ms"),
             (None, error) => format!("excluded: {}", error.as_deref().unwrap_or("?")),
         };
-        println!(
-            "  {:<8} {:<10} {result}",
-            format!("{:?}", t.family).to_lowercase(),
-            t.variant.name()
-        );
+        println!("  {:<8} {:<10} {result}", t.family.name(), t.variant.name());
     }
     println!("chosen: {}", choice.variants.describe());
     match (&choice.source, &cache) {

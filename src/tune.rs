@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::bench::{self, Kernel};
-use crate::gpu::{Gpu, Variant, Variants};
+use crate::gpu::{Gpu, KernelCaps, Variant, Variants};
 use crate::shaders;
 
 /// A kernel family whose variant is chosen here.
@@ -28,6 +28,13 @@ pub enum Family {
 
 impl Family {
     pub const ALL: [Family; 2] = [Family::Matmul, Family::Conv];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Matmul => "matmul",
+            Family::Conv => "conv",
+        }
+    }
 
     fn with(self, variants: Variants, variant: Variant) -> Variants {
         match self {
@@ -136,6 +143,19 @@ pub fn cached(
     let hit =
         read_cache(&cache_dir.join(CACHE_FILE)).adapters.remove(&adapter_key(info, candidates))?;
     Some((hit.variants, hit.timings))
+}
+
+/// What `gan-gpu devices` can say of an adapter without opening it: the only variants where
+/// there is no choice, else the choice an earlier command cached in `cache_dir`.
+pub fn known(
+    info: &wgpu::AdapterInfo,
+    caps: &KernelCaps,
+    cache_dir: Option<&Path>,
+) -> Option<Variants> {
+    match Variant::candidates(caps) {
+        [only] => Some(Variants::all(*only)),
+        candidates => cached(info, candidates, cache_dir?).map(|(variants, _)| variants),
+    }
 }
 
 /// The fastest variant of `family` among `timings`, ignoring excluded ones.
