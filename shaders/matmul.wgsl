@@ -71,39 +71,31 @@ fn b_quad(r: u32, c0: u32) -> vec4<f32> {
                 b[base + min(c0 + 2u, last)], b[base + min(c0 + 3u, last)]);
 }
 
-// Rows i..i+3 of op(A) at k0..k0+3: element q holds op(A)[i+q, k0..k0+3]. Four loads either way.
-fn a_rows4(i: u32, k0: u32) -> array<vec4<f32>, 4> {
+// Rows i..i+3 of op(A) at k0..k0+3 as a matrix whose column q is op(A)[i+q, k0..k0+3]. Four
+// loads either way.
+fn a_block(i: u32, k0: u32) -> mat4x4<f32> {
     if TRANS_A {
         // Stored [k,m]: each quad is one k across four rows; transposing is free in registers.
-        let t = transpose(mat4x4(a_quad(k0, i), a_quad(k0 + 1u, i), a_quad(k0 + 2u, i),
-                                 a_quad(k0 + 3u, i)));
-        return array(t[0], t[1], t[2], t[3]);
+        return transpose(mat4x4(a_quad(k0, i), a_quad(k0 + 1u, i), a_quad(k0 + 2u, i),
+                                a_quad(k0 + 3u, i)));
     }
-    return array(a_quad(i, k0), a_quad(i + 1u, k0), a_quad(i + 2u, k0), a_quad(i + 3u, k0));
+    return mat4x4(a_quad(i, k0), a_quad(i + 1u, k0), a_quad(i + 2u, k0), a_quad(i + 3u, k0));
 }
 
-// op(B)[k0+q, j..j+3] for q = 0..3, zero where k0+q >= k so that a partial last step adds nothing.
-fn b_rows4(k0: u32, j: u32) -> array<vec4<f32>, 4> {
-    var rows: array<vec4<f32>, 4>;
+// op(B) at k0..k0+3, columns j..j+3, as a matrix whose column q is op(B)[k0+q, j..j+3], zero
+// where k0+q >= k so that a partial last step adds nothing. With a block of A from a_block,
+// `b_block(k0, j) * a_block(i, k0)` is C[i..i+3, j..j+3]'s share of k0..k0+3, by columns.
+fn b_block(k0: u32, j: u32) -> mat4x4<f32> {
+    var rows: mat4x4<f32>;
     if TRANS_B {
-        let t = transpose(mat4x4(b_quad(j, k0), b_quad(j + 1u, k0), b_quad(j + 2u, k0),
-                                 b_quad(j + 3u, k0)));
-        rows = array(t[0], t[1], t[2], t[3]);
+        rows = transpose(mat4x4(b_quad(j, k0), b_quad(j + 1u, k0), b_quad(j + 2u, k0),
+                                b_quad(j + 3u, k0)));
     } else {
-        rows = array(b_quad(k0, j), b_quad(k0 + 1u, j), b_quad(k0 + 2u, j), b_quad(k0 + 3u, j));
+        rows = mat4x4(b_quad(k0, j), b_quad(k0 + 1u, j), b_quad(k0 + 2u, j), b_quad(k0 + 3u, j));
     }
-    for (var q = 0u; q < 4u; q++) {
-        rows[q] = select(vec4(0.0), rows[q], k0 + q < p.k);
-    }
-    return rows;
-}
-
-// acc + Σ_q arow[q] · brows[q]: one row of C (4 columns) over 4 steps of k.
-fn fma_row(acc: vec4<f32>, arow: vec4<f32>, brows: array<vec4<f32>, 4>) -> vec4<f32> {
-    var s = fma(vec4(arow.x), brows[0], acc);
-    s = fma(vec4(arow.y), brows[1], s);
-    s = fma(vec4(arow.z), brows[2], s);
-    return fma(vec4(arow.w), brows[3], s);
+    let live = vec4<u32>(k0) + vec4(0u, 1u, 2u, 3u) < vec4(p.k);
+    return mat4x4(select(vec4(0.0), rows[0], live.x), select(vec4(0.0), rows[1], live.y),
+                  select(vec4(0.0), rows[2], live.z), select(vec4(0.0), rows[3], live.w));
 }
 
 // The accumulators' starting value for columns j..j+3: their bias, or zero. Adding the bias
@@ -134,34 +126,34 @@ fn store_row(i: u32, j: u32, v: vec4<f32>) {
     }
 }
 
-// Rows of C per invocation in matmul_portable.
-const LANE_ROWS: u32 = 8u;
+// Writes C[i..i+3, j..j+3] from a block whose column q is row i+q, as store_row does.
+fn store_block(i: u32, j: u32, v: mat4x4<f32>) {
+    store_row(i, j, v[0]);
+    store_row(i + 1u, j, v[1]);
+    store_row(i + 2u, j, v[2]);
+    store_row(i + 3u, j, v[3]);
+}
 
-// Portable variant (no subgroups): each invocation computes LANE_ROWS rows x 4 columns of C
-// from its own loads, 12 per k step for 128 FMAs. 8 x 4 measured fastest on llvmpipe: 4 x 4
-// does too few FMAs per load, 16 x 4 and 8 x 8 spill their accumulators, 4 x 8 came out a
-// little slower.
+// Both kernels keep their accumulators in separately named 4x4 blocks rather than an array
+// indexed in a loop: llvmpipe kept such an array in memory and ran at half the speed.
+
+// Portable variant (no subgroups): each invocation computes 8 rows x 4 columns of C from its own
+// loads, 12 per k step for 128 FMAs. 16 rows was no faster at the presets' shapes and halves
+// the number of workgroups, which small batches need to fill a GPU.
 @compute @workgroup_size(8, 8)
 fn matmul_portable(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i0 = gid.y * LANE_ROWS;
+    let i0 = gid.y * 8u;
     let j = gid.x * 4u;
-    var acc: array<vec4<f32>, LANE_ROWS>;
     let start = bias_quad(j);
-    for (var r = 0u; r < LANE_ROWS; r++) {
-        acc[r] = start;
-    }
+    var acc0 = mat4x4(start, start, start, start);
+    var acc1 = acc0;
     for (var k0 = 0u; k0 < p.k; k0 += 4u) {
-        let brows = b_rows4(k0, j);
-        for (var g = 0u; g < LANE_ROWS / 4u; g++) {
-            let r = a_rows4(i0 + 4u * g, k0);
-            for (var q = 0u; q < 4u; q++) {
-                acc[4u * g + q] = fma_row(acc[4u * g + q], r[q], brows);
-            }
-        }
+        let b = b_block(k0, j);
+        acc0 += b * a_block(i0, k0);
+        acc1 += b * a_block(i0 + 4u, k0);
     }
-    for (var r = 0u; r < LANE_ROWS; r++) {
-        store_row(i0 + r, j, acc[r]);
-    }
+    store_block(i0, j, acc0);
+    store_block(i0 + 4u, j, acc1);
 }
 
 // ---- Subgroup variant. Everything below needs Features::SUBGROUP: naga validates a whole module
@@ -178,9 +170,10 @@ fn a_lane_quad(i0: u32, k0: u32, lane: u32) -> vec4<f32> {
     return a_quad(i0 + lane, k0);
 }
 
-// Gathers the subgroup's 8 x 4 block of op(A) from every lane's a_lane_quad: element r holds
-// op(A)[i0+r, k0..k0+3]. subgroupBroadcast takes a constant lane, hence the spelled-out lanes.
-fn share_a_rows(x: vec4<f32>) -> array<vec4<f32>, 8> {
+// Gathers the subgroup's 8 x 4 block of op(A) from every lane's a_lane_quad, as two a_blocks:
+// rows i0..i0+3 and i0+4..i0+7. subgroupBroadcast takes a constant lane, hence the spelled-out
+// lanes.
+fn share_a_blocks(x: vec4<f32>) -> array<mat4x4<f32>, 2> {
     let l0 = subgroupBroadcast(x, 0u);
     let l1 = subgroupBroadcast(x, 1u);
     let l2 = subgroupBroadcast(x, 2u);
@@ -190,33 +183,51 @@ fn share_a_rows(x: vec4<f32>) -> array<vec4<f32>, 8> {
     let l6 = subgroupBroadcast(x, 6u);
     let l7 = subgroupBroadcast(x, 7u);
     if TRANS_A {
-        let lo = transpose(mat4x4(l0, l2, l4, l6));
-        let hi = transpose(mat4x4(l1, l3, l5, l7));
-        return array(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
+        return array(transpose(mat4x4(l0, l2, l4, l6)), transpose(mat4x4(l1, l3, l5, l7)));
     }
-    return array(l0, l1, l2, l3, l4, l5, l6, l7);
+    return array(mat4x4(l0, l1, l2, l3), mat4x4(l4, l5, l6, l7));
 }
 
 // Fast variant for subgroups of exactly 8 lanes (one workgroup = one subgroup): a tile of
-// 8 rows x 32 columns of C. Lane L owns columns 4L..4L+3 and loads their B values itself;
-// each A value is loaded by one lane and broadcast to the rest, so a k step costs 5 loads
-// per lane for 128 FMAs. Larger tiles were slower: past ~32 accumulators per lane llvmpipe
-// spills them, and the spills cost more than the loads saved.
+// 32 rows x 32 columns of C. Lane L owns columns 4L..4L+3 and loads their B values itself;
+// each A value is loaded by one lane and broadcast to the rest, so a k step costs 8 loads
+// per lane for 512 FMAs. 32 rows measured 1.3-1.7x faster than 8 on the presets' shapes;
+// 64 rows was no faster.
 @compute @workgroup_size(8)
 fn matmul_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32) {
-    let i0 = wg.y * 8u;
+    let i0 = wg.y * 32u;
     let j = wg.x * 32u + lane * 4u;
     let start = bias_quad(j);
-    var acc = array(start, start, start, start, start, start, start, start);
+    var acc0 = mat4x4(start, start, start, start);
+    var acc1 = acc0;
+    var acc2 = acc0;
+    var acc3 = acc0;
+    var acc4 = acc0;
+    var acc5 = acc0;
+    var acc6 = acc0;
+    var acc7 = acc0;
     for (var k0 = 0u; k0 < p.k; k0 += 4u) {
-        let brows = b_rows4(k0, j);
-        let arows = share_a_rows(a_lane_quad(i0, k0, lane));
-        for (var r = 0u; r < 8u; r++) {
-            acc[r] = fma_row(acc[r], arows[r], brows);
-        }
+        let b = b_block(k0, j);
+        let a01 = share_a_blocks(a_lane_quad(i0, k0, lane));
+        let a23 = share_a_blocks(a_lane_quad(i0 + 8u, k0, lane));
+        let a45 = share_a_blocks(a_lane_quad(i0 + 16u, k0, lane));
+        let a67 = share_a_blocks(a_lane_quad(i0 + 24u, k0, lane));
+        acc0 += b * a01[0];
+        acc1 += b * a01[1];
+        acc2 += b * a23[0];
+        acc3 += b * a23[1];
+        acc4 += b * a45[0];
+        acc5 += b * a45[1];
+        acc6 += b * a67[0];
+        acc7 += b * a67[1];
     }
-    for (var r = 0u; r < 8u; r++) {
-        store_row(i0 + r, j, acc[r]);
-    }
+    store_block(i0, j, acc0);
+    store_block(i0 + 4u, j, acc1);
+    store_block(i0 + 8u, j, acc2);
+    store_block(i0 + 12u, j, acc3);
+    store_block(i0 + 16u, j, acc4);
+    store_block(i0 + 20u, j, acc5);
+    store_block(i0 + 24u, j, acc6);
+    store_block(i0 + 28u, j, acc7);
 }

@@ -15,9 +15,9 @@ use crate::shaders;
 /// Subgroup sizes the fast matmul is written for.
 pub const SUBGROUP_SIZES: &[u32] = &[8];
 
-/// Rows x columns of C that one workgroup computes, per variant (8 lanes of 8 x 4 in
-/// `matmul_subgroup`, 8 x 8 invocations of LANE_ROWS x 4 in `matmul_portable`).
-const SUBGROUP_TILE: (usize, usize) = (8, 32);
+/// Rows x columns of C that one workgroup computes, per variant (8 lanes of 32 x 4 in
+/// `matmul_subgroup`, 8 x 8 invocations of 8 x 4 in `matmul_portable`).
+const SUBGROUP_TILE: (usize, usize) = (32, 32);
 const PORTABLE_TILE: (usize, usize) = (64, 32);
 
 /// The WGSL module for a device with these capabilities: the whole file where subgroups are
