@@ -65,6 +65,10 @@ override VEC_B: bool = false;
 // conv_gather: the gathered image has one channel, so a reduction step takes 4 taps along w
 // instead of 4 channels of one tap (3 of which would be padding).
 override PACK_TAPS: bool = false;
+// Rows of a tile: images of one pixel in conv_gather, rows of dW in conv_weight_grad. 8 in the
+// portable kernels; 8, 16 or 32 in the subgroup kernels, the fewest that cover the batch or dW
+// (more rows per tile share each B load among more FMAs: 1.3-1.7x from 8 to 16 or 32).
+override TILE_ROWS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // The gathered image: x (forward, weight gradient) or dy (backward data).
@@ -79,21 +83,11 @@ override PACK_TAPS: bool = false;
 // Last, because only conv_gather has it (a pipeline's layout holds the bindings it uses).
 @group(0) @binding(6) var<storage, read> bias: array<f32>;
 
-// acc + Σ_q arow[q] · brows[q]: one output row (4 columns) over 4 reduction steps.
-fn fma_row(acc: vec4<f32>, arow: vec4<f32>, brows: array<vec4<f32>, 4>) -> vec4<f32> {
-    var s = fma(vec4(arow.x), brows[0], acc);
-    s = fma(vec4(arow.y), brows[1], s);
-    s = fma(vec4(arow.z), brows[2], s);
-    return fma(vec4(arow.w), brows[3], s);
-}
-
-// acc[r] += arows[r] · brows for the 8 rows of a block.
-fn fma_block(acc: ptr<function, array<vec4<f32>, 8>>, arows: array<vec4<f32>, 8>,
-             brows: array<vec4<f32>, 4>) {
-    for (var r = 0u; r < 8u; r++) {
-        (*acc)[r] = fma_row((*acc)[r], arows[r], brows);
-    }
-}
+// The kernels work in 4x4 blocks, as matmul.wgsl does: an A block's column r holds output row
+// r's 4 reduction values of a step, a B block's column q holds reduction step q's 4 output
+// columns, so `acc += b * a` adds the step to an accumulator block whose column r is output row
+// r. The accumulators are separately named blocks rather than an array indexed in a loop,
+// which llvmpipe kept in memory at half the speed.
 
 // Floats 4i..4i+3 of a tensor mirrored in `quads` (QUAD_TEXTURE_WIDTH texels per row, as
 // src/gpu.rs lays them out). A texel fetch costs lavapipe about what one scalar storage load
@@ -180,7 +174,7 @@ fn src_coord(d: u32, t: i32, s: u32, pad: u32) -> u32 {
     return u32(i32(d * s) + t - i32(pad));
 }
 
-// One gather tile: images n0..n0+7 at dst pixel `pix`, the taps it needs, and its sizes.
+// One gather tile: images n0..n0+TILE_ROWS-1 at dst pixel `pix`, the taps it needs, and its sizes.
 struct GatherTile {
     n0: u32,
     pix: u32,
@@ -194,12 +188,12 @@ struct GatherTile {
     src_image: u32,
 }
 
-// Tile number `group` (pixel-major: the 8-image blocks of one pixel are neighbours, so they
+// Tile number `group` (pixel-major: the image blocks of one pixel are neighbours, so they
 // share the weights in cache), or a tile with n0 = batch when `group` is past the end.
 fn gather_tile(group: u32) -> GatherTile {
     let dst = dst_dims();
     let src = src_dims();
-    let blocks = (p.batch + 7u) / 8u;
+    let blocks = (p.batch + TILE_ROWS - 1u) / TILE_ROWS;
     var t: GatherTile;
     t.dst = dst;
     t.src = src;
@@ -209,7 +203,7 @@ fn gather_tile(group: u32) -> GatherTile {
         return t;
     }
     t.pix = group / blocks;
-    t.n0 = (group % blocks) * 8u;
+    t.n0 = (group % blocks) * TILE_ROWS;
     t.dh = t.pix / dst.y;
     t.dw = t.pix % dst.y;
     t.th = taps(t.dh, src.x, p.k_h, p.s_h, p.pad_top);
@@ -234,27 +228,27 @@ fn w_slice(kh: i32, kw: i32) -> u32 {
     return (u32(kh) * p.k_w + u32(kw)) * p.x_c * p.y_c;
 }
 
-// op(W_tap)[k0+q, j..j+3] for q = 0..3, where op(W_tap) is [k gathered channels, n output
-// channels] at `slice`; zero where k0+q >= k (b_quad's elements past the row are zero), so
-// that a partial last step adds nothing. Selects rather than branches around the fetches (see
-// next_pixel): 1.05-1.4x on the presets' convs.
-fn w_rows4(slice: u32, k0: u32, j: u32, k: u32, n: u32) -> array<vec4<f32>, 4> {
-    var rows: array<vec4<f32>, 4>;
+// The B block of op(W_tap) at rows k0..k0+3, columns j..j+3, where op(W_tap) is [k gathered
+// channels, n output channels] at `slice`; zero where k0+q >= k (b_quad's elements past the
+// row are zero), so that a partial last step adds nothing. Selects rather than branches around
+// the fetches (see next_pixel): 1.05-1.4x on the presets' convs.
+fn w_block(slice: u32, k0: u32, j: u32, k: u32, n: u32) -> mat4x4<f32> {
     if TRANS_B {
         // Stored [n, k]: one quad per output channel, transposed in registers. Channels past n
         // read channel n - 1 and are zeroed (a select: see next_pixel on branches).
-        var cols: array<vec4<f32>, 4>;
-        for (var q = 0u; q < 4u; q++) {
-            cols[q] = select(vec4(0.0), b_quad(slice + min(j + q, n - 1u) * k, k0, k), j + q < n);
-        }
-        let t = transpose(mat4x4(cols[0], cols[1], cols[2], cols[3]));
-        rows = array(t[0], t[1], t[2], t[3]);
-    } else {
-        for (var q = 0u; q < 4u; q++) {
-            rows[q] = select(vec4(0.0), b_quad(slice + min(k0 + q, k - 1u) * n, j, n), k0 + q < k);
-        }
+        let live = vec4(j) + vec4(0u, 1u, 2u, 3u) < vec4(n);
+        let col = min(vec4(j) + vec4(0u, 1u, 2u, 3u), vec4(n - 1u));
+        return transpose(mat4x4(select(vec4(0.0), b_quad(slice + col.x * k, k0, k), live.x),
+                                select(vec4(0.0), b_quad(slice + col.y * k, k0, k), live.y),
+                                select(vec4(0.0), b_quad(slice + col.z * k, k0, k), live.z),
+                                select(vec4(0.0), b_quad(slice + col.w * k, k0, k), live.w)));
     }
-    return rows;
+    let live = vec4(k0) + vec4(0u, 1u, 2u, 3u) < vec4(k);
+    let row = min(vec4(k0) + vec4(0u, 1u, 2u, 3u), vec4(k - 1u));
+    return mat4x4(select(vec4(0.0), b_quad(slice + row.x * n, j, n), live.x),
+                  select(vec4(0.0), b_quad(slice + row.y * n, j, n), live.y),
+                  select(vec4(0.0), b_quad(slice + row.z * n, j, n), live.z),
+                  select(vec4(0.0), b_quad(slice + row.w * n, j, n), live.w));
 }
 
 // With PACK_TAPS, the 4 taps (kh, kw + e*step) of a step: which exist, their pixels' offsets
@@ -287,28 +281,27 @@ fn a_taps(image: u32, q: TapQuad) -> vec4<f32> {
     return v;
 }
 
-// The weights from the one gathered channel to output channels j..j+3 for the 4 taps. Past
-// the last tap a_taps is zero already; these are not read only because their slices may lie
-// past W's end.
-fn w_taps(q: TapQuad, j: u32, n: u32) -> array<vec4<f32>, 4> {
-    var rows: array<vec4<f32>, 4>;
-    for (var e = 0u; e < 4u; e++) {
-        rows[e] = select(vec4(0.0), b_quad(q.slice[e], j, n), q.live[e]);
-    }
-    return rows;
+// The B block of weights from the one gathered channel to output channels j..j+3 for the 4
+// taps. Past the last tap a_taps is zero already; these are not read only because their
+// slices may lie past W's end.
+fn w_taps(q: TapQuad, j: u32, n: u32) -> mat4x4<f32> {
+    return mat4x4(select(vec4(0.0), b_quad(q.slice.x, j, n), q.live.x),
+                  select(vec4(0.0), b_quad(q.slice.y, j, n), q.live.y),
+                  select(vec4(0.0), b_quad(q.slice.z, j, n), q.live.z),
+                  select(vec4(0.0), b_quad(q.slice.w, j, n), q.live.w));
 }
 
 // The accumulators' starting value for output channels j..j+3: their bias, or zero. Added
 // here rather than in gather_store, as in matmul.wgsl's bias_quad: with both a bias and an
 // activation in the stores, llvmpipe ran the whole kernel much slower.
-fn gather_bias(j: u32, n: u32) -> array<vec4<f32>, 8> {
+fn gather_bias(j: u32, n: u32) -> mat4x4<f32> {
     var start = vec4(0.0);
     if p.has_bias != 0u {
         let last = n - 1u;
         start = vec4(bias[min(j, last)], bias[min(j + 1u, last)], bias[min(j + 2u, last)],
                      bias[min(j + 3u, last)]);
     }
-    return array(start, start, start, start, start, start, start, start);
+    return mat4x4(start, start, start, start);
 }
 
 // Writes the tile's row for image n, columns j..j+3 (through the activation ACT of
@@ -325,6 +318,29 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     }
 }
 
+// gather_store for images n..n+3, from an accumulator block.
+fn gather_store_block(t: GatherTile, n: u32, j: u32, v: mat4x4<f32>) {
+    gather_store(t, n, j, v[0]);
+    gather_store(t, n + 1u, j, v[1]);
+    gather_store(t, n + 2u, j, v[2]);
+    gather_store(t, n + 3u, j, v[3]);
+}
+
+// The A block of images n..n+3: channels c0..c0+3 of their pixel at `pixel`.
+fn image_block(t: GatherTile, n: u32, pixel: u32, c0: u32) -> mat4x4<f32> {
+    let len = t.src.z;
+    return mat4x4(a_quad(src_image(t, n) + pixel, c0, len),
+                  a_quad(src_image(t, n + 1u) + pixel, c0, len),
+                  a_quad(src_image(t, n + 2u) + pixel, c0, len),
+                  a_quad(src_image(t, n + 3u) + pixel, c0, len));
+}
+
+// The A block of images n..n+3 at the 4 taps of a PACK_TAPS step.
+fn image_taps_block(t: GatherTile, n: u32, taps: TapQuad) -> mat4x4<f32> {
+    return mat4x4(a_taps(src_image(t, n), taps), a_taps(src_image(t, n + 1u), taps),
+                  a_taps(src_image(t, n + 2u), taps), a_taps(src_image(t, n + 3u), taps));
+}
+
 // Portable gather: each invocation computes 8 images x 4 channels of one pixel from its own
 // loads, 12 per step of 4 channels for 128 FMAs.
 @compute @workgroup_size(64)
@@ -337,34 +353,29 @@ fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
         return;
     }
     let j = blocks.x * 4u;
-    var acc = gather_bias(j, t.dst.z);
+    var acc0 = gather_bias(j, t.dst.z);
+    var acc1 = acc0;
     let kw_step = t.tw.step * select(1, 4, PACK_TAPS);
     for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
         for (var kw = t.tw.first; kw <= t.tw.last; kw += kw_step) {
             if PACK_TAPS {
                 let taps = tap_quad(t, kh, kw);
-                var arows: array<vec4<f32>, 8>;
-                for (var r = 0u; r < 8u; r++) {
-                    arows[r] = a_taps(src_image(t, t.n0 + r), taps);
-                }
-                fma_block(&acc, arows, w_taps(taps, j, t.dst.z));
+                let b = w_taps(taps, j, t.dst.z);
+                acc0 += b * image_taps_block(t, t.n0, taps);
+                acc1 += b * image_taps_block(t, t.n0 + 4u, taps);
                 continue;
             }
             let pixel = src_pixel(t, kh, kw);
             let slice = w_slice(kh, kw);
             for (var c0 = 0u; c0 < t.src.z; c0 += 4u) {
-                let brows = w_rows4(slice, c0, j, t.src.z, t.dst.z);
-                var arows: array<vec4<f32>, 8>;
-                for (var r = 0u; r < 8u; r++) {
-                    arows[r] = a_quad(src_image(t, t.n0 + r) + pixel, c0, t.src.z);
-                }
-                fma_block(&acc, arows, brows);
+                let b = w_block(slice, c0, j, t.src.z, t.dst.z);
+                acc0 += b * image_block(t, t.n0, pixel, c0);
+                acc1 += b * image_block(t, t.n0 + 4u, pixel, c0);
             }
         }
     }
-    for (var r = 0u; r < 8u; r++) {
-        gather_store(t, t.n0 + r, j, acc[r]);
-    }
+    gather_store_block(t, t.n0, j, acc0);
+    gather_store_block(t, t.n0 + 4u, j, acc1);
 }
 
 // ---- conv_weight_grad: dW[k, j] = Σ_m im2col(x)[m, k] · dy[m, j], k = (kh, kw, ci) and
@@ -408,15 +419,15 @@ fn out_range(t: u32, len: u32, out_len: u32, s: u32, pad: u32) -> vec2<i32> {
     return vec2(lo, hi);
 }
 
-// The rectangle for dW rows i0..i0+7: exact when they share a tap, else every output pixel
-// (each load then checks its own tap); empty past the last row.
-fn weight_rect(i0: u32) -> Rect {
+// The rectangle for dW rows i0..i0+count-1: exact when they share a tap, else every output
+// pixel (each load then checks its own tap); empty past the last row.
+fn weight_rect(i0: u32, count: u32) -> Rect {
     let rows = p.k_h * p.k_w * p.x_c;
     if i0 >= rows {
         return Rect(vec2(0), vec2(-1));
     }
     let tap = i0 / p.x_c;
-    if tap != min(i0 + 7u, rows - 1u) / p.x_c {
+    if tap != min(i0 + count - 1u, rows - 1u) / p.x_c {
         return Rect(vec2(0), vec2(i32(p.y_h) - 1, i32(p.y_w) - 1));
     }
     let rh = out_range(tap / p.k_w, p.x_h, p.y_h, p.s_h, p.pad_top);
@@ -432,7 +443,7 @@ fn first_pixel(r: Rect, n0: u32, n_end: u32) -> vec3<u32> {
 
 // The output pixel after m in the rectangle: ow fastest, then oh, then the image. Selects, not
 // branches: llvmpipe masks both sides of a branch and runs the texel fetches inside one far
-// slower, so the weight-gradient step has none (with x_quad and dy_rows4 reading clamped
+// slower, so the weight-gradient step has none (with x_quad and dy_quad reading clamped
 // addresses and selecting zero, the kernel got 1.1-1.45x faster).
 fn next_pixel(m: vec3<u32>, r: Rect) -> vec3<u32> {
     let wrap_w = i32(m.z) >= r.hi.y;
@@ -472,37 +483,38 @@ fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     return v;
 }
 
-// dy[m_q, j..j+3] for the 4 pixels of a step, zero past the chunk's last image.
-fn dy_rows4(ms: array<vec3<u32>, 4>, j: u32, n_end: u32) -> array<vec4<f32>, 4> {
-    var rows: array<vec4<f32>, 4>;
-    for (var q = 0u; q < 4u; q++) {
-        let m = ms[q];
-        let row = ((min(m.x, p.batch - 1u) * p.y_h + m.y) * p.y_w + m.z) * p.y_c;
-        rows[q] = select(vec4(0.0), b_quad(row, j, p.y_c), m.x < n_end);
+// dy at pixel m, columns j..j+3, zero past the chunk's last image.
+fn dy_quad(m: vec3<u32>, j: u32, n_end: u32) -> vec4<f32> {
+    let row = ((min(m.x, p.batch - 1u) * p.y_h + m.y) * p.y_w + m.z) * p.y_c;
+    return select(vec4(0.0), b_quad(row, j, p.y_c), m.x < n_end);
+}
+
+// The B block of a step: dy at its 4 pixels.
+fn dy_block(ms: array<vec3<u32>, 4>, j: u32, n_end: u32) -> mat4x4<f32> {
+    return mat4x4(dy_quad(ms[0], j, n_end), dy_quad(ms[1], j, n_end), dy_quad(ms[2], j, n_end),
+                  dy_quad(ms[3], j, n_end));
+}
+
+// Writes dW row i, columns j..j+3 (added to their values when accumulating), skipping what
+// lies outside.
+fn weight_store(i: u32, j: u32, v: vec4<f32>) {
+    if i >= p.k_h * p.k_w * p.x_c {
+        return;
     }
-    return rows;
-}
-
-// Rearranges the 8 quads of a step, quad 2q + h = rows 4h..4h+3 at pixel m_q, into rows:
-// element r holds dW row r's im2col values at m_0..m_3.
-fn weight_a_rows(l: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
-    let lo = transpose(mat4x4(l[0], l[2], l[4], l[6]));
-    let hi = transpose(mat4x4(l[1], l[3], l[5], l[7]));
-    return array(lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]);
-}
-
-// Writes dW rows i0..i0+7, columns j..j+3 (added to their values when accumulating),
-// skipping what lies outside.
-fn weight_store(i0: u32, j: u32, acc: array<vec4<f32>, 8>) {
-    let rows = p.k_h * p.k_w * p.x_c;
-    for (var r = 0u; r < 8u; r++) {
-        for (var q = 0u; q < 4u; q++) {
-            if i0 + r < rows && j + q < p.y_c {
-                let i = (i0 + r) * p.y_c + j + q;
-                c[i] = acc[r][q] + select(0.0, c[i], p.accumulate != 0u);
-            }
+    for (var q = 0u; q < 4u; q++) {
+        if j + q < p.y_c {
+            let e = i * p.y_c + j + q;
+            c[e] = v[q] + select(0.0, c[e], p.accumulate != 0u);
         }
     }
+}
+
+// weight_store for rows i..i+3, from an accumulator block.
+fn weight_store_block(i: u32, j: u32, v: mat4x4<f32>) {
+    weight_store(i, j, v[0]);
+    weight_store(i + 1u, j, v[1]);
+    weight_store(i + 2u, j, v[2]);
+    weight_store(i + 3u, j, v[3]);
 }
 
 // Portable weight gradient: each invocation computes 8 rows x 4 columns of dW from its own
@@ -515,27 +527,28 @@ fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
     let blocks = portable_blocks(wg, nwg, lid);
     let i0 = blocks.y * 8u;
     let j = blocks.x * 4u;
-    let rect = weight_rect(i0);
+    let rect = weight_rect(i0, 8u);
     let rq0 = row_quad(i0);
     let rq1 = row_quad(i0 + 4u);
-    var acc: array<vec4<f32>, 8>;
+    var acc0 = mat4x4<f32>();
+    var acc1 = acc0;
     for (var n0 = 0u; n0 < p.batch; n0 += p.chunk) {
         let n_end = min(n0 + p.chunk, p.batch);
         var m = first_pixel(rect, n0, n_end);
         while m.x < n_end {
             let ms = step_pixels(m, rect);
-            let brows = dy_rows4(ms, j, n_end);
-            var quads: array<vec4<f32>, 8>;
-            for (var q = 0u; q < 4u; q++) {
-                quads[2u * q] = x_quad(ms[q], rq0);
-                quads[2u * q + 1u] = x_quad(ms[q], rq1);
-            }
-            fma_block(&acc, weight_a_rows(quads), brows);
+            let b = dy_block(ms, j, n_end);
+            // transpose: x_quad gives 4 rows at one pixel, a block's column is one row.
+            acc0 += b * transpose(mat4x4(x_quad(ms[0], rq0), x_quad(ms[1], rq0),
+                                         x_quad(ms[2], rq0), x_quad(ms[3], rq0)));
+            acc1 += b * transpose(mat4x4(x_quad(ms[0], rq1), x_quad(ms[1], rq1),
+                                         x_quad(ms[2], rq1), x_quad(ms[3], rq1)));
             m = next_pixel(ms[3], rect);
         }
         workgroupBarrier();
     }
-    weight_store(i0, j, acc);
+    weight_store_block(i0, j, acc0);
+    weight_store_block(i0 + 4u, j, acc1);
 }
 
 // ---- Pixel-quad filters. A conv with one output channel would fill 1 of the 4 columns of
@@ -605,19 +618,28 @@ fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
 // module against the device's capabilities, so the portable pipelines are built from the text
 // above this line only (see src/kernels/conv.rs). ----
 
-// The 8 lanes' quads, lane L's in element L. subgroupBroadcast takes a constant lane, hence
-// the spelled-out lanes.
-fn share(x: vec4<f32>) -> array<vec4<f32>, 8> {
-    return array(subgroupBroadcast(x, 0u), subgroupBroadcast(x, 1u), subgroupBroadcast(x, 2u),
-                 subgroupBroadcast(x, 3u), subgroupBroadcast(x, 4u), subgroupBroadcast(x, 5u),
-                 subgroupBroadcast(x, 6u), subgroupBroadcast(x, 7u));
+// The 8 lanes' x quads of a weight-gradient step (lane 2q + h: rows 4h..4h+3 at pixel q) as
+// the A blocks of rows 0..3 and 4..7; transposed, because a block's column is one row.
+fn weight_blocks(x: array<mat4x4<f32>, 2>) -> array<mat4x4<f32>, 2> {
+    return array(transpose(mat4x4(x[0][0], x[0][2], x[1][0], x[1][2])),
+                 transpose(mat4x4(x[0][1], x[0][3], x[1][1], x[1][3])));
 }
 
-// Gather for subgroups of exactly 8 lanes (one workgroup = one subgroup): a tile of 8 images
-// x 32 channels of one pixel. Lane L owns channels 4L..4L+3 and loads their weights itself;
-// lane r loads image r's gathered channels and shares them, so a step costs 5 loads per lane
-// for 128 FMAs. The tap loops' bounds come from the workgroup id alone, so every lane runs
-// the same iterations and the broadcasts stay in uniform control flow.
+// The 8 lanes' quads as two blocks: lanes 0..3 as columns of the first, 4..7 of the second.
+// subgroupBroadcast takes a constant lane, hence the spelled-out lanes.
+fn share(x: vec4<f32>) -> array<mat4x4<f32>, 2> {
+    return array(mat4x4(subgroupBroadcast(x, 0u), subgroupBroadcast(x, 1u),
+                        subgroupBroadcast(x, 2u), subgroupBroadcast(x, 3u)),
+                 mat4x4(subgroupBroadcast(x, 4u), subgroupBroadcast(x, 5u),
+                        subgroupBroadcast(x, 6u), subgroupBroadcast(x, 7u)));
+}
+
+// Gather for subgroups of exactly 8 lanes (one workgroup = one subgroup): a tile of
+// TILE_ROWS images x 32 channels of one pixel. Lane L owns channels 4L..4L+3 and loads their
+// weights itself; lane r loads images r, 8 + r, ... and shares them, so a step costs 4 + 4
+// loads per lane for 512 FMAs at 32 images (5 for 128 at 8). The tap loops' bounds come from
+// the workgroup id alone, so every lane runs the same iterations and the broadcasts stay in
+// uniform control flow (TILE_ROWS is a constant, so are the ifs on it).
 //
 // The workgroups (a flat count, folded into y) take the tiles row tile first: neighbouring
 // workgroups then read the same columns of W, which matters once W outgrows the cache
@@ -628,65 +650,154 @@ fn conv_gather_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                         @builtin(subgroup_invocation_id) lane: u32) {
     let id = wg.x + wg.y * nwg.x;
     let dst = dst_dims();
-    let row_tiles = dst.x * dst.y * ((p.batch + 7u) / 8u);
+    let row_tiles = dst.x * dst.y * ((p.batch + TILE_ROWS - 1u) / TILE_ROWS);
     if id >= row_tiles * ((dst.z + 31u) / 32u) {
         return;
     }
     let t = gather_tile(id % row_tiles);
     let j = (id / row_tiles) * 32u + lane * 4u;
-    var acc = gather_bias(j, t.dst.z);
+    // Images n0 + 8g + lane, g = 0..3, of which this lane loads the quads.
+    let image0 = src_image(t, t.n0 + lane);
+    let image1 = src_image(t, t.n0 + 8u + lane);
+    let image2 = src_image(t, t.n0 + 16u + lane);
+    let image3 = src_image(t, t.n0 + 24u + lane);
+    var acc0 = gather_bias(j, t.dst.z);
+    var acc1 = acc0;
+    var acc2 = acc0;
+    var acc3 = acc0;
+    var acc4 = acc0;
+    var acc5 = acc0;
+    var acc6 = acc0;
+    var acc7 = acc0;
     let kw_step = t.tw.step * select(1, 4, PACK_TAPS);
     for (var kh = t.th.first; kh <= t.th.last; kh += t.th.step) {
         for (var kw = t.tw.first; kw <= t.tw.last; kw += kw_step) {
             if PACK_TAPS {
                 let taps = tap_quad(t, kh, kw);
-                let x = a_taps(src_image(t, t.n0 + lane), taps);
-                fma_block(&acc, share(x), w_taps(taps, j, t.dst.z));
+                let b = w_taps(taps, j, t.dst.z);
+                let a01 = share(a_taps(image0, taps));
+                acc0 += b * a01[0];
+                acc1 += b * a01[1];
+                if TILE_ROWS >= 16u {
+                    let a23 = share(a_taps(image1, taps));
+                    acc2 += b * a23[0];
+                    acc3 += b * a23[1];
+                }
+                if TILE_ROWS >= 32u {
+                    let a45 = share(a_taps(image2, taps));
+                    let a67 = share(a_taps(image3, taps));
+                    acc4 += b * a45[0];
+                    acc5 += b * a45[1];
+                    acc6 += b * a67[0];
+                    acc7 += b * a67[1];
+                }
                 continue;
             }
-            let pixel = src_image(t, t.n0 + lane) + src_pixel(t, kh, kw);
+            let pixel = src_pixel(t, kh, kw);
             let slice = w_slice(kh, kw);
             for (var c0 = 0u; c0 < t.src.z; c0 += 4u) {
-                let brows = w_rows4(slice, c0, j, t.src.z, t.dst.z);
-                fma_block(&acc, share(a_quad(pixel, c0, t.src.z)), brows);
+                let b = w_block(slice, c0, j, t.src.z, t.dst.z);
+                let a01 = share(a_quad(image0 + pixel, c0, t.src.z));
+                acc0 += b * a01[0];
+                acc1 += b * a01[1];
+                if TILE_ROWS >= 16u {
+                    let a23 = share(a_quad(image1 + pixel, c0, t.src.z));
+                    acc2 += b * a23[0];
+                    acc3 += b * a23[1];
+                }
+                if TILE_ROWS >= 32u {
+                    let a45 = share(a_quad(image2 + pixel, c0, t.src.z));
+                    let a67 = share(a_quad(image3 + pixel, c0, t.src.z));
+                    acc4 += b * a45[0];
+                    acc5 += b * a45[1];
+                    acc6 += b * a67[0];
+                    acc7 += b * a67[1];
+                }
             }
         }
     }
-    for (var r = 0u; r < 8u; r++) {
-        gather_store(t, t.n0 + r, j, acc[r]);
+    gather_store_block(t, t.n0, j, acc0);
+    gather_store_block(t, t.n0 + 4u, j, acc1);
+    if TILE_ROWS >= 16u {
+        gather_store_block(t, t.n0 + 8u, j, acc2);
+        gather_store_block(t, t.n0 + 12u, j, acc3);
+    }
+    if TILE_ROWS >= 32u {
+        gather_store_block(t, t.n0 + 16u, j, acc4);
+        gather_store_block(t, t.n0 + 20u, j, acc5);
+        gather_store_block(t, t.n0 + 24u, j, acc6);
+        gather_store_block(t, t.n0 + 28u, j, acc7);
     }
 }
 
 // Weight gradient for subgroups of exactly 8 lanes, 8 subgroups per workgroup: each subgroup
-// computes 8 rows x 32 columns of dW. Lane L owns columns 4L..4L+3 and loads their dy values;
-// lane 2q + h loads x for rows 4h..4h+3 at the step's pixel q, and the quads are shared:
-// 5 loads per lane per step for 128 FMAs. The walks differ between subgroups but not within
-// one, so the broadcasts stay in uniform control flow.
+// computes TILE_ROWS rows x 32 columns of dW. Lane L owns columns 4L..4L+3 and loads their dy
+// values; lane 2q + h loads x for rows 8g + 4h..8g + 4h + 3 (g = 0..3) at the step's pixel q,
+// and the quads are shared: 8 loads per lane per step for 512 FMAs at 32 rows. The walks differ
+// between subgroups but not within one, so the broadcasts stay in uniform control flow.
 @compute @workgroup_size(64)
 fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                              @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(subgroup_id) sg: u32,
                              @builtin(subgroup_invocation_id) lane: u32) {
-    let i0 = ((wg.y + wg.z * nwg.y) * 8u + sg) * 8u;
+    let i0 = ((wg.y + wg.z * nwg.y) * 8u + sg) * TILE_ROWS;
     let j = wg.x * 32u + lane * 4u;
-    let rect = weight_rect(i0);
-    let rq = row_quad(i0 + 4u * (lane % 2u));
-    var acc: array<vec4<f32>, 8>;
+    let rect = weight_rect(i0, TILE_ROWS);
+    let half = 4u * (lane % 2u);
+    let rq0 = row_quad(i0 + half);
+    let rq1 = row_quad(i0 + 8u + half);
+    let rq2 = row_quad(i0 + 16u + half);
+    let rq3 = row_quad(i0 + 24u + half);
+    var acc0 = mat4x4<f32>();
+    var acc1 = acc0;
+    var acc2 = acc0;
+    var acc3 = acc0;
+    var acc4 = acc0;
+    var acc5 = acc0;
+    var acc6 = acc0;
+    var acc7 = acc0;
     for (var n0 = 0u; n0 < p.batch; n0 += p.chunk) {
         let n_end = min(n0 + p.chunk, p.batch);
         var m = first_pixel(rect, n0, n_end);
         while m.x < n_end {
             let ms = step_pixels(m, rect);
-            let brows = dy_rows4(ms, j, n_end);
+            let b = dy_block(ms, j, n_end);
             // This lane's pixel, ms[lane / 2] without indexing an array by a lane-varying
             // value (which llvmpipe does one lane at a time).
             let q = lane / 2u;
             let mine = select(select(ms[0], ms[1], q == 1u), select(ms[2], ms[3], q == 3u),
                               q >= 2u);
-            fma_block(&acc, weight_a_rows(share(x_quad(mine, rq))), brows);
+            let x01 = weight_blocks(share(x_quad(mine, rq0)));
+            acc0 += b * x01[0];
+            acc1 += b * x01[1];
+            if TILE_ROWS >= 16u {
+                let x23 = weight_blocks(share(x_quad(mine, rq1)));
+                acc2 += b * x23[0];
+                acc3 += b * x23[1];
+            }
+            if TILE_ROWS >= 32u {
+                let x45 = weight_blocks(share(x_quad(mine, rq2)));
+                let x67 = weight_blocks(share(x_quad(mine, rq3)));
+                acc4 += b * x45[0];
+                acc5 += b * x45[1];
+                acc6 += b * x67[0];
+                acc7 += b * x67[1];
+            }
             m = next_pixel(ms[3], rect);
         }
         workgroupBarrier();
     }
-    weight_store(i0, j, acc);
+    weight_store_block(i0, j, acc0);
+    weight_store_block(i0 + 4u, j, acc1);
+    if TILE_ROWS >= 16u {
+        weight_store_block(i0 + 8u, j, acc2);
+        weight_store_block(i0 + 12u, j, acc3);
+    }
+    if TILE_ROWS < 32u {
+        return;
+    }
+    weight_store_block(i0 + 16u, j, acc4);
+    weight_store_block(i0 + 20u, j, acc5);
+    weight_store_block(i0 + 24u, j, acc6);
+    weight_store_block(i0 + 28u, j, acc7);
 }

@@ -270,7 +270,7 @@ fn conv_matches_cpu_twin() {
     let c = Conv2dGeometry::conv;
     let t = Conv2dGeometry::transposed;
     // Odd and even kernels, strides 1 and 2, channel counts on and off multiples of 4, batch
-    // 1, batches that leave a partial block of 8 images, and 1x1 maps.
+    // 1, batches that leave a partial tile of 8, 16 or 32 images, and 1x1 maps.
     case("k3 s1 same 5x6x3 -> 5", c(2, (5, 6), 3, 5, (3, 3), (1, 1), Same), false);
     case("k3 s2 same 7x7x4 -> 8", c(3, (7, 7), 4, 8, (3, 3), (2, 2), Same), false);
     case("k5 s2 same 9x9x1 -> 6, batch 1", c(1, (9, 9), 1, 6, (5, 5), (2, 2), Same), false);
@@ -284,6 +284,8 @@ fn conv_matches_cpu_twin() {
     case("k3 s1 same 1x1x5 -> 33, batch 9", c(9, (1, 1), 5, 33, (3, 3), (1, 1), Same), false);
     case("k5 s2 same 1x1x12 -> 20", c(3, (1, 1), 12, 20, (5, 5), (2, 2), Same), false);
     case("k5 s1 same 4x4x12 -> 40, batch 10", c(10, (4, 4), 12, 40, (5, 5), (1, 1), Same), false);
+    // Batches past one tile of the subgroup kernels' largest (32 images), ending mid-tile.
+    case("k3 s2 same 5x5x6 -> 20, batch 37", c(37, (5, 5), 6, 20, (3, 3), (2, 2), Same), false);
     // Images larger than the weight gradient's cache block (one per block), whose rectangles
     // of output pixels end mid-step.
     case("k3 s1 same 23x23x40 -> 24", c(3, (23, 23), 40, 24, (3, 3), (1, 1), Same), false);
@@ -309,6 +311,8 @@ fn conv_matches_cpu_twin() {
     );
     case("T k3 s2 same 3x4x8 -> 4, +(1,1)", t_to((3, 4), (8, 4), 3, 2, Same, (1, 1), None), true);
     case("T k3 s3 valid 3x3x4 -> 20", t_to((3, 3), (4, 20), 3, 3, Valid, (0, 0), None), true);
+    let batch_20 = t(20, (2, 3), 8, 24, (4, 4), (2, 2), Same, (0, 0), None);
+    case("T k4 s2 same 2x3x8 -> 24, batch 20", batch_20, true);
     case("T k2 s2 same 1x1x8 -> 2x2x1", t_to((1, 1), (8, 1), 2, 2, Same, (0, 0), None), true);
     // A selection of the presets' layers, at batch 2.
     let keep = [0, 2, 4, 8, 12, 13, 14, 15, 18];

@@ -387,12 +387,25 @@ fn launch(
         b.len,
         c.len
     );
-    // Output columns, gathered channels per tap, and the number of 8-row tiles.
-    let blocks = g.batch.div_ceil(8);
-    let (cols, gathered, row_tiles) = match pass {
-        Pass::Forward => (g.out_c, g.in_c, g.out_h * g.out_w * blocks),
-        Pass::BackwardData => (g.in_c, g.out_c, g.in_h * g.in_w * blocks),
-        Pass::BackwardWeight => (g.out_c, g.in_c, (g.kernel_h * g.kernel_w * g.in_c).div_ceil(8)),
+    // Output columns and gathered channels per tap.
+    let (cols, gathered) = match pass {
+        Pass::Forward | Pass::BackwardWeight => (g.out_c, g.in_c),
+        Pass::BackwardData => (g.in_c, g.out_c),
+    };
+    let subgroup = gpu.variants().conv == Variant::Subgroup && cols > 16;
+    // Rows of a tile (TILE_ROWS in conv.wgsl): images of one pixel in the gather, rows of dW in
+    // the weight gradient; in the subgroup kernels the fewest of 8, 16, 32 that cover them.
+    let weight_rows = g.kernel_h * g.kernel_w * g.in_c;
+    let tile_rows = match (subgroup, pass) {
+        (false, _) => 8,
+        (true, Pass::BackwardWeight) => weight_rows.next_power_of_two().clamp(8, 32),
+        (true, _) => g.batch.next_power_of_two().clamp(8, 32),
+    };
+    let blocks = g.batch.div_ceil(tile_rows);
+    let row_tiles = match pass {
+        Pass::Forward => g.out_h * g.out_w * blocks,
+        Pass::BackwardData => g.in_h * g.in_w * blocks,
+        Pass::BackwardWeight => weight_rows.div_ceil(tile_rows),
     };
     assert!(!accumulate || pass == Pass::BackwardWeight, "only the weight gradient accumulates");
     assert!(activation.is_none() || pass != Pass::BackwardWeight, "a weight gradient activated");
@@ -409,7 +422,6 @@ fn launch(
         Pass::Forward => (false, g.out_c),
         Pass::BackwardData => (true, g.out_c),
     };
-    let subgroup = gpu.variants().conv == Variant::Subgroup && cols > 16;
     let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
     let entry = format!("{kind}_{}", if subgroup { "subgroup" } else { "portable" });
     // Reading 4 floats at once needs rows of a multiple of 4 that fit a texture.
@@ -422,6 +434,7 @@ fn launch(
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(vec_b)),
         ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
+        ("TILE_ROWS", tile_rows as f64),
         act,
         alpha,
     ];
