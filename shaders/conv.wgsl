@@ -48,8 +48,12 @@ struct Params {
     chunk: u32,
     // conv_weight_grad: add to dW's values (a gradient summed over chunks of a batch).
     accumulate: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // conv_weight_grad: workgroups along the rows of dW per batch slice, and images per slice.
+    // Where dW has too few tiles to fill the device the batch is cut into slices, each
+    // workgroup sums one, and slice s writes its partial dW to c at s * (dW's length); the
+    // host then sums them with sum_batch_slices.
+    row_groups: u32,
+    slice_images: u32,
 }
 
 // Override constants select what changes the inner loops; what only changes a tile's setup or
@@ -125,11 +129,16 @@ fn b_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     return v;
 }
 
-// Column block and row block of a portable kernel's invocation: the workgroup's 64 invocations
-// split as Params.wg_cols says, the row blocks folded into z past the grid's y limit.
-fn portable_blocks(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {
+// The workgroup's row group: y, folded into z past the grid's y limit.
+fn row_group(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.y + wg.z * nwg.y;
+}
+
+// Column block and row block of a portable kernel's invocation in row group `group`: the
+// workgroup's 64 invocations split as Params.wg_cols says.
+fn portable_blocks(wg: vec3<u32>, group: u32, lid: u32) -> vec2<u32> {
     let rows = 64u / p.wg_cols;
-    return vec2(wg.x * p.wg_cols + lid % p.wg_cols, (wg.y + wg.z * nwg.y) * rows + lid / p.wg_cols);
+    return vec2(wg.x * p.wg_cols + lid % p.wg_cols, group * rows + lid / p.wg_cols);
 }
 
 // ---- conv_gather: the tiles are pixels of the output image ("dst": y, or x for backward
@@ -347,7 +356,7 @@ fn image_taps_block(t: GatherTile, n: u32, taps: TapQuad) -> mat4x4<f32> {
 fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    let blocks = portable_blocks(wg, nwg, lid);
+    let blocks = portable_blocks(wg, row_group(wg, nwg), lid);
     let t = gather_tile(blocks.y);
     if t.n0 >= p.batch {
         return;
@@ -495,26 +504,38 @@ fn dy_block(ms: array<vec3<u32>, 4>, j: u32, n_end: u32) -> mat4x4<f32> {
                   dy_quad(ms[3], j, n_end));
 }
 
-// Writes dW row i, columns j..j+3 (added to their values when accumulating), skipping what
-// lies outside.
-fn weight_store(i: u32, j: u32, v: vec4<f32>) {
-    if i >= p.k_h * p.k_w * p.x_c {
+// The batch slice a weight-gradient workgroup sums (see Params.row_groups): its images
+// [x, y), and the workgroup's row group within the slice (z).
+fn weight_slice(wg: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
+    let group = row_group(wg, nwg);
+    let slice = group / p.row_groups;
+    let begin = slice * p.slice_images;
+    return vec3(begin, min(begin + p.slice_images, p.batch), group % p.row_groups);
+}
+
+// Writes dW row i, columns j..j+3 of the slice starting at image n0 (added to their values when
+// accumulating), skipping what lies outside.
+fn weight_store(n0: u32, i: u32, j: u32, v: vec4<f32>) {
+    let rows = p.k_h * p.k_w * p.x_c;
+    // Past the last row, or a workgroup past the last slice (the grid's fold can add some).
+    if i >= rows || n0 >= p.batch {
         return;
     }
+    let slice_start = n0 / p.slice_images * rows * p.y_c;
     for (var q = 0u; q < 4u; q++) {
         if j + q < p.y_c {
-            let e = i * p.y_c + j + q;
+            let e = slice_start + i * p.y_c + j + q;
             c[e] = v[q] + select(0.0, c[e], p.accumulate != 0u);
         }
     }
 }
 
 // weight_store for rows i..i+3, from an accumulator block.
-fn weight_store_block(i: u32, j: u32, v: mat4x4<f32>) {
-    weight_store(i, j, v[0]);
-    weight_store(i + 1u, j, v[1]);
-    weight_store(i + 2u, j, v[2]);
-    weight_store(i + 3u, j, v[3]);
+fn weight_store_block(n0: u32, i: u32, j: u32, v: mat4x4<f32>) {
+    weight_store(n0, i, j, v[0]);
+    weight_store(n0, i + 1u, j, v[1]);
+    weight_store(n0, i + 2u, j, v[2]);
+    weight_store(n0, i + 3u, j, v[3]);
 }
 
 // Portable weight gradient: each invocation computes 8 rows x 4 columns of dW from its own
@@ -524,7 +545,8 @@ fn weight_store_block(i: u32, j: u32, v: mat4x4<f32>) {
 fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
                              @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32) {
-    let blocks = portable_blocks(wg, nwg, lid);
+    let slice = weight_slice(wg, nwg);
+    let blocks = portable_blocks(wg, slice.z, lid);
     let i0 = blocks.y * 8u;
     let j = blocks.x * 4u;
     let rect = weight_rect(i0, 8u);
@@ -532,8 +554,8 @@ fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
     let rq1 = row_quad(i0 + 4u);
     var acc0 = mat4x4<f32>();
     var acc1 = acc0;
-    for (var n0 = 0u; n0 < p.batch; n0 += p.chunk) {
-        let n_end = min(n0 + p.chunk, p.batch);
+    for (var n0 = slice.x; n0 < slice.y; n0 += p.chunk) {
+        let n_end = min(n0 + p.chunk, slice.y);
         var m = first_pixel(rect, n0, n_end);
         while m.x < n_end {
             let ms = step_pixels(m, rect);
@@ -547,8 +569,8 @@ fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
         }
         workgroupBarrier();
     }
-    weight_store_block(i0, j, acc0);
-    weight_store_block(i0 + 4u, j, acc1);
+    weight_store_block(slice.x, i0, j, acc0);
+    weight_store_block(slice.x, i0 + 4u, j, acc1);
 }
 
 // ---- Pixel-quad filters. A conv with one output channel would fill 1 of the 4 columns of
@@ -612,6 +634,36 @@ fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
         sum += filter_in[((kh * wide_w + kw + j * quad.s_w) * quad.in_c + ci) * 4u + j];
     }
     filter_out[i] = sum;
+}
+
+// ---- The sum of a weight gradient's batch slices (see Params.row_groups).
+
+struct SliceSum {
+    // Elements of dW, and slices.
+    len: u32,
+    slices: u32,
+    // Add to dW's values.
+    accumulate: u32,
+}
+
+@group(0) @binding(0) var<uniform> slice_sum: SliceSum;
+@group(0) @binding(1) var<storage, read> partials: array<f32>;
+@group(0) @binding(2) var<storage, read_write> summed: array<f32>;
+
+// summed[i] = Σ_s partials[s * len + i] (+ summed[i] when accumulating). One invocation per
+// element.
+@compute @workgroup_size(64)
+fn sum_batch_slices(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * 64u;
+    if i >= slice_sum.len {
+        return;
+    }
+    var sum = select(0.0, summed[i], slice_sum.accumulate != 0u);
+    for (var s = 0u; s < slice_sum.slices; s++) {
+        sum += partials[s * slice_sum.len + i];
+    }
+    summed[i] = sum;
 }
 
 // ---- Subgroup variants. Everything below needs Features::SUBGROUP: naga validates a whole
@@ -740,7 +792,8 @@ fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
                              @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(subgroup_id) sg: u32,
                              @builtin(subgroup_invocation_id) lane: u32) {
-    let i0 = ((wg.y + wg.z * nwg.y) * 8u + sg) * TILE_ROWS;
+    let slice = weight_slice(wg, nwg);
+    let i0 = (slice.z * 8u + sg) * TILE_ROWS;
     let j = wg.x * 32u + lane * 4u;
     let rect = weight_rect(i0, TILE_ROWS);
     let half = 4u * (lane % 2u);
@@ -756,8 +809,8 @@ fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     var acc5 = acc0;
     var acc6 = acc0;
     var acc7 = acc0;
-    for (var n0 = 0u; n0 < p.batch; n0 += p.chunk) {
-        let n_end = min(n0 + p.chunk, p.batch);
+    for (var n0 = slice.x; n0 < slice.y; n0 += p.chunk) {
+        let n_end = min(n0 + p.chunk, slice.y);
         var m = first_pixel(rect, n0, n_end);
         while m.x < n_end {
             let ms = step_pixels(m, rect);
@@ -787,17 +840,17 @@ fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
         }
         workgroupBarrier();
     }
-    weight_store_block(i0, j, acc0);
-    weight_store_block(i0 + 4u, j, acc1);
+    weight_store_block(slice.x, i0, j, acc0);
+    weight_store_block(slice.x, i0 + 4u, j, acc1);
     if TILE_ROWS >= 16u {
-        weight_store_block(i0 + 8u, j, acc2);
-        weight_store_block(i0 + 12u, j, acc3);
+        weight_store_block(slice.x, i0 + 8u, j, acc2);
+        weight_store_block(slice.x, i0 + 12u, j, acc3);
     }
     if TILE_ROWS < 32u {
         return;
     }
-    weight_store_block(i0 + 16u, j, acc4);
-    weight_store_block(i0 + 20u, j, acc5);
-    weight_store_block(i0 + 24u, j, acc6);
-    weight_store_block(i0 + 28u, j, acc7);
+    weight_store_block(slice.x, i0 + 16u, j, acc4);
+    weight_store_block(slice.x, i0 + 20u, j, acc5);
+    weight_store_block(slice.x, i0 + 24u, j, acc6);
+    weight_store_block(slice.x, i0 + 28u, j, acc7);
 }

@@ -296,7 +296,8 @@ struct Params {
     wg_cols: u32,
     chunk: u32,
     accumulate: u32,
-    _pad: [u32; 2],
+    row_groups: u32,
+    slice_images: u32,
 }
 
 impl Params {
@@ -307,6 +308,7 @@ impl Params {
         wg_cols: usize,
         chunk: usize,
         accumulate: bool,
+        (row_groups, slice_images): (usize, usize),
     ) -> Params {
         // `launch` has checked that every size fits in an i32.
         let u = |v: usize| v as u32;
@@ -329,13 +331,38 @@ impl Params {
             wg_cols: u(wg_cols),
             chunk: u(chunk),
             accumulate: accumulate.into(),
-            _pad: [0; 2],
+            row_groups: u(row_groups),
+            slice_images: u(slice_images),
         }
     }
 }
 
 /// Bytes of x and dy per cache block of the weight gradient.
 const CHUNK_BYTES: usize = 256 << 10;
+
+/// SIMD vectors of work (8 lanes, llvmpipe's width) a weight gradient is cut into batch slices
+/// to reach, where dW alone has fewer tiles: D's first conv of one input channel has 25 rows
+/// of dW, one or two vectors, which left a core idle and ran at 0.3 GFLOP/s at
+/// dcgan-upsample's batch of 512. Slicing costs each slice a pass over its dW tiles' stores,
+/// and a sum, so where dW has tiles enough it does not pay: it made dcgan-avgpool's layers
+/// 1.5-3x slower.
+const WEIGHT_GRAD_VECTORS: usize = 8;
+
+/// The fewest output pixels a batch slice sums over, so that its stores stay a small share.
+const SLICE_PIXELS: usize = 1024;
+
+/// The most floats the weight gradient's slices may take together.
+const SLICE_FLOATS: usize = 4 << 20;
+
+/// Batch slices for a weight gradient over `g` whose dW tiles fill `vectors` SIMD vectors:
+/// enough to reach WEIGHT_GRAD_VECTORS, each summing at least SLICE_PIXELS pixels, SLICE_FLOATS
+/// in all, every slice the same whole number of images but the last.
+fn batch_slices(g: &Conv2dGeometry, vectors: usize) -> usize {
+    let wanted = WEIGHT_GRAD_VECTORS.div_ceil(vectors);
+    let most = (g.batch * g.out_h * g.out_w / SLICE_PIXELS).min(SLICE_FLOATS / g.weight_len());
+    let slices = wanted.min(most).max(1);
+    g.batch.div_ceil(g.batch.div_ceil(slices))
+}
 
 /// What one conv dispatch computes.
 #[derive(Clone, Copy, PartialEq)]
@@ -355,7 +382,8 @@ struct Epilogue<'a> {
 }
 
 /// Builds one conv dispatch: `a` is the gathered image (x, or dy for backward data), `b` the
-/// other operand (W, or dy for the weight gradient), `c` the output.
+/// other operand (W, or dy for the weight gradient), `c` the output; for a weight gradient cut
+/// into batch slices, also the dispatch that sums them into `c`.
 fn launch(
     gpu: &Gpu,
     pass: Pass,
@@ -364,7 +392,7 @@ fn launch(
     c: &Tensor,
     g: &Conv2dGeometry,
     epilogue: Epilogue,
-) -> Dispatch {
+) -> Vec<Op> {
     let Epilogue { bias, activation, accumulate } = epilogue;
     let sizes = [
         g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
@@ -453,14 +481,33 @@ fn launch(
         .clamp(1, g.batch);
     let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
     let col_tiles = cols.div_ceil(4 * wg_cols);
+    let row_groups = row_tiles.div_ceil(tiles_per_group);
+    let slices = match pass {
+        // A subgroup tile is one vector; portable tiles are one invocation each.
+        Pass::BackwardWeight if subgroup => batch_slices(g, row_tiles * col_tiles),
+        Pass::BackwardWeight => batch_slices(g, (row_tiles * cols.div_ceil(4)).div_ceil(8)),
+        _ => 1,
+    };
+    let slice_images = g.batch.div_ceil(slices);
+    // Each slice's partial dW, summed into c afterwards.
+    let partials = (slices > 1).then(|| gpu.zeros(slices * c_len));
+    let out = partials.as_ref().unwrap_or(c);
     let groups = if subgroup && pass != Pass::BackwardWeight {
         // One workgroup per tile, a flat count: conv_gather_subgroup orders them itself.
         gpu.grid(row_tiles * col_tiles, 1)
     } else {
-        grid(gpu, col_tiles, row_tiles.div_ceil(tiles_per_group))
+        grid(gpu, col_tiles, row_groups * slices)
     };
     let backward_data = pass == Pass::BackwardData;
-    let params = Params::new(g, backward_data, bias.is_some(), wg_cols, chunk, accumulate);
+    let params = Params::new(
+        g,
+        backward_data,
+        bias.is_some(),
+        wg_cols,
+        chunk,
+        accumulate && partials.is_none(),
+        (row_groups, slice_images),
+    );
     let params = gpu.uniform(&params);
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
     let mut bindings = vec![
@@ -469,14 +516,50 @@ fn launch(
         wgpu::BindingResource::TextureView(&a4.view),
         b.binding(),
         wgpu::BindingResource::TextureView(&b4.view),
-        c.binding(),
+        out.binding(),
     ];
     // Without a bias any read-only tensor stands in for it in the gather kernels (they do not
     // read it).
     if pass != Pass::BackwardWeight {
         bindings.push(bias.unwrap_or(a).binding());
     }
-    gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&a4, &b4])
+    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&a4, &b4]);
+    match partials {
+        None => vec![dispatch.into()],
+        Some(partials) => {
+            vec![dispatch.into(), sum_batch_slices(gpu, &partials, c, c_len, slices, accumulate)]
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SliceSum {
+    len: u32,
+    slices: u32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+/// `summed`[..len] = the sum of `slices` consecutive blocks of `len` in `partials` (added to
+/// its values when `accumulate`).
+fn sum_batch_slices(
+    gpu: &Gpu,
+    partials: &Tensor,
+    summed: &Tensor,
+    len: usize,
+    slices: usize,
+    accumulate: bool,
+) -> Op {
+    let params = gpu.uniform(&SliceSum {
+        len: len as u32,
+        slices: slices as u32,
+        accumulate: accumulate.into(),
+        _pad: 0,
+    });
+    let pipeline = gpu.pipeline(&module(&gpu.caps), "sum_batch_slices", &[]);
+    let bindings = [params.as_entire_binding(), partials.binding(), summed.binding()];
+    gpu.dispatch("sum_batch_slices", &pipeline, &bindings, gpu.grid(len, 64)).into()
 }
 
 /// Workgroups for `cols` column tiles by `rows` row tiles, the rows folded into z past the
@@ -586,7 +669,7 @@ pub fn conv2d(
 ) -> Vec<Op> {
     let epilogue = |bias| Epilogue { bias, activation, accumulate: false };
     let Some(quad) = pixel_quad_geometry(g) else {
-        return vec![launch(gpu, Pass::Forward, x, w, y, g, epilogue(bias)).into()];
+        return launch(gpu, Pass::Forward, x, w, y, g, epilogue(bias));
     };
     let wide = gpu.zeros(quad.weight_len());
     let mut ops = vec![widen_filter_to_pixel_quads(gpu, w, &wide, g).into()];
@@ -602,7 +685,7 @@ pub fn conv2d(
         }));
         b4
     });
-    ops.push(launch(gpu, Pass::Forward, x, &wide, y, &quad, epilogue(bias4.as_ref())).into());
+    ops.extend(launch(gpu, Pass::Forward, x, &wide, y, &quad, epilogue(bias4.as_ref())));
     ops
 }
 
@@ -622,7 +705,7 @@ pub fn conv2d_backward_data(
     // packs 4 taps per step (measured 20 ms plain against 22-25 ms as pixel quads, for dcgan's
     // 7x7 conv at batch 16).
     let epilogue = Epilogue { bias, activation, accumulate: false };
-    vec![launch(gpu, Pass::BackwardData, dy, w, dx, g, epilogue).into()]
+    launch(gpu, Pass::BackwardData, dy, w, dx, g, epilogue)
 }
 
 /// dw = im2col(x)ᵀ·dy (+ dw when `accumulate`): the gradient of conv2d with respect to its
@@ -637,16 +720,15 @@ pub fn conv2d_backward_weight(
 ) -> Vec<Op> {
     let backward = |dw: &Tensor, g: &Conv2dGeometry, accumulate: bool| {
         let epilogue = Epilogue { accumulate, ..Epilogue::default() };
-        launch(gpu, Pass::BackwardWeight, x, dy, dw, g, epilogue).into()
+        launch(gpu, Pass::BackwardWeight, x, dy, dw, g, epilogue)
     };
     let Some(quad) = pixel_quad_geometry(g) else {
-        return vec![backward(dw, g, accumulate)];
+        return backward(dw, g, accumulate);
     };
     let dwide = gpu.zeros(quad.weight_len());
-    vec![
-        backward(&dwide, &quad, false),
-        fold_pixel_quad_filter_grad(gpu, &dwide, dw, g, accumulate).into(),
-    ]
+    let mut ops = backward(&dwide, &quad, false);
+    ops.push(fold_pixel_quad_filter_grad(gpu, &dwide, dw, g, accumulate).into());
+    ops
 }
 
 /// Transposed conv y = act(convᵀ(x, w) (+ bias)), for `g` from
