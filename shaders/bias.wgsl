@@ -1,33 +1,39 @@
 // Column sums of a row-major matrix: the gradient of a bias that was added to every row
 // (the bias add itself is fused into the matmul). With `accumulate` the sums are added to
 // db's values (a gradient summed over chunks of a batch).
+//
+// A conv layer's bias sums batch * pixels rows (200k in dcgan), and one invocation per column
+// walking all of them used one core of the device. So the rows are cut into slices of
+// Params.slice_rows, summed in parallel into a [slices, cols] matrix of partial sums, whose
+// column sums (this kernel again, over that matrix) are the gradient.
 
 struct Params {
     rows: u32,
     cols: u32,
     accumulate: u32,
+    // Rows per slice; slice s writes its sums to row s of db (with one slice, db itself).
+    slice_rows: u32,
 }
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read_write> db: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
-const WG: u32 = 256u;
+const WG: u32 = 64u;
 
-// One thread per column walks down the rows: neighbouring threads read neighbouring words,
-// and every element is loaded exactly once.
+// One invocation per column and slice walks down the slice's rows: neighbouring invocations
+// read neighbouring words, and every element is loaded exactly once.
 @compute @workgroup_size(WG)
-fn bias_grad(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
-) {
-    let c = gid.x + gid.y * groups.x * WG;
-    if c >= p.cols {
+fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let first = gid.y * p.slice_rows;
+    if c >= p.cols || first >= p.rows {
         return;
     }
-    var sum = select(0.0, db[c], p.accumulate != 0u);
-    for (var r = 0u; r < p.rows; r++) {
+    let out = gid.y * p.cols + c;
+    var sum = select(0.0, db[out], p.accumulate != 0u);
+    for (var r = first; r < min(first + p.slice_rows, p.rows); r++) {
         sum += dy[r * p.cols + c];
     }
-    db[c] = sum;
+    db[out] = sum;
 }

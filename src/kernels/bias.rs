@@ -1,12 +1,15 @@
-//! Host side of `shaders/bias.wgsl`: the bias gradient of a dense layer (the bias add itself
-//! is fused into the matmul).
+//! Host side of `shaders/bias.wgsl`: the bias gradient of a dense or conv layer (the bias add
+//! itself is fused into the matmul or conv).
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, Op, Tensor};
 use crate::shaders;
 
-const WG: u32 = 256;
+const WG: u32 = 64;
+
+/// Rows one invocation sums: a slice of a tall matrix (see bias.wgsl).
+const SLICE_ROWS: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -14,10 +17,12 @@ struct Params {
     rows: u32,
     cols: u32,
     accumulate: u32,
+    slice_rows: u32,
 }
 
 /// db[c] = sum over rows of dy[r*cols + c] (+ db[c] when `accumulate`): column sums of a
-/// row-major [rows, cols] matrix.
+/// row-major [rows, cols] matrix. One dispatch, or for more than SLICE_ROWS rows two: the
+/// slices' partial sums, then their column sums.
 pub fn bias_grad(
     gpu: &Gpu,
     dy: &Tensor,
@@ -25,18 +30,45 @@ pub fn bias_grad(
     rows: usize,
     cols: usize,
     accumulate: bool,
-) -> Dispatch {
+) -> Vec<Op> {
     assert!(rows * cols <= dy.len && cols <= db.len, "bias_grad: tensors too small");
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let slice_rows = SLICE_ROWS.max(rows.div_ceil(max));
+    let slices = rows.div_ceil(slice_rows);
+    if slices == 1 {
+        return vec![column_sums(gpu, dy, db, rows, cols, rows, accumulate).into()];
+    }
+    let partials = gpu.zeros(slices * cols);
+    vec![
+        column_sums(gpu, dy, &partials, rows, cols, slice_rows, false).into(),
+        column_sums(gpu, &partials, db, slices, cols, slices, accumulate).into(),
+    ]
+}
+
+/// One bias_grad dispatch: the column sums of each `slice_rows` rows of dy into the rows of db.
+fn column_sums(
+    gpu: &Gpu,
+    dy: &Tensor,
+    db: &Tensor,
+    rows: usize,
+    cols: usize,
+    slice_rows: usize,
+    accumulate: bool,
+) -> Dispatch {
     let params = gpu.uniform(&Params {
         rows: u32::try_from(rows).unwrap(),
         cols: cols as u32,
         accumulate: accumulate.into(),
+        slice_rows: slice_rows as u32,
     });
+    let groups = [cols.div_ceil(WG as usize), rows.div_ceil(slice_rows), 1];
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    assert!(groups[0] <= max, "bias_grad: {cols} columns");
     let pipeline = gpu.pipeline(&shaders::BIAS, "bias_grad", &[]);
     gpu.dispatch(
         "bias_grad",
         &pipeline,
         &[dy.binding(), db.binding(), params.as_entire_binding()],
-        gpu.grid(cols, WG),
+        groups.map(|g| g as u32),
     )
 }

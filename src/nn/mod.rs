@@ -332,7 +332,7 @@ impl Net {
                                 .into(),
                             );
                             backward
-                                .push(bias::bias_grad(gpu, &gy[c], db, n, *units, c > 0).into());
+                                .extend(bias::bias_grad(gpu, &gy[c], db, n, *units, c > 0));
                         }
                     }
                     needs_dx(i).then(|| {
@@ -369,9 +369,9 @@ impl Net {
                             };
                             backward.extend(weight_grad);
                             let rows = n * out_pixels;
-                            backward.push(
-                                bias::bias_grad(gpu, &gy[c], db, rows, *filters, accumulate).into(),
-                            );
+                            backward.extend(bias::bias_grad(
+                                gpu, &gy[c], db, rows, *filters, accumulate,
+                            ));
                         }
                     }
                     needs_dx(i).then(|| {
