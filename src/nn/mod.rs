@@ -331,8 +331,7 @@ impl Net {
                                 )
                                 .into(),
                             );
-                            backward
-                                .extend(bias::bias_grad(gpu, &gy[c], db, n, *units, c > 0));
+                            backward.extend(bias::bias_grad(gpu, &gy[c], db, n, *units, c > 0));
                         }
                     }
                     needs_dx(i).then(|| {
