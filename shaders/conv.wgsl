@@ -8,17 +8,17 @@
 //   image = Σ over taps of a pixel of the other image times that tap's [in_c, out_c] slice of W".
 // - conv_weight_grad_*: dW = im2col(x)ᵀ·dy, rows (kh, kw, in_c), reduced over the output pixels.
 //
-// Written for lavapipe as matmul.wgsl is (see there): each invocation keeps an 8 x 4 block of
-// the output in registers, loads 4 channels at once (one vec4 when the channel count allows),
-// and in the subgroup kernels each gathered value is loaded by one lane and shared with
-// subgroupBroadcast.
+// Written for lavapipe as matmul.wgsl is (see there): each invocation keeps 8 x 4 (portable) or
+// up to 32 x 4 (subgroup) outputs in 4x4 accumulator blocks, loads 4 channels at once (one vec4
+// when the channel count allows), and in the subgroup kernels each gathered value is loaded by
+// one lane and shared with subgroupBroadcast.
 //
-// A gather tile is one pixel of 8 images, so all its rows need the same taps: the taps that
-// land in the padding (forward) or between the strides (backward data) are never visited rather
-// than visited and masked. For a strided transposed conv that is the phase decomposition; for
-// 'same' convs on 4x4 maps it halves the work. A weight-gradient tile is 8 rows of dW, which
-// share a tap whenever in_c is a multiple of 8: it then sums over only the output pixels whose
-// input pixel for that tap lies inside the image.
+// A gather tile is one pixel of TILE_ROWS images, so all its rows need the same taps: the taps
+// that land in the padding (forward) or between the strides (backward data) are never visited
+// rather than visited and masked. For a strided transposed conv that is the phase
+// decomposition; for 'same' convs on 4x4 maps it halves the work. A weight-gradient tile is
+// TILE_ROWS rows of dW, which share a tap whenever in_c is a multiple of TILE_ROWS: it then sums
+// over only the output pixels whose input pixel for that tap lies inside the image.
 
 struct Params {
     batch: u32,
@@ -392,8 +392,8 @@ fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
 // consecutive k at one m: 4 channels of one x pixel.
 //
 // Every tile sums over the whole batch, so at batch 128 each one would stream tens of MB of x
-// and dy through the cache. Instead a workgroup's 8 tiles (64 rows of dW) walk the batch in
-// chunks of Params.chunk images, sized to stay in cache, with a barrier after each: llvmpipe
+// and dy through the cache. Instead a workgroup's 8 tiles walk the batch (or their slice of it)
+// in chunks of Params.chunk images, sized to stay in cache, with a barrier after each: llvmpipe
 // runs all the workgroup's invocations up to a barrier before any passes it, so all 8 tiles
 // read a chunk while it is hot (2x faster at batch 128 on the largest layers).
 
