@@ -51,7 +51,7 @@ struct Params {
     // conv_weight_grad: workgroups along the rows of dW per batch slice, and images per slice.
     // Where dW has too few tiles to fill the device the batch is cut into slices, each
     // workgroup sums one, and slice s writes its partial dW to c at s * (dW's length); the
-    // host then sums them with sum_batch_slices.
+    // host then sums them (bias.wgsl's column sums of the [slices, dW] matrix).
     row_groups: u32,
     slice_images: u32,
 }
@@ -634,36 +634,6 @@ fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
         sum += filter_in[((kh * wide_w + kw + j * quad.s_w) * quad.in_c + ci) * 4u + j];
     }
     filter_out[i] = sum;
-}
-
-// ---- The sum of a weight gradient's batch slices (see Params.row_groups).
-
-struct SliceSum {
-    // Elements of dW, and slices.
-    len: u32,
-    slices: u32,
-    // Add to dW's values.
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> slice_sum: SliceSum;
-@group(0) @binding(1) var<storage, read> partials: array<f32>;
-@group(0) @binding(2) var<storage, read_write> summed: array<f32>;
-
-// summed[i] = Σ_s partials[s * len + i] (+ summed[i] when accumulating). One invocation per
-// element.
-@compute @workgroup_size(64)
-fn sum_batch_slices(@builtin(global_invocation_id) gid: vec3<u32>,
-                    @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * 64u;
-    if i >= slice_sum.len {
-        return;
-    }
-    var sum = select(0.0, summed[i], slice_sum.accumulate != 0u);
-    for (var s = 0u; s < slice_sum.slices; s++) {
-        sum += partials[s * slice_sum.len + i];
-    }
-    summed[i] = sum;
 }
 
 // ---- Subgroup variants. Everything below needs Features::SUBGROUP: naga validates a whole

@@ -287,6 +287,13 @@ fn conv_matches_cpu_twin() {
     // Batches past one tile of the subgroup kernels' largest (32 images), ending mid-tile;
     // the weight gradient's batch slices then end with a shorter one.
     case("k3 s2 same 5x5x6 -> 40, batch 37", c(37, (5, 5), 6, 40, (3, 3), (2, 2), Same), false);
+    // One input channel over many pixels: dW fills too few SIMD vectors, so the weight
+    // gradients sum batch slices (the last one shorter), portable and subgroup, with and
+    // without accumulating.
+    case("k5 s1 valid 28x28x1 -> 8, batch 5", c(5, (28, 28), 1, 8, (5, 5), (1, 1), Valid), false);
+    case("k5 s1 valid 26x27x1 -> 8, batch 5", c(5, (26, 27), 1, 8, (5, 5), (1, 1), Valid), false);
+    case("k3 s1 same 20x20x1 -> 40, batch 7", c(7, (20, 20), 1, 40, (3, 3), (1, 1), Same), false);
+    case("k3 s1 same 19x21x1 -> 36, batch 7", c(7, (19, 21), 1, 36, (3, 3), (1, 1), Same), false);
     // Images larger than the weight gradient's cache block (one per block), whose rectangles
     // of output pixels end mid-step.
     case("k3 s1 same 23x23x40 -> 24", c(3, (23, 23), 40, 24, (3, 3), (1, 1), Same), false);

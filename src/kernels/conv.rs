@@ -527,39 +527,12 @@ fn launch(
     match partials {
         None => vec![dispatch.into()],
         Some(partials) => {
-            vec![dispatch.into(), sum_batch_slices(gpu, &partials, c, c_len, slices, accumulate)]
+            // dW is the column sums of the [slices, dW] matrix of partials.
+            let mut ops = vec![dispatch.into()];
+            ops.extend(super::bias::bias_grad(gpu, &partials, c, slices, c_len, accumulate));
+            ops
         }
     }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SliceSum {
-    len: u32,
-    slices: u32,
-    accumulate: u32,
-    _pad: u32,
-}
-
-/// `summed`[..len] = the sum of `slices` consecutive blocks of `len` in `partials` (added to
-/// its values when `accumulate`).
-fn sum_batch_slices(
-    gpu: &Gpu,
-    partials: &Tensor,
-    summed: &Tensor,
-    len: usize,
-    slices: usize,
-    accumulate: bool,
-) -> Op {
-    let params = gpu.uniform(&SliceSum {
-        len: len as u32,
-        slices: slices as u32,
-        accumulate: accumulate.into(),
-        _pad: 0,
-    });
-    let pipeline = gpu.pipeline(&module(&gpu.caps), "sum_batch_slices", &[]);
-    let bindings = [params.as_entire_binding(), partials.binding(), summed.binding()];
-    gpu.dispatch("sum_batch_slices", &pipeline, &bindings, gpu.grid(len, 64)).into()
 }
 
 /// Workgroups for `cols` column tiles by `rows` row tiles, the rows folded into z past the
