@@ -816,11 +816,10 @@ fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
         weight_store_block(slice.x, i0 + 8u, j, acc2);
         weight_store_block(slice.x, i0 + 12u, j, acc3);
     }
-    if TILE_ROWS < 32u {
-        return;
+    if TILE_ROWS >= 32u {
+        weight_store_block(slice.x, i0 + 16u, j, acc4);
+        weight_store_block(slice.x, i0 + 20u, j, acc5);
+        weight_store_block(slice.x, i0 + 24u, j, acc6);
+        weight_store_block(slice.x, i0 + 28u, j, acc7);
     }
-    weight_store_block(slice.x, i0 + 16u, j, acc4);
-    weight_store_block(slice.x, i0 + 20u, j, acc5);
-    weight_store_block(slice.x, i0 + 24u, j, acc6);
-    weight_store_block(slice.x, i0 + 28u, j, acc7);
 }
