@@ -76,12 +76,12 @@ override TILE_ROWS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // The gathered image: x (forward, weight gradient) or dy (backward data).
-// a4 and b4 mirror a and b in rgba32float textures (see quad_at), read where VEC_A / VEC_B.
+// a4 and b4 mirror a and b in rgba32float textures (see texel), read where VEC_A / VEC_B.
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var a4: texture_2d<f32>;
+@group(0) @binding(2) var a4: texture_storage_2d<rgba32float, read>;
 // W (conv_gather) or dy (conv_weight_grad).
 @group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var b4: texture_2d<f32>;
+@group(0) @binding(4) var b4: texture_storage_2d<rgba32float, read>;
 // y (forward), dx (backward data) or dW (weight gradient).
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 // Last, because only conv_gather has it (a pipeline's layout holds the bindings it uses).
@@ -93,17 +93,18 @@ override TILE_ROWS: u32 = 8u;
 // r. The accumulators are separately named blocks rather than an array indexed in a loop,
 // which llvmpipe kept in memory at half the speed.
 
-// Floats 4i..4i+3 of a tensor mirrored in `quads` (QUAD_TEXTURE_WIDTH texels per row, as
-// src/gpu.rs lays them out). A texel fetch costs lavapipe about what one scalar storage load
-// does, a quarter of reading the 4 floats from the buffer.
-fn quad_at(quads: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(quads, vec2(i % 2048u, i / 2048u), 0);
+// The texel holding floats 4i..4i+3 of a tensor mirrored in a4 or b4 (QUAD_TEXTURE_WIDTH
+// texels per row, as src/gpu.rs lays them out). They are read-only storage textures, which
+// lavapipe loads in about a third of the time of a sampled texture's fetch. The textures are not passed as arguments: naga's GLSL output rejects
+// storage images as function parameters.
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % 2048u, i / 2048u);
 }
 
 // Channels c0..c0+3 of the gathered image's pixel at `base`, zero past its `len` channels.
 fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     if VEC_A {
-        return quad_at(a4, (base + c0) / 4u);
+        return textureLoad(a4, texel((base + c0) / 4u));
     }
     var v = vec4(0.0);
     for (var q = 0u; q < 4u; q++) {
@@ -118,7 +119,7 @@ fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
 // row (clamped lanes are never stored), the scalar ones give zero past its end.
 fn b_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     if VEC_B {
-        return quad_at(b4, (base + min(c0, len - 4u)) / 4u);
+        return textureLoad(b4, texel((base + min(c0, len - 4u)) / 4u));
     }
     var v = vec4(0.0);
     for (var q = 0u; q < 4u; q++) {
@@ -481,7 +482,7 @@ fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     if VEC_A {
         // One tap for all four: ci.x is a multiple of 4.
         let last = p.batch * p.x_h * p.x_w * p.x_c / 4u - 1u;
-        return select(vec4(0.0), quad_at(a4, min(off.x / 4u, last)), ok.x);
+        return select(vec4(0.0), textureLoad(a4, texel(min(off.x / 4u, last))), ok.x);
     }
     var v = vec4(0.0);
     for (var e = 0u; e < 4u; e++) {

@@ -484,7 +484,7 @@ impl Gpu {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
         let view = texture.create_view(&Default::default());
@@ -571,7 +571,7 @@ impl Tensor {
 }
 
 /// Width in texels of the textures that mirror tensors for the kernels' 4-float reads: elements
-/// 4i..4i+3 are texel (i % QUAD_TEXTURE_WIDTH, i / QUAD_TEXTURE_WIDTH). The shaders' `quad_at`
+/// 4i..4i+3 are texel (i % QUAD_TEXTURE_WIDTH, i / QUAD_TEXTURE_WIDTH). The shaders' `texel`
 /// hard-codes the same width. It is downlevel WebGPU's largest texture width; at the default
 /// 8192 rows a texture holds 64 Mi floats, the default largest buffer.
 pub const QUAD_TEXTURE_WIDTH: usize = 2048;
