@@ -44,8 +44,6 @@ struct Params {
     // 64 / wg_cols blocks of 8 rows. Outputs narrower than 32 columns get narrower, taller
     // workgroups instead of idle invocations.
     wg_cols: u32,
-    // conv_weight_grad: images per cache block (see there).
-    chunk: u32,
     // conv_weight_grad: add to dW's values (a gradient summed over chunks of a batch).
     accumulate: u32,
     // conv_weight_grad: workgroups along the rows of dW per batch slice, and images per slice.
@@ -392,11 +390,10 @@ fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
 // m = (n, oh, ow). Its A operand is im2col(x)ᵀ, read (like matmul's TRANS_A) as quads of 4
 // consecutive k at one m: 4 channels of one x pixel.
 //
-// Every tile sums over the whole batch, so at batch 128 each one would stream tens of MB of x
-// and dy through the cache. Instead a workgroup's 8 tiles walk the batch (or their slice of it)
-// in chunks of Params.chunk images, sized to stay in cache, with a barrier after each: llvmpipe
-// runs all the workgroup's invocations up to a barrier before any passes it, so all 8 tiles
-// read a chunk while it is hot (2x faster at batch 128 on the largest layers).
+// Each tile walks its batch slice in one go. Walking it in cache-sized blocks of images with a
+// workgroup barrier after each, so that a workgroup's tiles read a block while it is hot, was
+// 1.5-1.9x slower on the presets' large layers and 5x on D's first conv: llvmpipe turns a
+// shader with barriers into coroutines, and their frames cost more than the cache misses.
 
 // Taps and channels of dW rows k0..k0+3 (clamped into dW).
 struct RowQuad {
@@ -471,7 +468,7 @@ fn step_pixels(m: vec3<u32>, r: Rect) -> array<vec3<u32>, 4> {
 }
 
 // x at output pixel m for the 4 dW rows of `rq`: their im2col elements, zero where the tap
-// falls in the padding or m is past the batch (pixels past the chunk's last image add nothing
+// falls in the padding or m is past the batch (pixels past the slice's last image add nothing
 // because their dy rows are zero).
 fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     // Coordinates above the padding wrap around to huge values and fail the bounds test.
@@ -484,16 +481,12 @@ fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
         let last = p.batch * p.x_h * p.x_w * p.x_c / 4u - 1u;
         return select(vec4(0.0), textureLoad(a4, texel(min(off.x / 4u, last))), ok.x);
     }
-    var v = vec4(0.0);
-    for (var e = 0u; e < 4u; e++) {
-        if ok[e] {
-            v[e] = a[off[e]];
-        }
-    }
-    return v;
+    let last = p.batch * p.x_h * p.x_w * p.x_c - 1u;
+    let safe = min(off, vec4(last));
+    return select(vec4(0.0), vec4(a[safe.x], a[safe.y], a[safe.z], a[safe.w]), ok);
 }
 
-// dy at pixel m, columns j..j+3, zero past the chunk's last image.
+// dy at pixel m, columns j..j+3, zero past the slice's last image (n_end).
 fn dy_quad(m: vec3<u32>, j: u32, n_end: u32) -> vec4<f32> {
     let row = ((min(m.x, p.batch - 1u) * p.y_h + m.y) * p.y_w + m.z) * p.y_c;
     return select(vec4(0.0), b_quad(row, j, p.y_c), m.x < n_end);
@@ -540,8 +533,7 @@ fn weight_store_block(n0: u32, i: u32, j: u32, v: mat4x4<f32>) {
 }
 
 // Portable weight gradient: each invocation computes 8 rows x 4 columns of dW from its own
-// loads, 12 per step of 4 output pixels for 128 FMAs. Invocations past dW's last row walk
-// empty rectangles: every invocation must reach each barrier.
+// loads, 12 per step of 4 output pixels for 128 FMAs.
 @compute @workgroup_size(64)
 fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
                              @builtin(num_workgroups) nwg: vec3<u32>,
@@ -555,20 +547,16 @@ fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
     let rq1 = row_quad(i0 + 4u);
     var acc0 = mat4x4<f32>();
     var acc1 = acc0;
-    for (var n0 = slice.x; n0 < slice.y; n0 += p.chunk) {
-        let n_end = min(n0 + p.chunk, slice.y);
-        var m = first_pixel(rect, n0, n_end);
-        while m.x < n_end {
-            let ms = step_pixels(m, rect);
-            let b = dy_block(ms, j, n_end);
-            // transpose: x_quad gives 4 rows at one pixel, a block's column is one row.
-            acc0 += b * transpose(mat4x4(x_quad(ms[0], rq0), x_quad(ms[1], rq0),
-                                         x_quad(ms[2], rq0), x_quad(ms[3], rq0)));
-            acc1 += b * transpose(mat4x4(x_quad(ms[0], rq1), x_quad(ms[1], rq1),
-                                         x_quad(ms[2], rq1), x_quad(ms[3], rq1)));
-            m = next_pixel(ms[3], rect);
-        }
-        workgroupBarrier();
+    var m = first_pixel(rect, slice.x, slice.y);
+    while m.x < slice.y {
+        let ms = step_pixels(m, rect);
+        let b = dy_block(ms, j, slice.y);
+        // transpose: x_quad gives 4 rows at one pixel, a block's column is one row.
+        acc0 += b * transpose(mat4x4(x_quad(ms[0], rq0), x_quad(ms[1], rq0),
+                                     x_quad(ms[2], rq0), x_quad(ms[3], rq0)));
+        acc1 += b * transpose(mat4x4(x_quad(ms[0], rq1), x_quad(ms[1], rq1),
+                                     x_quad(ms[2], rq1), x_quad(ms[3], rq1)));
+        m = next_pixel(ms[3], rect);
     }
     weight_store_block(slice.x, i0, j, acc0);
     weight_store_block(slice.x, i0 + 4u, j, acc1);
@@ -780,36 +768,32 @@ fn conv_weight_grad_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     var acc5 = acc0;
     var acc6 = acc0;
     var acc7 = acc0;
-    for (var n0 = slice.x; n0 < slice.y; n0 += p.chunk) {
-        let n_end = min(n0 + p.chunk, slice.y);
-        var m = first_pixel(rect, n0, n_end);
-        while m.x < n_end {
-            let ms = step_pixels(m, rect);
-            let b = dy_block(ms, j, n_end);
-            // This lane's pixel, ms[lane / 2] without indexing an array by a lane-varying
-            // value (which llvmpipe does one lane at a time).
-            let q = lane / 2u;
-            let mine = select(select(ms[0], ms[1], q == 1u), select(ms[2], ms[3], q == 3u),
-                              q >= 2u);
-            let x01 = weight_blocks(share(x_quad(mine, rq0)));
-            acc0 += b * x01[0];
-            acc1 += b * x01[1];
-            if TILE_ROWS >= 16u {
-                let x23 = weight_blocks(share(x_quad(mine, rq1)));
-                acc2 += b * x23[0];
-                acc3 += b * x23[1];
-            }
-            if TILE_ROWS >= 32u {
-                let x45 = weight_blocks(share(x_quad(mine, rq2)));
-                let x67 = weight_blocks(share(x_quad(mine, rq3)));
-                acc4 += b * x45[0];
-                acc5 += b * x45[1];
-                acc6 += b * x67[0];
-                acc7 += b * x67[1];
-            }
-            m = next_pixel(ms[3], rect);
+    var m = first_pixel(rect, slice.x, slice.y);
+    while m.x < slice.y {
+        let ms = step_pixels(m, rect);
+        let b = dy_block(ms, j, slice.y);
+        // This lane's pixel, ms[lane / 2] without indexing an array by a lane-varying
+        // value (which llvmpipe does one lane at a time).
+        let q = lane / 2u;
+        let mine = select(select(ms[0], ms[1], q == 1u), select(ms[2], ms[3], q == 3u),
+                          q >= 2u);
+        let x01 = weight_blocks(share(x_quad(mine, rq0)));
+        acc0 += b * x01[0];
+        acc1 += b * x01[1];
+        if TILE_ROWS >= 16u {
+            let x23 = weight_blocks(share(x_quad(mine, rq1)));
+            acc2 += b * x23[0];
+            acc3 += b * x23[1];
         }
-        workgroupBarrier();
+        if TILE_ROWS >= 32u {
+            let x45 = weight_blocks(share(x_quad(mine, rq2)));
+            let x67 = weight_blocks(share(x_quad(mine, rq3)));
+            acc4 += b * x45[0];
+            acc5 += b * x45[1];
+            acc6 += b * x67[0];
+            acc7 += b * x67[1];
+        }
+        m = next_pixel(ms[3], rect);
     }
     weight_store_block(slice.x, i0, j, acc0);
     weight_store_block(slice.x, i0 + 4u, j, acc1);

@@ -294,7 +294,6 @@ struct Params {
     backward_data: u32,
     has_bias: u32,
     wg_cols: u32,
-    chunk: u32,
     accumulate: u32,
     row_groups: u32,
     slice_images: u32,
@@ -306,7 +305,6 @@ impl Params {
         backward_data: bool,
         has_bias: bool,
         wg_cols: usize,
-        chunk: usize,
         accumulate: bool,
         (row_groups, slice_images): (usize, usize),
     ) -> Params {
@@ -329,16 +327,12 @@ impl Params {
             backward_data: backward_data.into(),
             has_bias: has_bias.into(),
             wg_cols: u(wg_cols),
-            chunk: u(chunk),
             accumulate: accumulate.into(),
             row_groups: u(row_groups),
             slice_images: u(slice_images),
         }
     }
 }
-
-/// Bytes of x and dy per cache block of the weight gradient.
-const CHUNK_BYTES: usize = 256 << 10;
 
 /// SIMD vectors of work (8 lanes, llvmpipe's width) a weight gradient is cut into batch slices
 /// to reach, where dW alone has fewer tiles: D's first conv of one input channel has 25 rows
@@ -475,10 +469,6 @@ fn launch(
         (true, _) => 1,
         (false, _) => 64 / wg_cols,
     };
-    // The weight gradient's cache blocks: as many images of x and dy as fit in 256 KiB (an L2
-    // cache's share), at least one.
-    let chunk = (CHUNK_BYTES / (4 * (g.in_h * g.in_w * g.in_c + g.out_h * g.out_w * g.out_c)))
-        .clamp(1, g.batch);
     let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
     let col_tiles = cols.div_ceil(4 * wg_cols);
     let row_groups = row_tiles.div_ceil(tiles_per_group);
@@ -504,7 +494,6 @@ fn launch(
         backward_data,
         bias.is_some(),
         wg_cols,
-        chunk,
         accumulate && partials.is_none(),
         (row_groups, slice_images),
     );
