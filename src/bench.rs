@@ -1,6 +1,6 @@
 //! `gan-gpu bench --kernel`: each kernel family checked against its CPU twin and then timed on
 //! the shapes the presets run (or one given with `--shape`), next to the device's measured
-//! ceilings: copy bandwidth and the best matmul rate.
+//! ceilings: copy bandwidth and the best matmul or conv rate.
 //!
 //! Timing: one submission replays the same dispatch many times, timed by GPU timestamp queries
 //! around it where the device has them (`timer: "timestamp"`), else by the wall clock around
@@ -93,7 +93,9 @@ impl Kernel {
         match self {
             // mlp at batch 128: G dense 100->128 and 128->784 (with their bias and activation),
             // D dense 784->128 and 128->1 on 128 real + 128 fake images, dX (dY·Wᵀ) and dW
-            // (Xᵀ·dY); dcgan's G dense 100->6272 at batch 256.
+            // (Xᵀ·dY); dcgan's G dense 100->6272 at batch 256 and D's 3136->1 on 256 images;
+            // dcgan-upsample's G dense 100->12544 at 256 and D's 8192->1 on 512 images;
+            // dcgan-avgpool's D dense 256->32->1 at 16.
             Kernel::Matmul => &[
                 "128,128,100,bias,leaky_relu",
                 "128,784,128,bias,tanh",
@@ -104,16 +106,29 @@ impl Kernel {
                 "784,128,256,ta",
                 "256,1,128,bias",
                 "256,6272,100,bias,leaky_relu",
+                "256,1,3136,bias",
+                "256,12544,100,bias",
+                "512,1,8192,bias",
+                "16,32,256,bias,relu",
+                "16,1,32,bias",
             ],
             // dcgan's D (3x3 stride 2) and G's last conv (7x7), dcgan-avgpool's D (5x5 valid),
-            // dcgan-upsample's second D conv.
+            // dcgan-upsample's G (5x5 after each upsampling, then to 32 and 1 channels) and D
+            // (5x5 stride 2, 2, 2, 1).
             Kernel::Conv => &[
                 "16,28,28,1,64,3,2,same,bias,leaky_relu",
                 "16,14,14,64,64,3,2,same,bias,leaky_relu",
                 "16,28,28,128,1,7,1,same,bias,sigmoid",
-                "16,28,28,1,8,5,1,valid",
-                "16,12,12,8,16,5,1,valid",
-                "16,14,14,64,128,5,2,same",
+                "16,28,28,1,8,5,1,valid,bias,relu",
+                "16,12,12,8,16,5,1,valid,bias,relu",
+                "16,14,14,256,128,5,1,same,bias",
+                "16,28,28,128,64,5,1,same,bias",
+                "16,28,28,64,32,5,1,same,bias",
+                "16,28,28,32,1,5,1,same,bias,sigmoid",
+                "16,28,28,1,64,5,2,same,bias,leaky_relu",
+                "16,14,14,64,128,5,2,same,bias,leaky_relu",
+                "16,7,7,128,256,5,2,same,bias,leaky_relu",
+                "16,4,4,256,512,5,1,same,bias,leaky_relu",
             ],
             // dcgan's G (4x4 stride 2 to 14 and 28) and dcgan-avgpool's G (5x5 stride 2 to 3, 6,
             // 12, 28).
@@ -452,13 +467,13 @@ fn wall_each(gpu: &Gpu, ops: &[Op]) -> Vec<f64> {
 }
 
 /// The device's ceilings: bandwidth from a copy of `copy_mib` MiB (bytes read plus bytes
-/// written), arithmetic from the best of `matmul_shapes` (each checked first), each from its
-/// fastest repetition. Returns them
-/// with one row per measurement, kernel "ceiling".
+/// written), arithmetic from the best of the `arithmetic` kernels' first cases (each checked
+/// first), each from its fastest repetition. Returns them with one row per measurement,
+/// kernel "ceiling".
 pub fn measure_ceilings(
     gpu: &Gpu,
     copy_mib: usize,
-    matmul_shapes: &[&str],
+    arithmetic: &[(Kernel, &str)],
 ) -> Result<(Ceilings, Vec<Row>)> {
     let len = copy_mib << 18;
     let (src, dst) = (gpu.upload(&vec![1.0; len]), gpu.zeros(len));
@@ -470,14 +485,13 @@ pub fn measure_ceilings(
     copy_row.bandwidth_share = 1.0;
     let mut rows = vec![copy_row];
     let mut rng = StdRng::seed_from_u64(1);
-    for shape in matmul_shapes {
-        for case in cases(gpu, Kernel::Matmul, shape, &mut rng)? {
-            let mut r = check_and_time(gpu, &case, None, true)?;
-            r.kernel = "ceiling".into();
-            r.shape = format!("matmul {}", r.shape);
-            r.bandwidth_share = r.gbps / gbps;
-            rows.push(r);
-        }
+    for &(kernel, shape) in arithmetic {
+        let case = cases(gpu, kernel, shape, &mut rng)?.remove(0);
+        let mut r = check_and_time(gpu, &case, None, true)?;
+        r.kernel = "ceiling".into();
+        r.shape = format!("{} {}", kernel.name(), r.shape);
+        r.bandwidth_share = r.gbps / gbps;
+        rows.push(r);
     }
     let gflops = rows.iter().fold(0f64, |m, r| m.max(r.gflops));
     for r in &mut rows[1..] {
@@ -486,8 +500,15 @@ pub fn measure_ceilings(
     Ok((Ceilings { gflops, gbps }, rows))
 }
 
-/// The matmul shapes the arithmetic ceiling is the best of.
-pub const CEILING_MATMULS: [&str; 3] = ["512,512,512", "1024,512,256", "256,1024,512"];
+/// The kernels and shapes the arithmetic ceiling is the best of: large matmuls, and the
+/// forward pass of a conv whose long reduction (5x5x128 taps) the conv gather runs faster
+/// than any matmul shape on lavapipe.
+pub const CEILING_SHAPES: [(Kernel, &str); 4] = [
+    (Kernel::Matmul, "512,512,512"),
+    (Kernel::Matmul, "1024,512,256"),
+    (Kernel::Matmul, "256,1024,512"),
+    (Kernel::Conv, "16,7,7,128,256,5,2,same"),
+];
 
 /// Ceilings, then every case of `kernels` (on `shape`, else their default shapes), each row
 /// handed to `emit` as soon as it is measured. Stops at the first kernel that disagrees with
@@ -507,7 +528,7 @@ pub fn run(
         }
         None => None,
     };
-    let (ceilings, rows) = measure_ceilings(gpu, 64, &CEILING_MATMULS)?;
+    let (ceilings, rows) = measure_ceilings(gpu, 64, &CEILING_SHAPES)?;
     rows.iter().for_each(&mut emit);
     let mut measure_all = |cases: Vec<Case>| -> Result<()> {
         for case in cases {

@@ -54,14 +54,18 @@ fn finite_positive(what: &str, v: f64) {
 #[test]
 fn every_kernel_is_checked_and_timed_on_tiny_shapes() {
     let gpu = gpu();
-    let (ceilings, ceiling_rows) =
-        bench::measure_ceilings(&gpu, 1, &["64,64,64", "32,64,16"]).unwrap();
+    let (ceilings, ceiling_rows) = bench::measure_ceilings(
+        &gpu,
+        1,
+        &[(Kernel::Matmul, "64,64,64"), (Kernel::Conv, "2,6,6,4,8,3,1,same")],
+    )
+    .unwrap();
     finite_positive("copy ceiling", ceilings.gbps);
-    finite_positive("matmul ceiling", ceilings.gflops);
+    finite_positive("arithmetic ceiling", ceilings.gflops);
     assert_eq!(ceiling_rows.len(), 3);
     assert!(ceiling_rows.iter().all(|r| r.kernel == "ceiling"));
     let best = ceiling_rows[1..].iter().map(|r| r.flops_share).fold(0.0, f64::max);
-    assert_eq!(best, 1.0, "the best matmul is the arithmetic ceiling");
+    assert_eq!(best, 1.0, "the best matmul or conv is the arithmetic ceiling");
     let mut rng = StdRng::seed_from_u64(5);
     let mut seen = Vec::new();
     for &(kernel, shape) in TINY {
@@ -156,8 +160,10 @@ fn cli_prints_json_lines() {
     let lines: Vec<serde_json::Value> =
         stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     let kernels: Vec<&str> = lines.iter().map(|l| l["kernel"].as_str().unwrap()).collect();
-    assert_eq!(kernels, ["ceiling", "ceiling", "ceiling", "ceiling", "matmul"]);
-    let last = &lines[4];
+    let ceilings = bench::CEILING_SHAPES.len() + 1;
+    assert_eq!(kernels[..ceilings], vec!["ceiling"; ceilings]);
+    assert_eq!(kernels[ceilings..], ["matmul"]);
+    let last = &lines[ceilings];
     assert_eq!(last["shape"], "8,8,8");
     for field in ["ms", "gflops", "gbps"] {
         finite_positive(field, last[field].as_f64().unwrap());
