@@ -1,7 +1,7 @@
 //! The binary's promises to a user: bad input ends in one clear error line and a non-zero
 //! exit, never a panic; train -> generate works end to end.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn gan_gpu(args: &[&str]) -> Output {
@@ -145,56 +145,32 @@ fn train_resume_generate() {
     let out = gan_gpu(&["train", "--resume", "--iters", "9", "--out", run_s]);
     assert_clean_error(&out, "already at step 9");
 
-    let images = dir.path().join("gen");
     let ck = run.join("checkpoints/latest.safetensors");
-    let out = gan_gpu(&[
-        "generate",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--count",
-        "7",
-        "--seed",
-        "5",
-        "--out",
-        images.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let generate = |seed: &str, name: &str| {
+        let images = dir.path().join(name);
+        let ck = ck.to_str().unwrap();
+        let out = gan_gpu(&[
+            "generate",
+            "--checkpoint",
+            ck,
+            "--count",
+            "7",
+            "--seed",
+            seed,
+            "--out",
+            images.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        images
+    };
+    let images = generate("5", "gen");
     let idx = gan_gpu::data::idx::read_images(&images.with_extension("idx")).unwrap();
     assert_eq!((idx.count, idx.rows, idx.cols), (7, 28, 28));
     assert!(images.with_extension("png").is_file());
     // The same seed gives the same images; another seed gives others.
-    let again = dir.path().join("again");
-    gan_gpu(&[
-        "generate",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--count",
-        "7",
-        "--seed",
-        "5",
-        "--out",
-        again.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        std::fs::read(images.with_extension("idx")).unwrap(),
-        std::fs::read(again.with_extension("idx")).unwrap()
-    );
-    let other = dir.path().join("other");
-    gan_gpu(&[
-        "generate",
-        "--checkpoint",
-        ck.to_str().unwrap(),
-        "--count",
-        "7",
-        "--seed",
-        "6",
-        "--out",
-        other.to_str().unwrap(),
-    ]);
-    assert_ne!(
-        std::fs::read(images.with_extension("idx")).unwrap(),
-        std::fs::read(other.with_extension("idx")).unwrap()
-    );
+    let read = |images: PathBuf| std::fs::read(images.with_extension("idx")).unwrap();
+    assert_eq!(read(images.clone()), read(generate("5", "again")));
+    assert_ne!(read(images), read(generate("6", "other")));
 }
 
 /// `gan-gpu` run with no dataset anywhere: no flag, no GAN_GPU_DATA, an empty cache, downloads

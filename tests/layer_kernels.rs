@@ -1,7 +1,7 @@
 //! The layer kernels of the DCGAN presets (average pooling, upsampling, batch norm, dropout,
 //! RMSprop, the weights' moving average) against their CPU twins on every adapter: odd map
-//! sizes, 1x1 maps, batch 1, channel counts that are not multiples of 4, and sizes that take
-//! several workgroups.
+//! sizes, 1x1 maps, batch 1, channel counts that are and are not multiples of 4, and sizes that
+//! take several workgroups.
 
 mod common;
 
@@ -23,7 +23,8 @@ fn assert_close(name: &str, got: &[f32], want: &[f32], tol: Tolerance) {
 }
 
 /// NHWC map shapes (batch, h, w, c): 1x1 and 1xN maps, odd sizes (whose last row or column
-/// pooling drops), batch 1, channel counts 1, 3, 5 and 7, one of 43 workgroups, one random.
+/// pooling drops), batch 1, channel counts 1, 3, 5 and 7 and multiples of 4 (which the kernels
+/// take a quad at a time), one of 43 workgroups, two random.
 fn map_shapes(r: &mut StdRng) -> Vec<(usize, usize, usize, usize)> {
     vec![
         (1, 1, 1, 1),
@@ -32,7 +33,16 @@ fn map_shapes(r: &mut StdRng) -> Vec<(usize, usize, usize, usize)> {
         (2, 5, 7, 5),
         (3, 4, 6, 1),
         (2, 28, 28, 7),
+        // Channels in quads, which the kernels take four at a time.
+        (2, 5, 7, 8),
+        (1, 3, 3, 4),
         (r.random_range(1..4), r.random_range(1..12), r.random_range(1..12), r.random_range(1..20)),
+        (
+            r.random_range(1..4),
+            r.random_range(1..12),
+            r.random_range(1..12),
+            4 * r.random_range(1..8),
+        ),
     ]
 }
 

@@ -21,8 +21,8 @@ struct Params {
     scale: f32,
 }
 
-/// One thread per element of `dst`, a [batch, out_h, out_w, c] map read from `src`, a
-/// [batch, in_h, in_w, c] map.
+/// One thread per element of `dst` (per quad of channels when `c` is a multiple of 4), a
+/// [batch, out_h, out_w, c] map read from `src`, a [batch, in_h, in_w, c] map.
 #[allow(clippy::too_many_arguments)]
 fn pass(
     gpu: &Gpu,
@@ -38,21 +38,26 @@ fn pass(
     let (in_len, out_len) = (batch * in_h * in_w * c, batch * out_h * out_w * c);
     assert!(in_len <= src.len && out_len <= dst.len, "{entry}: tensors too small");
     assert!(in_len.max(out_len) <= u32::MAX as usize, "{entry}: {out_len} elements");
+    let (quads, threads) = if c.is_multiple_of(4) { (true, out_len / 4) } else { (false, out_len) };
     let params = gpu.uniform(&Params {
         batch: batch as u32,
-        channels: c as u32,
+        channels: if quads { c / 4 } else { c } as u32,
         in_h: in_h as u32,
         in_w: in_w as u32,
         out_h: out_h as u32,
         out_w: out_w as u32,
         scale,
     });
-    let pipeline = gpu.pipeline(&shaders::POOL, entry, &[]);
+    let pipeline = if quads {
+        gpu.pipeline(&shaders::POOL, &format!("{entry}_quads"), &[])
+    } else {
+        gpu.pipeline(&shaders::POOL, entry, &[])
+    };
     gpu.dispatch(
         entry,
         &pipeline,
         &[src.binding(), dst.binding(), params.as_entire_binding()],
-        gpu.grid(out_len, WG),
+        gpu.grid(threads, WG),
     )
 }
 
