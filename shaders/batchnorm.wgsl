@@ -3,15 +3,14 @@
 // statistics use the biased variance, y = gamma * (x - mean) / sqrt(var + eps) + beta, and
 // the moving statistics follow moving = momentum * moving + (1 - momentum) * batch.
 //
-// Column statistics take two passes. bn_partials (or bn_backward_partials) has each
-// workgroup sum TC columns over one chunk of rows: its threads stride down the rows, TC
-// neighbouring threads on neighbouring columns of a row, and a tree in workgroup memory adds
-// up the threads of each column. bn_stats (or bn_backward_sums) then adds the chunks, one
-// thread per column. Chunking the rows gives work to many workgroups when there are few
-// columns (64 channels of 200k pixels), and a wide TC serves many columns (a 12544-unit
-// dense layer). The per-element passes, bn_normalize and bn_backward_dx, give each thread
-// one column and a strided share of its rows, so the per-column values are loaded once per
-// thread, not once per element.
+// Column statistics take two passes. bn_partials (or bn_backward_partials) gives each thread
+// one column of one chunk of rows, which it sums serially, neighbouring threads on neighbouring
+// columns; bn_stats (or bn_backward_sums) then adds the chunks, one thread per column. Chunking
+// the rows gives work to many threads when there are few columns (64 channels of 200k pixels).
+// There is no workgroup tree: llvmpipe compiles a shader with barriers into coroutines, whose
+// switches cost more than the tree saved. The per-element passes, bn_normalize and
+// bn_backward_dx, give each thread one column and a strided share of its rows, so the
+// per-column values are loaded once per thread, not once per element.
 //
 // The per-column vectors (batch statistics, gamma and beta, running statistics, dgamma and
 // dbeta, the shift) live side by side in one `columns` buffer, vector SLOT at
@@ -47,11 +46,11 @@ struct Params {
     // Rows of this call's chunk of the batch.
     rows: u32,
     cols: u32,
-    // Workgroup (g, k) of a partials pass sums rows [k * chunk_rows, (k + 1) * chunk_rows)
-    // into row-chunk first_chunk + k of `partials`.
+    // Thread (c, k) of a partials pass sums column c over rows [k * chunk_rows,
+    // (k + 1) * chunk_rows) into row-chunk first_chunk + k of `partials`.
     chunk_rows: u32,
     first_chunk: u32,
-    // Row-chunks of the partials that the totals passes add up.
+    // Row-chunks of this call's partials pass, or of every call's for the totals passes.
     chunks: u32,
     // Rows of the whole batch, whose statistics these are.
     total_rows: u32,
@@ -68,25 +67,11 @@ struct Params {
 // Per chunk k: the sums of column c at [2k * cols + c] and [(2k + 1) * cols + c].
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 
-// Columns per workgroup in the partials passes, a power of two up to WG; the WG / TC
-// threads of each column are its row lanes.
-override TC: u32 = 64u;
 const WG: u32 = 256u;
 
-var<workgroup> lanes: array<vec2<f32>, WG>;
-
-// Sums s over the row lanes of each column by halving; the total lands in row lane 0
-// (lid < TC). Every thread of the workgroup must call it.
-fn sum_row_lanes(lid: u32, s: vec2<f32>) -> vec2<f32> {
-    lanes[lid] = s;
-    for (var half = WG / TC / 2u; half > 0u; half /= 2u) {
-        workgroupBarrier();
-        if lid < half * TC {
-            lanes[lid] += lanes[lid + half * TC];
-        }
-    }
-    // Row lane 0 wrote its own slot last, so it reads it back without another barrier.
-    return lanes[lid];
+// The flat thread index of a one-dimensional grid folded over x and y (gpu::Gpu::grid).
+fn thread_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.x + gid.y * groups.x * WG;
 }
 
 @group(0) @binding(3) var<storage, read_write> columns: array<f32>;
@@ -106,23 +91,22 @@ fn store_partials(k: u32, c: u32, s: vec2<f32>) {
 // |mean| >> std.
 @compute @workgroup_size(WG)
 fn bn_partials(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let c = wg.x * TC + lid % TC;
+    let t = thread_index(gid, groups);
+    if t >= p.chunks * p.cols {
+        return;
+    }
+    let c = t % p.cols;
+    let k = t / p.cols;
+    let shift = column(SHIFT, c);
     var s = vec2(0.0);
-    if c < p.cols {
-        let shift = column(SHIFT, c);
-        let end = min((wg.y + 1u) * p.chunk_rows, p.rows);
-        for (var r = wg.y * p.chunk_rows + lid / TC; r < end; r += WG / TC) {
-            let d = x[r * p.cols + c] - shift;
-            s += vec2(d, d * d);
-        }
+    for (var r = k * p.chunk_rows; r < min((k + 1u) * p.chunk_rows, p.rows); r++) {
+        let d = x[r * p.cols + c] - shift;
+        s += vec2(d, d * d);
     }
-    s = sum_row_lanes(lid, s);
-    if lid < TC && c < p.cols {
-        store_partials(wg.y, c, s);
-    }
+    store_partials(k, c, s);
 }
 
 // The columns buffer, in the entry points that total the partials.
@@ -144,7 +128,7 @@ fn bn_stats(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let c = gid.x + gid.y * groups.x * WG;
+    let c = thread_index(gid, groups);
     if c >= p.cols {
         return;
     }
@@ -172,7 +156,7 @@ fn bn_normalize(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let t = gid.x + gid.y * groups.x * WG;
+    let t = thread_index(gid, groups);
     if t >= p.blocks * p.cols {
         return;
     }
@@ -192,25 +176,24 @@ fn bn_normalize(
 // the chunk's shares of dbeta and dgamma.
 @compute @workgroup_size(WG)
 fn bn_backward_partials(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let c = wg.x * TC + lid % TC;
+    let t = thread_index(gid, groups);
+    if t >= p.chunks * p.cols {
+        return;
+    }
+    let c = t % p.cols;
+    let k = t / p.cols;
+    let m = column(MEAN, c);
+    let inv_std = 1.0 / sqrt(column(VARIANCE, c) + p.eps);
     var s = vec2(0.0);
-    if c < p.cols {
-        let m = column(MEAN, c);
-        let inv_std = 1.0 / sqrt(column(VARIANCE, c) + p.eps);
-        let end = min((wg.y + 1u) * p.chunk_rows, p.rows);
-        for (var r = wg.y * p.chunk_rows + lid / TC; r < end; r += WG / TC) {
-            let i = r * p.cols + c;
-            let g = dy[i];
-            s += vec2(g, g * (x[i] - m) * inv_std);
-        }
+    for (var r = k * p.chunk_rows; r < min((k + 1u) * p.chunk_rows, p.rows); r++) {
+        let i = r * p.cols + c;
+        let g = dy[i];
+        s += vec2(g, g * (x[i] - m) * inv_std);
     }
-    s = sum_row_lanes(lid, s);
-    if lid < TC && c < p.cols {
-        store_partials(wg.y, c, s);
-    }
+    store_partials(k, c, s);
 }
 
 // One thread per column adds up the chunks' shares of dbeta and dgamma.
@@ -219,7 +202,7 @@ fn bn_backward_sums(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let c = gid.x + gid.y * groups.x * WG;
+    let c = thread_index(gid, groups);
     if c >= p.cols {
         return;
     }
@@ -237,7 +220,7 @@ fn bn_backward_dx(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let t = gid.x + gid.y * groups.x * WG;
+    let t = thread_index(gid, groups);
     if t >= p.blocks * p.cols {
         return;
     }

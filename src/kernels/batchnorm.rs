@@ -17,10 +17,11 @@ const WG: u32 = 256;
 /// Rows each thread of a per-element pass takes, so that it loads its column's statistics
 /// once per this many elements (on lavapipe every load costs as much as the arithmetic).
 const ROWS_PER_THREAD: usize = 16;
-/// Workgroups a partials pass aims for: a few per core even on a GPU-less machine, while each
-/// still sums thousands of elements per column. On llvmpipe's GL adapter every workgroup
-/// has a fixed cost that hundreds of small ones would add up.
-const PARTIAL_WORKGROUPS: usize = 64;
+/// Threads (columns x row-chunks) a partials pass aims for: hundreds of SIMD vectors on a CPU
+/// adapter, where each thread sums its chunk of a column serially.
+const PARTIAL_THREADS: usize = 8192;
+/// The fewest rows a partials thread sums, so that the totals pass has few chunks to add.
+const MIN_CHUNK_ROWS: usize = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -38,33 +39,19 @@ struct Params {
 }
 
 /// How one call splits its work: per chunk of the batch, the parameters of its partials and
-/// per-element passes and the grid of its partials pass; the parameters of the passes that
-/// total the partials; and the columns per workgroup (TC).
+/// per-element passes; the parameters of the passes that total the partials.
 struct Split {
-    chunks: Vec<(Params, [u32; 3])>,
+    chunks: Vec<Params>,
     totals: Params,
-    tc: u32,
 }
 
 /// The split of a batch norm over `rows` (the rows of each chunk of the batch) by `cols`.
-fn split(
-    gpu: &Gpu,
-    rows: &[usize],
-    cols: usize,
-    eps: f32,
-    momentum: f32,
-    var_correction: f32,
-) -> Split {
+fn split(rows: &[usize], cols: usize, eps: f32, momentum: f32, var_correction: f32) -> Split {
     let total_rows: usize = rows.iter().sum();
     assert!(rows.iter().all(|&r| r >= 1) && cols >= 1, "batch norm of {rows:?}x{cols}");
     for &r in rows {
         assert!(r * cols <= u32::MAX as usize, "batch norm: {r}x{cols} elements");
     }
-    // A power of two, so that the row lanes of each column halve evenly in the tree.
-    let tc = cols.next_power_of_two().min(WG as usize);
-    let row_lanes = WG as usize / tc;
-    let col_groups = cols.div_ceil(tc);
-    assert!(col_groups <= gpu.limits.max_compute_workgroups_per_dimension as usize);
     let params = |rows: usize, chunk_rows: usize, first_chunk: usize, chunks: usize| Params {
         rows: rows as u32,
         cols: cols as u32,
@@ -80,14 +67,13 @@ fn split(
     let mut chunks = Vec::new();
     let mut first_chunk = 0;
     for &r in rows {
-        let row_chunks = PARTIAL_WORKGROUPS.div_ceil(col_groups).min(r.div_ceil(row_lanes));
+        let row_chunks = PARTIAL_THREADS.div_ceil(cols).min(r.div_ceil(MIN_CHUNK_ROWS));
         let chunk_rows = r.div_ceil(row_chunks);
         let row_chunks = r.div_ceil(chunk_rows);
-        let grid = [col_groups as u32, row_chunks as u32, 1];
-        chunks.push((params(r, chunk_rows, first_chunk, row_chunks), grid));
+        chunks.push(params(r, chunk_rows, first_chunk, row_chunks));
         first_chunk += row_chunks;
     }
-    Split { chunks, totals: params(total_rows, 0, 0, first_chunk), tc: tc as u32 }
+    Split { chunks, totals: params(total_rows, 0, 0, first_chunk) }
 }
 
 impl Split {
@@ -96,14 +82,15 @@ impl Split {
         gpu.zeros(2 * (self.totals.chunks * self.totals.cols) as usize)
     }
 
-    fn partials_pipeline(&self, gpu: &Gpu, entry: &str) -> wgpu::ComputePipeline {
-        gpu.pipeline(&shaders::BATCHNORM, entry, &[("TC", self.tc as f64)])
-    }
-
     /// One thread per column.
     fn column_grid(&self, gpu: &Gpu) -> [u32; 3] {
         gpu.grid(self.totals.cols as usize, WG)
     }
+}
+
+/// One thread per column and row-chunk of a chunk's partials pass.
+fn partials_grid(gpu: &Gpu, chunk: &Params) -> [u32; 3] {
+    gpu.grid((chunk.chunks * chunk.cols) as usize, WG)
 }
 
 /// One thread per column and block of rows of a chunk.
@@ -247,11 +234,11 @@ pub fn batch_norm_train_chunks(
     let n: usize = rows.iter().sum();
     assert!(!unbiased_running_var || n > 1, "an unbiased variance of one row");
     let correction = if unbiased_running_var { n as f32 / (n - 1) as f32 } else { 1.0 };
-    let s = split(gpu, rows, cols, eps, momentum, correction);
+    let s = split(rows, cols, eps, momentum, correction);
     let partials = s.scratch(gpu);
     let columns = Columns::new(gpu, cols);
     let c = columns.buffer.binding();
-    let partials_pipeline = s.partials_pipeline(gpu, "bn_partials");
+    let partials_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_partials", &[]);
     let normalize = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
     let stats = gpu.pipeline(&shaders::BATCHNORM, "bn_stats", &[]);
     let mut ops = vec![
@@ -261,15 +248,16 @@ pub fn batch_norm_train_chunks(
         columns.load(Slot::RunningVar, running_var),
         columns.load(Slot::Shift, &x[0]),
     ];
-    let chunk_params: Vec<wgpu::Buffer> = s.chunks.iter().map(|(p, _)| gpu.uniform(p)).collect();
-    for ((x, (_, grid)), p) in x.iter().zip(&s.chunks).zip(&chunk_params) {
+    let chunk_params: Vec<wgpu::Buffer> = s.chunks.iter().map(|p| gpu.uniform(p)).collect();
+    for ((x, chunk), p) in x.iter().zip(&s.chunks).zip(&chunk_params) {
         let bindings = [p.as_entire_binding(), x.binding(), partials.binding(), c.clone()];
-        ops.push(gpu.dispatch("bn_partials", &partials_pipeline, &bindings, *grid).into());
+        let grid = partials_grid(gpu, chunk);
+        ops.push(gpu.dispatch("bn_partials", &partials_pipeline, &bindings, grid).into());
     }
     let totals = gpu.uniform(&s.totals);
     let bindings = [totals.as_entire_binding(), c.clone(), partials.binding()];
     ops.push(gpu.dispatch("bn_stats", &stats, &bindings, s.column_grid(gpu)).into());
-    for (((x, y), (chunk, _)), p) in x.iter().zip(y).zip(&s.chunks).zip(&chunk_params) {
+    for (((x, y), chunk), p) in x.iter().zip(y).zip(&s.chunks).zip(&chunk_params) {
         let bindings = [p.as_entire_binding(), x.binding(), y.binding(), c.clone()];
         let grid = element_grid(gpu, chunk);
         ops.push(gpu.dispatch("bn_normalize", &normalize, &bindings, grid).into());
@@ -338,11 +326,11 @@ pub fn batch_norm_backward_chunks(
 ) -> Vec<Op> {
     check_chunks("batch_norm_backward", rows, cols, &[x, dy, dx]);
     check_lengths("batch_norm_backward", 1, cols, &[], &[gamma, mean, var, dgamma, dbeta]);
-    let s = split(gpu, rows, cols, eps, 0.0, 1.0);
+    let s = split(rows, cols, eps, 0.0, 1.0);
     let partials = s.scratch(gpu);
     let columns = Columns::new(gpu, cols);
     let c = columns.buffer.binding();
-    let partials_pipeline = s.partials_pipeline(gpu, "bn_backward_partials");
+    let partials_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_partials", &[]);
     let sums = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_sums", &[]);
     let dx_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_dx", &[]);
     let mut ops = vec![
@@ -350,18 +338,17 @@ pub fn batch_norm_backward_chunks(
         columns.load(Slot::Variance, var),
         columns.load(Slot::Gamma, gamma),
     ];
-    let chunk_params: Vec<wgpu::Buffer> = s.chunks.iter().map(|(p, _)| gpu.uniform(p)).collect();
-    for (((x, dy), (_, grid)), p) in x.iter().zip(dy).zip(&s.chunks).zip(&chunk_params) {
+    let chunk_params: Vec<wgpu::Buffer> = s.chunks.iter().map(|p| gpu.uniform(p)).collect();
+    for (((x, dy), chunk), p) in x.iter().zip(dy).zip(&s.chunks).zip(&chunk_params) {
         let bindings =
             [p.as_entire_binding(), x.binding(), partials.binding(), c.clone(), dy.binding()];
-        ops.push(gpu.dispatch("bn_backward_partials", &partials_pipeline, &bindings, *grid).into());
+        let grid = partials_grid(gpu, chunk);
+        ops.push(gpu.dispatch("bn_backward_partials", &partials_pipeline, &bindings, grid).into());
     }
     let totals = gpu.uniform(&s.totals);
     let bindings = [totals.as_entire_binding(), c.clone(), partials.binding()];
     ops.push(gpu.dispatch("bn_backward_sums", &sums, &bindings, s.column_grid(gpu)).into());
-    for ((((x, dy), dx), (chunk, _)), p) in
-        x.iter().zip(dy).zip(dx).zip(&s.chunks).zip(&chunk_params)
-    {
+    for ((((x, dy), dx), chunk), p) in x.iter().zip(dy).zip(dx).zip(&s.chunks).zip(&chunk_params) {
         let bindings = [p.as_entire_binding(), x.binding(), dx.binding(), c.clone(), dy.binding()];
         let grid = element_grid(gpu, chunk);
         ops.push(gpu.dispatch("bn_backward_dx", &dx_pipeline, &bindings, grid).into());
@@ -391,8 +378,8 @@ pub fn batch_norm_infer(
         &[x, y],
         &[gamma, beta, running_mean, running_var],
     );
-    let s = split(gpu, &[rows], cols, eps, 0.0, 1.0);
-    let (chunk, _) = &s.chunks[0];
+    let s = split(&[rows], cols, eps, 0.0, 1.0);
+    let chunk = &s.chunks[0];
     let params = gpu.uniform(chunk);
     let columns = Columns::new(gpu, cols);
     let pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
