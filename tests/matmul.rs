@@ -138,6 +138,10 @@ fn matmul_matches_cpu_twin() {
             (31, 64, 63),
             (4, 8, 4),
             (97, 37, 67),
+            // One column (matvec without trans_a): rows and k one past and one short of
+            // multiples of 4.
+            (33, 37, 1),
+            (70, 256, 1),
         ];
         for (i, &shape) in small.iter().enumerate() {
             for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
