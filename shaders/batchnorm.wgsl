@@ -86,6 +86,23 @@ fn store_partials(k: u32, c: u32, s: vec2<f32>) {
     partials[(2u * (p.first_chunk + k) + 1u) * p.cols + c] = s.y;
 }
 
+// What thread t of a partials pass sums: column `column` of row-chunk k, rows [first, end);
+// live = 0 for threads past the last chunk.
+struct ColumnChunk {
+    column: u32,
+    k: u32,
+    first: u32,
+    end: u32,
+    live: u32,
+}
+
+fn chunk_of(t: u32) -> ColumnChunk {
+    let k = t / p.cols;
+    let first = k * p.chunk_rows;
+    return ColumnChunk(t % p.cols, k, first, min(first + p.chunk_rows, p.rows),
+                       u32(t < p.chunks * p.cols));
+}
+
 // Per chunk and column, the sums of d and d^2 with d = x - shift, the batch's row 0.
 // Shifting by a sample of the column keeps sum(d^2) - sum(d)^2 / n from cancelling when
 // |mean| >> std.
@@ -94,19 +111,18 @@ fn bn_partials(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let t = thread_index(gid, groups);
-    if t >= p.chunks * p.cols {
+    let chunk = chunk_of(thread_index(gid, groups));
+    if chunk.live == 0u {
         return;
     }
-    let c = t % p.cols;
-    let k = t / p.cols;
+    let c = chunk.column;
     let shift = column(SHIFT, c);
     var s = vec2(0.0);
-    for (var r = k * p.chunk_rows; r < min((k + 1u) * p.chunk_rows, p.rows); r++) {
+    for (var r = chunk.first; r < chunk.end; r++) {
         let d = x[r * p.cols + c] - shift;
         s += vec2(d, d * d);
     }
-    store_partials(k, c, s);
+    store_partials(chunk.k, c, s);
 }
 
 // The columns buffer, in the entry points that total the partials.
@@ -179,21 +195,20 @@ fn bn_backward_partials(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let t = thread_index(gid, groups);
-    if t >= p.chunks * p.cols {
+    let chunk = chunk_of(thread_index(gid, groups));
+    if chunk.live == 0u {
         return;
     }
-    let c = t % p.cols;
-    let k = t / p.cols;
+    let c = chunk.column;
     let m = column(MEAN, c);
     let inv_std = 1.0 / sqrt(column(VARIANCE, c) + p.eps);
     var s = vec2(0.0);
-    for (var r = k * p.chunk_rows; r < min((k + 1u) * p.chunk_rows, p.rows); r++) {
+    for (var r = chunk.first; r < chunk.end; r++) {
         let i = r * p.cols + c;
         let g = dy[i];
         s += vec2(g, g * (x[i] - m) * inv_std);
     }
-    store_partials(k, c, s);
+    store_partials(chunk.k, c, s);
 }
 
 // One thread per column adds up the chunks' shares of dbeta and dgamma.
