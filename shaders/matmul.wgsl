@@ -163,10 +163,12 @@ fn matmul_portable(@builtin(global_invocation_id) gid: vec3<u32>) {
 // [m,k]: each invocation computes 4 rows of C, a dot product each, walking k in quads. The
 // tiled kernels would leave 31 of every 32 columns of a tile idle on the discriminators'
 // one-logit layers (1.4-3x faster than them there).
-@compute @workgroup_size(64)
+const MATVEC_WG: u32 = 64u;
+
+@compute @workgroup_size(MATVEC_WG)
 fn matvec(@builtin(global_invocation_id) gid: vec3<u32>,
           @builtin(num_workgroups) groups: vec3<u32>) {
-    let i0 = (gid.x + gid.y * groups.x * 64u) * 4u;
+    let i0 = (gid.x + gid.y * groups.x * MATVEC_WG) * 4u;
     if i0 >= p.m {
         return;
     }

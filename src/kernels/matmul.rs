@@ -4,8 +4,8 @@
 //! shares loaded A rows across lanes with subgroupBroadcast, and `matmul_portable` for every
 //! device (GL and WebGPU without subgroups have only this one). `Gpu::variants` says which
 //! runs; [`crate::tune`] measures both where both can. A product with one column (n = 1) and A
-//! stored [m,k] runs `matvec` on every device instead. Transposes, bias and vec4 loads are WGSL override
-//! constants, so each combination is its own specialised pipeline.
+//! stored [m,k] runs `matvec` on every device instead. Transposes, bias and vec4 loads are WGSL
+//! override constants, so each combination is its own specialised pipeline.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -20,7 +20,7 @@ pub const SUBGROUP_SIZES: &[u32] = &[8];
 /// `matmul_subgroup`, 8 x 8 invocations of 8 x 4 in `matmul_portable`).
 const SUBGROUP_TILE: (usize, usize) = (32, 32);
 const PORTABLE_TILE: (usize, usize) = (64, 32);
-/// Invocations per workgroup of `matvec` (4 rows of C each), for n = 1 on every device.
+/// Invocations per workgroup of `matvec` (4 rows of C each; MATVEC_WG in matmul.wgsl).
 const MATVEC_WG: u32 = 64;
 
 /// The WGSL module for a device with these capabilities: the whole file where subgroups are
@@ -80,13 +80,20 @@ pub fn matmul(
     // operand must fit a texture.
     let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
-    let entry = match gpu.variants().matmul {
+    // Workgroups covering C in tiles of (rows, columns).
+    let tiles = |(tile_m, tile_n): (usize, usize)| {
+        let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
+        let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+        assert!(groups[0] <= max && groups[1] <= max, "matmul {m}x{n}: too many workgroups");
+        groups.map(|g| g as u32)
+    };
+    let (entry, groups) = match gpu.variants().matmul {
         // A tile of 32 columns would have one live; for every variant alike. Not with A stored
         // [k,m]: there lavapipe ran matvec 10-20x slower than the tiles at m = 128, 512 and
         // 1024 (and faster at 256, 384, 640), for reasons not found.
-        _ if n == 1 && !trans_a => "matvec",
-        Variant::Subgroup => "matmul_subgroup",
-        Variant::Portable => "matmul_portable",
+        _ if n == 1 && !trans_a => ("matvec", gpu.grid(m.div_ceil(4), MATVEC_WG)),
+        Variant::Subgroup => ("matmul_subgroup", tiles(SUBGROUP_TILE)),
+        Variant::Portable => ("matmul_portable", tiles(PORTABLE_TILE)),
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let [act, alpha] = super::activation::constants(activation);
@@ -111,17 +118,6 @@ pub fn matmul(
     });
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
     let bias = bias.unwrap_or(a);
-    let groups = match entry {
-        "matvec" => gpu.grid(m.div_ceil(4), MATVEC_WG),
-        _ => {
-            let (tile_m, tile_n) =
-                if entry == "matmul_subgroup" { SUBGROUP_TILE } else { PORTABLE_TILE };
-            let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
-            let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
-            assert!(groups[0] <= max && groups[1] <= max, "matmul {m}x{n}: too many workgroups");
-            groups.map(|g| g as u32)
-        }
-    };
     gpu.dispatch(
         "matmul",
         &pipeline,

@@ -38,26 +38,24 @@ fn pass(
     let (in_len, out_len) = (batch * in_h * in_w * c, batch * out_h * out_w * c);
     assert!(in_len <= src.len && out_len <= dst.len, "{entry}: tensors too small");
     assert!(in_len.max(out_len) <= u32::MAX as usize, "{entry}: {out_len} elements");
-    let (quads, threads) = if c.is_multiple_of(4) { (true, out_len / 4) } else { (false, out_len) };
+    // Channels each thread takes: a quad where they come in quads (the *_quads entry points).
+    let channels_per_thread = if c.is_multiple_of(4) { 4 } else { 1 };
     let params = gpu.uniform(&Params {
         batch: batch as u32,
-        channels: if quads { c / 4 } else { c } as u32,
+        channels: (c / channels_per_thread) as u32,
         in_h: in_h as u32,
         in_w: in_w as u32,
         out_h: out_h as u32,
         out_w: out_w as u32,
         scale,
     });
-    let pipeline = if quads {
-        gpu.pipeline(&shaders::POOL, &format!("{entry}_quads"), &[])
-    } else {
-        gpu.pipeline(&shaders::POOL, entry, &[])
-    };
+    let name = if channels_per_thread == 4 { format!("{entry}_quads") } else { entry.to_string() };
+    let pipeline = gpu.pipeline(&shaders::POOL, &name, &[]);
     gpu.dispatch(
         entry,
         &pipeline,
         &[src.binding(), dst.binding(), params.as_entire_binding()],
-        gpu.grid(threads, WG),
+        gpu.grid(out_len / channels_per_thread, WG),
     )
 }
 
