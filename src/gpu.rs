@@ -7,7 +7,7 @@
 //! says which variants an adapter can run, [`Variants`] which ones run (see [`crate::tune`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
 
@@ -234,7 +234,7 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     /// Set at open from the features; [`crate::tune`] replaces it with a measured choice.
     variants: Mutex<Variants>,
-    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<String, Pipeline>>,
     compiled: Mutex<Vec<CompiledPipeline>>,
 }
 
@@ -354,12 +354,7 @@ impl Gpu {
     }
 
     /// A compute pipeline for `entry` in `shader`, compiled once per override set.
-    pub fn pipeline(
-        &self,
-        shader: &Shader,
-        entry: &str,
-        constants: &[(&str, f64)],
-    ) -> wgpu::ComputePipeline {
+    pub fn pipeline(&self, shader: &Shader, entry: &str, constants: &[(&str, f64)]) -> Pipeline {
         let key = format!("{}:{entry}:{constants:?}", shader.name);
         let mut cache = self.pipelines.lock().unwrap();
         if let Some(p) = cache.get(&key) {
@@ -381,6 +376,7 @@ impl Gpu {
             },
             cache: None,
         });
+        let pipeline = Pipeline { pipeline, writes: written_bindings(shader, entry).into() };
         cache.insert(key, pipeline.clone());
         self.compiled.lock().unwrap().push(CompiledPipeline {
             shader: shader.name,
@@ -427,7 +423,7 @@ impl Gpu {
             buffer.get_mapped_range_mut(..).unwrap().slice(..data.len()).copy_from_slice(data);
             buffer.unmap();
         }
-        Tensor { buffer, len }
+        Tensor { buffer, len, mirror: Default::default() }
     }
 
     /// Overwrites a tensor's contents; the write lands before the next submission runs.
@@ -461,17 +457,25 @@ impl Gpu {
     /// Whether a texture can mirror `tensor` within the device's limits; kernels read larger
     /// tensors from the buffer.
     pub fn quad_texture_fits(&self, tensor: &Tensor) -> bool {
-        let texels = tensor.len / 4;
+        let texels = tensor.len.div_ceil(4);
         let largest = self.limits.max_texture_dimension_2d as usize;
         texels.min(QUAD_TEXTURE_WIDTH) <= largest && texels.div_ceil(QUAD_TEXTURE_WIDTH) <= largest
     }
 
-    /// A texture mirroring the first `len / 4 * 4` floats of `tensor` (see [`QuadTexture`]), or
-    /// when `read` is false a 1-texel stand-in for a binding the kernel will not read.
-    /// Dispatches that bind its view must list it in [`Dispatch::reading`].
+    /// The texture mirroring `tensor` (see [`QuadTexture`]; a partial last quad is padded with
+    /// the buffer's spare floats),
+    /// one per tensor however many kernels read it; or when `read` is false a 1-texel stand-in
+    /// for a binding the kernel will not read. Dispatches that bind its view must list it in
+    /// [`Dispatch::reading`].
     pub fn quad_texture(&self, tensor: &Tensor, read: bool) -> QuadTexture {
-        assert!(!read || self.quad_texture_fits(tensor), "a texture of {} floats", tensor.len);
-        let texels = if read { tensor.len / 4 } else { 0 };
+        if !read {
+            return self.new_quad_texture(tensor, 0);
+        }
+        assert!(self.quad_texture_fits(tensor), "a texture of {} floats", tensor.len);
+        tensor.mirror.get_or_init(|| self.new_quad_texture(tensor, tensor.len.div_ceil(4))).clone()
+    }
+
+    fn new_quad_texture(&self, tensor: &Tensor, texels: usize) -> QuadTexture {
         let height = texels.div_ceil(QUAD_TEXTURE_WIDTH).max(1);
         let texture = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some("quad texture"),
@@ -495,7 +499,7 @@ impl Gpu {
     pub fn dispatch(
         &self,
         label: &'static str,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         bindings: &[wgpu::BindingResource],
         workgroups: [u32; 3],
     ) -> Dispatch {
@@ -506,10 +510,23 @@ impl Gpu {
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { label, pipeline: pipeline.clone(), bind_group, workgroups, reads: Vec::new() }
+        let writes = (pipeline.writes.iter())
+            .filter_map(|&i| match &bindings[i as usize] {
+                wgpu::BindingResource::Buffer(b) => Some(b.buffer.clone()),
+                _ => None,
+            })
+            .collect();
+        Dispatch {
+            label,
+            pipeline: pipeline.pipeline.clone(),
+            bind_group,
+            workgroups,
+            reads: Vec::new(),
+            writes,
+        }
     }
 
     /// Workgroup counts covering `threads` invocations of `workgroup_size`, folded into y
@@ -562,6 +579,9 @@ impl Gpu {
 pub struct Tensor {
     pub buffer: wgpu::Buffer,
     pub len: usize,
+    /// The texture that mirrors it for kernels' 4-float reads, made on first use and shared by
+    /// the tensor's clones, so that a mirror already refreshed serves every later reader.
+    mirror: Arc<OnceLock<QuadTexture>>,
 }
 
 impl Tensor {
@@ -577,7 +597,7 @@ impl Tensor {
 pub const QUAD_TEXTURE_WIDTH: usize = 2048;
 
 /// A tensor's floats as rgba32float texels, refreshed from the tensor by a copy recorded before
-/// each dispatch that reads it. lavapipe scalarises every storage-buffer load (a loop over the
+/// a dispatch that reads it when the tensor was written since (see [`record`]). lavapipe scalarises every storage-buffer load (a loop over the
 /// 8 SIMD lanes with a bounds check each) but fetches texels vectorised, so kernels that read
 /// their operands through textures run several times faster there; the copy is a memcpy.
 #[derive(Clone, Debug)]
@@ -626,6 +646,31 @@ impl QuadTexture {
     }
 }
 
+/// A compiled entry point and the bindings it may write (which [`record`] needs to know which
+/// texture mirrors a dispatch leaves stale).
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    writes: Arc<[u32]>,
+}
+
+/// Numbers of the group-0 bindings that `entry` of `shader` writes, as naga's analysis finds
+/// them (a module's entry points may put different variables at the same binding).
+fn written_bindings(shader: &Shader, entry: &str) -> Vec<u32> {
+    use naga::valid::{Capabilities, GlobalUse, ValidationFlags, Validator};
+    let module = naga::front::wgsl::parse_str(shader.source)
+        .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(shader.source)));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", shader.name));
+    let index = module.entry_points.iter().position(|e| e.name == entry);
+    let uses = info.get_entry_point(index.expect("an entry point of the module"));
+    (module.global_variables.iter())
+        .filter(|&(handle, _)| uses[handle].contains(GlobalUse::WRITE))
+        .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
+        .collect()
+}
+
 /// A WGSL module compiled into the binary.
 pub struct Shader {
     pub name: &'static str,
@@ -651,8 +696,10 @@ pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
-    /// Textures the dispatch reads, refreshed from their tensors just before it.
+    /// Textures the dispatch reads, refreshed from their tensors just before it when stale.
     reads: Vec<QuadTexture>,
+    /// Buffers the dispatch may write (which leaves their mirrors stale).
+    writes: Vec<wgpu::Buffer>,
 }
 
 impl Dispatch {
@@ -661,11 +708,34 @@ impl Dispatch {
         self.reads = textures.iter().filter(|t| t.texels > 0).map(|&t| t.clone()).collect();
         self
     }
+}
 
-    fn record_refreshes(&self, encoder: &mut wgpu::CommandEncoder) {
-        for texture in &self.reads {
-            texture.record_refresh(encoder);
+/// While recording: the texture mirrors that hold their tensors' current values. Nothing is
+/// fresh at the start of a command buffer (the host may have written any tensor before it).
+#[derive(Default)]
+struct FreshMirrors(Vec<QuadTexture>);
+
+impl FreshMirrors {
+    fn is_fresh(&self, texture: &QuadTexture) -> bool {
+        self.0.iter().any(|t| t.texture == texture.texture)
+    }
+
+    fn any_stale(&self, d: &Dispatch) -> bool {
+        d.reads.iter().any(|t| !self.is_fresh(t))
+    }
+
+    /// Records the copies that bring the textures `d` reads up to date.
+    fn refresh(&mut self, d: &Dispatch, encoder: &mut wgpu::CommandEncoder) {
+        for texture in &d.reads {
+            if !self.is_fresh(texture) {
+                texture.record_refresh(encoder);
+                self.0.push(texture.clone());
+            }
         }
+    }
+
+    fn written(&mut self, buffer: &wgpu::Buffer) {
+        self.0.retain(|t| t.source != *buffer);
     }
 }
 
@@ -689,12 +759,16 @@ impl From<Dispatch> for Op {
     }
 }
 
-/// Records `ops` in order: consecutive dispatches share one compute pass.
+/// Records `ops` in order: consecutive dispatches share one compute pass, and a texture mirror
+/// is refreshed before a dispatch reads it only when its tensor was written since its last
+/// refresh in this command buffer.
 pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
+    let mut fresh = FreshMirrors::default();
     let mut i = 0;
     while i < ops.len() {
         match &ops[i] {
             Op::Copy { src, src_offset, dst, dst_offset, len } => {
+                fresh.written(&dst.buffer);
                 encoder.copy_buffer_to_buffer(
                     &src.buffer,
                     (*src_offset * 4) as u64,
@@ -706,18 +780,19 @@ pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
             }
             Op::Dispatch(first) => {
                 // Texture refreshes are copies, which cannot sit inside a pass: a dispatch
-                // that reads textures starts a pass of its own.
-                first.record_refreshes(encoder);
+                // that reads a stale texture starts a pass of its own.
+                fresh.refresh(first, encoder);
                 let pass_start = i;
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 while let Some(Op::Dispatch(d)) = ops.get(i) {
-                    if i > pass_start && !d.reads.is_empty() {
+                    if i > pass_start && fresh.any_stale(d) {
                         break;
                     }
                     pass.set_pipeline(&d.pipeline);
                     pass.set_bind_group(0, &d.bind_group, &[]);
                     let [x, y, z] = d.workgroups;
                     pass.dispatch_workgroups(x, y, z);
+                    d.writes.iter().for_each(|b| fresh.written(b));
                     i += 1;
                 }
             }
@@ -729,13 +804,18 @@ pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[Op]) {
 /// into `queries` at its beginning (2k) and end (2k + 1), k counting dispatches: to see where
 /// the time of a recorded step goes.
 pub fn record_timed(encoder: &mut wgpu::CommandEncoder, ops: &[Op], queries: &wgpu::QuerySet) {
+    let mut fresh = FreshMirrors::default();
     let mut k = 0;
     for op in ops {
-        let Op::Dispatch(d) = op else {
-            record(encoder, std::slice::from_ref(op));
-            continue;
+        let d = match op {
+            Op::Dispatch(d) => d,
+            Op::Copy { dst, .. } => {
+                record(encoder, std::slice::from_ref(op));
+                fresh.written(&dst.buffer);
+                continue;
+            }
         };
-        d.record_refreshes(encoder);
+        fresh.refresh(d, encoder);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(d.label),
             timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -748,6 +828,7 @@ pub fn record_timed(encoder: &mut wgpu::CommandEncoder, ops: &[Op], queries: &wg
         pass.set_bind_group(0, &d.bind_group, &[]);
         let [x, y, z] = d.workgroups;
         pass.dispatch_workgroups(x, y, z);
+        d.writes.iter().for_each(|b| fresh.written(b));
         k += 1;
     }
 }
