@@ -6,13 +6,17 @@ struct Params {
     len: u32,
 }
 
+// Both kernels take 4 consecutive elements per invocation as one vec4 (tensors are allocated
+// in whole vec4s; elements from `len` on keep their values): llvmpipe turns each storage access
+// into a loop over its 8 SIMD lanes, so a vec4 costs less than 4 floats.
+
 // Forward: x = act(x).
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(0) var<storage, read_write> x: array<vec4<f32>>;
 @group(0) @binding(1) var<uniform> p: Params;
 
 // Backward: dy *= act'(.), read off y (its own binding list, separate from the forward's).
-@group(0) @binding(0) var<storage, read> y: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dy: array<f32>;
+@group(0) @binding(0) var<storage, read> y: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dy: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> pb: Params;
 
 const WG: u32 = 256u;
@@ -44,8 +48,10 @@ fn activation_forward(
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let i = gid.x + gid.y * groups.x * WG;
-    if i < p.len {
-        x[i] = activate(x[i]);
+    if 4u * i < p.len {
+        let v = x[i];
+        let live = vec4(4u * i) + vec4(0u, 1u, 2u, 3u) < vec4(p.len);
+        x[i] = select(v, vec4(activate(v.x), activate(v.y), activate(v.z), activate(v.w)), live);
     }
 }
 
@@ -55,7 +61,10 @@ fn activation_backward(
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let i = gid.x + gid.y * groups.x * WG;
-    if i < pb.len {
-        dy[i] *= derivative(y[i]);
+    if 4u * i < pb.len {
+        let o = y[i];
+        let live = vec4(4u * i) + vec4(0u, 1u, 2u, 3u) < vec4(pb.len);
+        let slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
+        dy[i] *= select(vec4(1.0), slope, live);
     }
 }

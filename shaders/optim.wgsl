@@ -32,7 +32,51 @@ struct Step {
 @group(0) @binding(4) var<uniform> hp: Hyper;
 @group(0) @binding(5) var<uniform> step: Step;
 
+// adam and rmsprop read their operands' quads from the textures that mirror them (src/gpu.rs's
+// QuadTexture) when TEXTURES is set: llvmpipe fetches a texel in a fraction of a storage
+// load's time, which made adam about 3x faster there. The buffers are still written.
+override TEXTURES: bool = false;
+@group(0) @binding(6) var params4: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(7) var grads4: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(8) var m4: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var v4: texture_storage_2d<rgba32float, read>;
+
 const WG: u32 = 256u;
+
+// The texel holding quad i of a mirrored tensor (2048 texels per row, as in matmul.wgsl).
+fn texel(i: u32) -> vec2<u32> {
+    return vec2(i % 2048u, i / 2048u);
+}
+
+// Quad i of each operand, from its texture or its buffer. (One function per operand: naga's
+// GLSL output rejects storage images as function arguments.)
+fn params_quad(i: u32) -> vec4<f32> {
+    if TEXTURES {
+        return textureLoad(params4, texel(i));
+    }
+    return params[i];
+}
+
+fn grads_quad(i: u32) -> vec4<f32> {
+    if TEXTURES {
+        return textureLoad(grads4, texel(i));
+    }
+    return grads[i];
+}
+
+fn m_quad(i: u32) -> vec4<f32> {
+    if TEXTURES {
+        return textureLoad(m4, texel(i));
+    }
+    return m[i];
+}
+
+fn v_quad(i: u32) -> vec4<f32> {
+    if TEXTURES {
+        return textureLoad(v4, texel(i));
+    }
+    return v[i];
+}
 
 // The bias correction 1 - b^t, as (1 - b) * (1 + b + ... + b^(t-1)) with both factors built
 // by binary powering. Every term is positive, so nothing cancels: pow(b, t) subtracted from 1
@@ -83,10 +127,10 @@ fn adam(
     if q.i == ~0u {
         return;
     }
-    let g = clipped(grads[q.i], hp.clip);
-    let m0 = m[q.i];
-    let v0 = v[q.i];
-    let w0 = params[q.i];
+    let g = clipped(grads_quad(q.i), hp.clip);
+    let m0 = m_quad(q.i);
+    let v0 = v_quad(q.i);
+    let w0 = params_quad(q.i);
     let mi = hp.beta1 * m0 + (1.0 - hp.beta1) * g;
     let vi = hp.beta2 * v0 + (1.0 - hp.beta2) * g * g;
     m[q.i] = select(m0, mi, q.live);
@@ -104,10 +148,36 @@ struct RmsHyper {
     clip: f32,
 }
 
-// rmsprop keeps its mean square at binding 2, where adam keeps m, and its hyper-parameters at
-// binding 3: an entry point's bindings are numbered 0, 1, 2, ... (gpu::Gpu::dispatch).
+// rmsprop keeps its mean square at binding 2, where adam keeps m, its hyper-parameters at
+// binding 3 and the textures at 4 to 6: an entry point's bindings are numbered 0, 1, 2, ...
+// (gpu::Gpu::dispatch).
 @group(0) @binding(2) var<storage, read_write> mean_square: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> rms: RmsHyper;
+@group(0) @binding(4) var rms_params4: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(5) var rms_grads4: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(6) var mean_square4: texture_storage_2d<rgba32float, read>;
+
+// rmsprop's quads, as adam's above.
+fn rms_params_quad(i: u32) -> vec4<f32> {
+    if TEXTURES {
+        return textureLoad(rms_params4, texel(i));
+    }
+    return params[i];
+}
+
+fn rms_grads_quad(i: u32) -> vec4<f32> {
+    if TEXTURES {
+        return textureLoad(rms_grads4, texel(i));
+    }
+    return grads[i];
+}
+
+fn mean_square_quad(i: u32) -> vec4<f32> {
+    if TEXTURES {
+        return textureLoad(mean_square4, texel(i));
+    }
+    return mean_square[i];
+}
 
 // Four parameters per invocation: v = rho v + (1 - rho) g^2, then w -= lr g / (sqrt(v) + eps).
 @compute @workgroup_size(WG)
@@ -119,9 +189,9 @@ fn rmsprop(
     if q.i == ~0u {
         return;
     }
-    let g = clipped(grads[q.i], rms.clip);
-    let v0 = mean_square[q.i];
-    let w0 = params[q.i];
+    let g = clipped(rms_grads_quad(q.i), rms.clip);
+    let v0 = mean_square_quad(q.i);
+    let w0 = rms_params_quad(q.i);
     let vi = rms.rho * v0 + (1.0 - rms.rho) * g * g;
     mean_square[q.i] = select(v0, vi, q.live);
     params[q.i] = select(w0, w0 - rms.lr * g / (sqrt(vi) + rms.eps), q.live);

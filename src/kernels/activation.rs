@@ -1,5 +1,6 @@
 //! Host side of `shaders/activation.wgsl`: elementwise nonlinearities and their gradients,
-//! in place. One pipeline per nonlinearity, chosen by override constants.
+//! in place, 4 elements per invocation. One pipeline per nonlinearity, chosen by override
+//! constants.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -37,7 +38,7 @@ pub fn activation_forward(gpu: &Gpu, x: &Tensor, len: usize, act: Activation) ->
         "activation_forward",
         &pipeline,
         &[x.binding(), params.as_entire_binding()],
-        gpu.grid(len, WG),
+        gpu.grid(len.div_ceil(4), WG),
     )
 }
 
@@ -57,6 +58,6 @@ pub fn activation_backward(
         "activation_backward",
         &pipeline,
         &[y.binding(), dy.binding(), params.as_entire_binding()],
-        gpu.grid(len, WG),
+        gpu.grid(len.div_ceil(4), WG),
     )
 }

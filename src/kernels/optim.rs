@@ -4,10 +4,22 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::AdamParams;
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, QuadTexture, Tensor};
 use crate::shaders;
 
 const WG: u32 = 256;
+
+/// The textures mirroring `tensors` for the TEXTURES variant of adam and rmsprop, and whether
+/// that variant runs: when every tensor fits a texture (else 1-texel stand-ins, and the
+/// kernel reads the buffers).
+fn mirrors<const N: usize>(gpu: &Gpu, tensors: [&Tensor; N]) -> ([QuadTexture; N], bool) {
+    let fits = tensors.iter().all(|t| gpu.quad_texture_fits(t));
+    (tensors.map(|t| gpu.quad_texture(t, fits)), fits)
+}
+
+fn texture_views<const N: usize>(textures: &[QuadTexture; N]) -> [wgpu::BindingResource<'_>; N] {
+    std::array::from_fn(|i| wgpu::BindingResource::TextureView(&textures[i].view))
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -47,8 +59,11 @@ pub fn adam(
         eps: hp.eps,
         clip: hp.clip.unwrap_or(0.0),
     });
-    let clip = if hp.clip.is_some() { 1.0 } else { 0.0 };
-    let pipeline = gpu.pipeline(&shaders::OPTIM, "adam", &[("CLIP", clip)]);
+    let (textures, read_textures) = mirrors(gpu, [params, grads, m, v]);
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let constants = [("CLIP", flag(hp.clip.is_some())), ("TEXTURES", flag(read_textures))];
+    let pipeline = gpu.pipeline(&shaders::OPTIM, "adam", &constants);
+    let [params4, grads4, m4, v4] = texture_views(&textures);
     gpu.dispatch(
         "adam",
         &pipeline,
@@ -59,9 +74,14 @@ pub fn adam(
             v.binding(),
             hyper.as_entire_binding(),
             step.as_entire_binding(),
+            params4,
+            grads4,
+            m4,
+            v4,
         ],
         gpu.grid(len.div_ceil(4), WG),
     )
+    .reading(&textures.each_ref())
 }
 
 /// RMSprop's hyper-parameters (Keras names; Keras's defaults are lr 1e-3, rho 0.9, eps 1e-7).
@@ -103,14 +123,26 @@ pub fn rmsprop(
         eps: hp.eps,
         clip: hp.clip.unwrap_or(0.0),
     });
-    let clip = if hp.clip.is_some() { 1.0 } else { 0.0 };
-    let pipeline = gpu.pipeline(&shaders::OPTIM, "rmsprop", &[("CLIP", clip)]);
+    let (textures, read_textures) = mirrors(gpu, [params, grads, v]);
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let constants = [("CLIP", flag(hp.clip.is_some())), ("TEXTURES", flag(read_textures))];
+    let pipeline = gpu.pipeline(&shaders::OPTIM, "rmsprop", &constants);
+    let [params4, grads4, v4] = texture_views(&textures);
     gpu.dispatch(
         "rmsprop",
         &pipeline,
-        &[params.binding(), grads.binding(), v.binding(), hyper.as_entire_binding()],
+        &[
+            params.binding(),
+            grads.binding(),
+            v.binding(),
+            hyper.as_entire_binding(),
+            params4,
+            grads4,
+            v4,
+        ],
         gpu.grid(len.div_ceil(4), WG),
     )
+    .reading(&textures.each_ref())
 }
 
 #[repr(C)]
