@@ -235,6 +235,8 @@ pub struct Gpu {
     /// Set at open from the features; [`crate::tune`] replaces it with a measured choice.
     variants: Mutex<Variants>,
     pipelines: Mutex<HashMap<String, Pipeline>>,
+    /// [`written_bindings`] per shader and entry point, shared by their override sets.
+    written: Mutex<HashMap<String, Arc<[u32]>>>,
     compiled: Mutex<Vec<CompiledPipeline>>,
 }
 
@@ -331,6 +333,7 @@ impl Gpu {
             limits,
             variants: Mutex::new(Variants::by_features(&caps)),
             pipelines: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
             compiled: Mutex::new(Vec::new()),
         }))
     }
@@ -376,7 +379,11 @@ impl Gpu {
             },
             cache: None,
         });
-        let pipeline = Pipeline { pipeline, writes: written_bindings(shader, entry).into() };
+        let writes = (self.written.lock().unwrap())
+            .entry(format!("{}:{entry}", shader.name))
+            .or_insert_with(|| written_bindings(shader, entry).into())
+            .clone();
+        let pipeline = Pipeline { pipeline, writes };
         cache.insert(key, pipeline.clone());
         self.compiled.lock().unwrap().push(CompiledPipeline {
             shader: shader.name,
@@ -463,10 +470,9 @@ impl Gpu {
     }
 
     /// The texture mirroring `tensor` (see [`QuadTexture`]; a partial last quad is padded with
-    /// the buffer's spare floats),
-    /// one per tensor however many kernels read it; or when `read` is false a 1-texel stand-in
-    /// for a binding the kernel will not read. Dispatches that bind its view must list it in
-    /// [`Dispatch::reading`].
+    /// the buffer's spare floats), one per tensor however many kernels read it; or when `read`
+    /// is false a 1-texel stand-in for a binding the kernel will not read. Dispatches that bind
+    /// its view must list it in [`Dispatch::reading`].
     pub fn quad_texture(&self, tensor: &Tensor, read: bool) -> QuadTexture {
         if !read {
             return self.new_quad_texture(tensor, 0);
@@ -597,9 +603,10 @@ impl Tensor {
 pub const QUAD_TEXTURE_WIDTH: usize = 2048;
 
 /// A tensor's floats as rgba32float texels, refreshed from the tensor by a copy recorded before
-/// a dispatch that reads it when the tensor was written since (see [`record`]). lavapipe scalarises every storage-buffer load (a loop over the
-/// 8 SIMD lanes with a bounds check each) but fetches texels vectorised, so kernels that read
-/// their operands through textures run several times faster there; the copy is a memcpy.
+/// a dispatch that reads it when the tensor was written since (see [`record`]). lavapipe
+/// scalarises every storage-buffer load (a loop over the 8 SIMD lanes with a bounds check each)
+/// but fetches texels vectorised, so kernels that read their operands through textures run
+/// several times faster there; the copy is a memcpy.
 #[derive(Clone, Debug)]
 pub struct QuadTexture {
     source: wgpu::Buffer,

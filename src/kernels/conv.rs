@@ -16,7 +16,7 @@
 use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
-use super::Activation;
+use super::{Activation, flag};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -449,7 +449,6 @@ fn launch(
     // Reading 4 floats at once needs rows of a multiple of 4 that fit a texture.
     let vec_a = gathered % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = b_row % 4 == 0 && gpu.quad_texture_fits(b);
-    let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let [act, alpha] = super::activation::constants(activation);
     let constants = [
         ("VEC_A", flag(vec_a)),

@@ -9,7 +9,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::Activation;
+use super::{Activation, flag};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -95,7 +95,6 @@ pub fn matmul(
         Variant::Subgroup => ("matmul_subgroup", tiles(SUBGROUP_TILE)),
         Variant::Portable => ("matmul_portable", tiles(PORTABLE_TILE)),
     };
-    let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let [act, alpha] = super::activation::constants(activation);
     let pipeline = gpu.pipeline(
         &module(&gpu.caps),

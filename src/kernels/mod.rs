@@ -14,6 +14,11 @@ pub mod optim;
 pub mod pool;
 pub mod rng;
 
+/// The value of a WGSL `bool` override constant (pipeline constants are passed as f64).
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
+}
+
 /// An elementwise nonlinearity.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

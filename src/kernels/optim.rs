@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::AdamParams;
+use super::{AdamParams, flag};
 use crate::gpu::{Dispatch, Gpu, QuadTexture, Tensor};
 use crate::shaders;
 
@@ -60,7 +60,6 @@ pub fn adam(
         clip: hp.clip.unwrap_or(0.0),
     });
     let (textures, read_textures) = mirrors(gpu, [params, grads, m, v]);
-    let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [("CLIP", flag(hp.clip.is_some())), ("TEXTURES", flag(read_textures))];
     let pipeline = gpu.pipeline(&shaders::OPTIM, "adam", &constants);
     let [params4, grads4, m4, v4] = texture_views(&textures);
@@ -124,7 +123,6 @@ pub fn rmsprop(
         clip: hp.clip.unwrap_or(0.0),
     });
     let (textures, read_textures) = mirrors(gpu, [params, grads, v]);
-    let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [("CLIP", flag(hp.clip.is_some())), ("TEXTURES", flag(read_textures))];
     let pipeline = gpu.pipeline(&shaders::OPTIM, "rmsprop", &constants);
     let [params4, grads4, v4] = texture_views(&textures);
