@@ -1,6 +1,6 @@
 // Elementwise nonlinearities, in place: the forward pass rewrites x, the backward pass
-// rewrites the upstream gradient dy using the forward output y. ACT, ALPHA and activate()
-// come from activate.wgsl, which src/shaders.rs puts before this file.
+// rewrites the upstream gradient dy using the forward output y. ACT, ALPHA, activate() and
+// derivative() come from activate.wgsl, which src/shaders.rs puts before this file.
 
 struct Params {
     len: u32,
@@ -20,27 +20,6 @@ struct Params {
 @group(0) @binding(2) var<uniform> pb: Params;
 
 const WG: u32 = 256u;
-
-// act'(x) written in terms of the output o = act(x) (leaky ReLU assumes ALPHA > 0).
-fn derivative(o: f32) -> f32 {
-    switch ACT {
-        case 1u: {
-            return select(0.0, 1.0, o > 0.0);
-        }
-        case 2u: {
-            return select(ALPHA, 1.0, o > 0.0);
-        }
-        case 3u: {
-            return 1.0 - o * o;
-        }
-        case 4u: {
-            return o * (1.0 - o);
-        }
-        default: {
-            return 1.0;
-        }
-    }
-}
 
 @compute @workgroup_size(WG)
 fn activation_forward(

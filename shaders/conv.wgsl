@@ -4,7 +4,8 @@
 //
 // - conv_gather_*: y = act(conv(x, W) (+ bias)), or for backward data its adjoint
 //   dx = act(convᵀ(dy, W) (+ bias)), which is also the transposed convolution's forward; act is
-//   the layer's activation (activate.wgsl, before this file), the identity in gradients. Both are "each pixel of one
+//   the layer's activation (activate.wgsl, before this file); in gradients, the identity, or
+//   the derivative of the activation before the layer (GRADIENT). Both are "each pixel of one
 //   image = Σ over taps of a pixel of the other image times that tap's [in_c, out_c] slice of W".
 // - conv_weight_grad_*: dW = im2col(x)ᵀ·dy, rows (kh, kw, in_c), reduced over the output pixels.
 //
@@ -82,8 +83,10 @@ override TILE_ROWS: u32 = 8u;
 @group(0) @binding(4) var b4: texture_storage_2d<rgba32float, read>;
 // y (forward), dx (backward data) or dW (weight gradient).
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
-// Last, because only conv_gather has it (a pipeline's layout holds the bindings it uses).
-@group(0) @binding(6) var<storage, read> bias: array<f32>;
+// The bias (Params.has_bias), or with GRADIENT the output of the activation whose gradient c
+// is, shaped as c; one binding for both, as in matmul.wgsl. Last, because only conv_gather has
+// it (a pipeline's layout holds the bindings it uses).
+@group(0) @binding(6) var<storage, read> epilogue: array<f32>;
 
 // The kernels work in 4x4 blocks, as matmul.wgsl does: an A block's column r holds output row
 // r's 4 reduction values of a step, a B block's column q holds reduction step q's 4 output
@@ -306,14 +309,15 @@ fn gather_bias(j: u32, n: u32) -> mat4x4<f32> {
     var start = vec4(0.0);
     if p.has_bias != 0u {
         let last = n - 1u;
-        start = vec4(bias[min(j, last)], bias[min(j + 1u, last)], bias[min(j + 2u, last)],
-                     bias[min(j + 3u, last)]);
+        start = vec4(epilogue[min(j, last)], epilogue[min(j + 1u, last)],
+                     epilogue[min(j + 2u, last)], epilogue[min(j + 3u, last)]);
     }
     return mat4x4(start, start, start, start);
 }
 
 // Writes the tile's row for image n, columns j..j+3 (through the activation ACT of
-// activate.wgsl), skipping what lies outside.
+// activate.wgsl, or times its derivative at `epilogue` with GRADIENT), skipping what lies
+// outside.
 fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     if n >= p.batch {
         return;
@@ -321,7 +325,12 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     let base = (n * t.dst.x * t.dst.y + t.pix) * t.dst.z;
     for (var q = 0u; q < 4u; q++) {
         if j + q < t.dst.z {
-            c[base + j + q] = activate(v[q]);
+            let e = base + j + q;
+            if GRADIENT {
+                c[e] = v[q] * derivative(epilogue[e]);
+            } else {
+                c[e] = activate(v[q]);
+            }
         }
     }
 }

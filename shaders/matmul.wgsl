@@ -1,6 +1,7 @@
 // Matrix multiply family: C[m,n] = op(A)·op(B), plus bias[n] on every row when HAS_BIAS, plus
 // C's own values when Params.accumulate (a weight gradient summed over chunks of a batch),
-// through the activation ACT (activate.wgsl, before this file) when the layer has one.
+// through the activation ACT (activate.wgsl, before this file) when the layer has one, or
+// times ACT's derivative when C is the gradient at an activation's output (GRADIENT).
 // A is stored [m,k] row-major, or [k,m] when TRANS_A; B is stored [k,n], or [n,k] when TRANS_B.
 //
 // Written for lavapipe (llvmpipe), where every storage-buffer load is a scalar loop over the
@@ -37,7 +38,10 @@ override VEC_B: bool = false;
 @group(0) @binding(2) var a4: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var b4: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(5) var<storage, read> bias: array<f32>;
+// The bias when HAS_BIAS, or with GRADIENT the output of the activation whose gradient C is,
+// shaped as C (never both: a gradient has no bias). One binding for the two keeps the kernel
+// within 4 storage buffers, downlevel devices' limit.
+@group(0) @binding(5) var<storage, read> epilogue: array<f32>;
 @group(0) @binding(6) var<storage, read_write> c: array<f32>;
 
 // The texel holding floats 4i..4i+3 of a tensor mirrored in a4 or b4 (QUAD_TEXTURE_WIDTH
@@ -109,22 +113,28 @@ fn bias_quad(j: u32) -> vec4<f32> {
         return vec4(0.0);
     }
     let last = p.n - 1u;
-    return vec4(bias[min(j, last)], bias[min(j + 1u, last)], bias[min(j + 2u, last)],
-                bias[min(j + 3u, last)]);
+    return vec4(epilogue[min(j, last)], epilogue[min(j + 1u, last)],
+                epilogue[min(j + 2u, last)], epilogue[min(j + 3u, last)]);
 }
 
-// Writes act(C[i, j..j+3] (plus C when accumulating)), skipping what lies outside the matrix.
+// Writes act(C[i, j..j+3] (plus C when accumulating)), or with GRADIENT those values times
+// act' at the activation output in `epilogue`, skipping what lies outside the matrix.
 fn store_row(i: u32, j: u32, v: vec4<f32>) {
     if i >= p.m {
         return;
     }
     for (var q = 0u; q < 4u; q++) {
         if j + q < p.n {
+            let e = i * p.n + j + q;
             var x = v[q];
             if p.accumulate != 0u {
-                x += c[i * p.n + j + q];
+                x += c[e];
             }
-            c[i * p.n + j + q] = activate(x);
+            if GRADIENT {
+                c[e] = x * derivative(epilogue[e]);
+            } else {
+                c[e] = activate(x);
+            }
         }
     }
 }

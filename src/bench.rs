@@ -18,8 +18,8 @@ use crate::gpu::{Gpu, Op, Staging, Tensor, record, record_timed};
 use crate::kernels::conv::{Conv2dGeometry, Padding};
 use crate::kernels::optim::RmsPropParams;
 use crate::kernels::{
-    Activation, AdamParams, StepUniform, activation, batchnorm, conv, gather, loss, matmul, optim,
-    pool, rng,
+    Activation, AdamParams, Fused, StepUniform, activation, batchnorm, conv, gather, loss, matmul,
+    optim, pool, rng,
 };
 
 /// The kernel families `--kernel` names.
@@ -92,17 +92,17 @@ impl Kernel {
     pub fn default_shapes(self) -> &'static [&'static str] {
         match self {
             // mlp at batch 128: G dense 100->128 and 128->784 (with their bias and activation),
-            // D dense 784->128 and 128->1 on 128 real + 128 fake images, dX (dY·Wᵀ) and dW
-            // (Xᵀ·dY); dcgan's G dense 100->6272 at batch 256 and D's 3136->1 on 256 images;
+            // D dense 784->128 and 128->1 on 128 real + 128 fake images, dX (dY·Wᵀ, through the
+            // derivative of the activation before the layer) and dW (Xᵀ·dY); dcgan's G dense 100->6272 at batch 256 and D's 3136->1 on 256 images;
             // dcgan-upsample's G dense 100->12544 at 256 and D's 8192->1 on 512 images;
             // dcgan-avgpool's D dense 256->32->1 at 16.
             Kernel::Matmul => &[
                 "128,128,100,bias,leaky_relu",
                 "128,784,128,bias,tanh",
-                "128,128,784,tb",
+                "128,128,784,tb,leaky_relu,grad",
                 "128,784,128,ta",
                 "256,128,784,bias,leaky_relu",
-                "128,784,128,tb",
+                "128,784,128,tb,tanh,grad",
                 "784,128,256,ta",
                 "256,1,128,bias",
                 "256,6272,100,bias,leaky_relu",
@@ -172,8 +172,9 @@ impl Kernel {
 
 /// `--shape` syntax per kernel, for the CLI's help.
 pub const SHAPE_HELP: &str = "One shape for the kernel (default: the shapes the presets run):
-  matmul          M,N,K[,ta][,tb][,bias][,ACT]   C[M,N] = act(op(A)·op(B) + bias); ta: A stored
-                                    [K,M]; tb: B stored [N,K]; ACT as for activations
+  matmul          M,N,K[,ta][,tb][,bias][,ACT][,grad]   C[M,N] = act(op(A)·op(B) + bias); ta: A
+                                    stored [K,M]; tb: B stored [N,K]; ACT as for activations;
+                                    grad: times act' instead (an input gradient through ACT)
   conv            B,H,W,C,K,F,S,same|valid[,bias][,ACT]   B images HxWxC, K filters FxF,
                                     stride S; times forward (with bias and ACT), dx and dw
   conv-transpose  B,H,W,C,K,F,S,same|valid[,O][,bias][,ACT]   input HxWxC to K channels (OxO
@@ -636,26 +637,51 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
         Kernel::Matmul => {
             let f = fields(kernel, shape, 3, 7)?;
             let [m, n, k] = nums(&f[..3])?[..] else { unreachable!() };
-            let (mut ta, mut tb, mut bias, mut act) = (false, false, None, None);
+            let (mut ta, mut tb, mut bias, mut act, mut grad) = (false, false, None, None, false);
             for flag in &f[3..] {
                 match *flag {
                     "ta" => ta = true,
                     "tb" => tb = true,
                     "bias" => bias = Some(random(rng, n)),
+                    "grad" => grad = true,
                     name => {
                         act = Some(
                             activation_named(name)
-                                .context("matmul flag: ta, tb, bias or an activation")?,
+                                .context("matmul flag: ta, tb, bias, grad or an activation")?,
                         )
                     }
                 }
             }
+            ensure!(!grad || act.is_some(), "matmul flag grad: the gradient of which activation?");
             let (a, b) = (random(rng, m * k), random(rng, k * n));
+            // With `grad`, C is the gradient at an activation's output y, which its stores
+            // multiply by act'(y).
+            let y = random(rng, m * n);
+            let gy = gpu.upload(&y);
             let mut want = vec![0.0; m * n];
-            cpu::matmul::matmul(&a, &b, bias.as_deref(), &mut want, m, n, k, ta, tb, false, act);
+            let cpu_fused =
+                act.map(
+                    |act| if grad { Fused::Gradient(act, &y[..]) } else { Fused::Activation(act) },
+                );
+            cpu::matmul::matmul(
+                &a,
+                &b,
+                bias.as_deref(),
+                &mut want,
+                m,
+                n,
+                k,
+                ta,
+                tb,
+                false,
+                cpu_fused,
+            );
             let (ga, gb, gc) = (gpu.upload(&a), gpu.upload(&b), gpu.zeros(m * n));
             let gbias = bias.as_deref().map(|v| gpu.upload(v));
-            let d = matmul::matmul(gpu, &ga, &gb, gbias.as_ref(), &gc, m, n, k, ta, tb, false, act);
+            let fused = act
+                .map(|act| if grad { Fused::Gradient(act, &gy) } else { Fused::Activation(act) });
+            let d =
+                matmul::matmul(gpu, &ga, &gb, gbias.as_ref(), &gc, m, n, k, ta, tb, false, fused);
             let bytes = 4.0 * (m * k + k * n + m * n) as f64;
             vec![case(
                 "",
@@ -715,21 +741,22 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             let (mut win, mut wout, mut ww) =
                 (vec![0.0; g.input_len()], vec![0.0; g.output_len()], vec![0.0; g.weight_len()]);
             let tol = check::REDUCTION;
+            let (cpu_fused, fused) = (act.map(Fused::Activation), act.map(Fused::Activation));
             if transposed {
-                cpu::conv::conv_transpose2d(&xout, &wt, bias.as_deref(), &mut win, &g, act);
-                cpu::conv::conv_transpose2d_backward_data(&xin, &wt, &mut wout, &g);
+                cpu::conv::conv_transpose2d(&xout, &wt, bias.as_deref(), &mut win, &g, cpu_fused);
+                cpu::conv::conv_transpose2d_backward_data(&xin, &wt, &mut wout, &g, None);
                 cpu::conv::conv_transpose2d_backward_weight(&xout, &xin, &mut ww, &g, false);
                 vec![
                     case(
                         "fwd",
-                        conv::conv_transpose2d(gpu, &gout, &gw, gbias.as_ref(), &rin, &g, act),
+                        conv::conv_transpose2d(gpu, &gout, &gw, gbias.as_ref(), &rin, &g, fused),
                         vec![expect("y", &rin, win, tol)],
                         flops,
                         bytes,
                     ),
                     case(
                         "dx",
-                        conv::conv_transpose2d_backward_data(gpu, &gin, &gw, &rout, &g),
+                        conv::conv_transpose2d_backward_data(gpu, &gin, &gw, &rout, &g, None),
                         vec![expect("dx", &rout, wout, tol)],
                         flops,
                         bytes,
@@ -743,13 +770,13 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                     ),
                 ]
             } else {
-                cpu::conv::conv2d(&xin, &wt, bias.as_deref(), &mut wout, &g, act);
+                cpu::conv::conv2d(&xin, &wt, bias.as_deref(), &mut wout, &g, cpu_fused);
                 cpu::conv::conv2d_backward_data(&xout, &wt, None, &mut win, &g, None);
                 cpu::conv::conv2d_backward_weight(&xin, &xout, &mut ww, &g, false);
                 vec![
                     case(
                         "fwd",
-                        conv::conv2d(gpu, &gin, &gw, gbias.as_ref(), &rout, &g, act),
+                        conv::conv2d(gpu, &gin, &gw, gbias.as_ref(), &rout, &g, fused),
                         vec![expect("y", &rout, wout, tol)],
                         flops,
                         bytes,

@@ -26,7 +26,7 @@ use crate::gpu::{Gpu, Op, Tensor, record};
 use crate::kernels::gather::{PackedRows, gather_labels, pack_bytes};
 use crate::kernels::{AdamParams, StepUniform, loss, optim, rng};
 use crate::nn::spec::{LayerSpec, NetSpec};
-use crate::nn::{Grads, Mode, Net};
+use crate::nn::{self, Grads, Mode, Net};
 use crate::train::step_progress_bar;
 
 /// Digit classes.
@@ -248,7 +248,7 @@ impl Classifier {
         let chunk = count.clamp(1, CHUNK);
         let input = gpu.zeros(chunk * IMAGE_LEN);
         let step = gpu.uniform(&StepUniform::default());
-        let no_grads = Grads { params: None, input: None };
+        let no_grads = Grads::default();
         let body = self.body.pass(gpu, chunk, &input, Mode::Inference, no_grads, 0, &step);
         let head = self.head.pass(gpu, chunk, &body.output, Mode::Inference, no_grads, 0, &step);
         let probs = gpu.zeros(chunk * CLASSES);
@@ -347,10 +347,21 @@ impl Trainer {
         let labels = g.upload_u32(&pack_bytes(&train_set.labels[..train_set.count]));
         let (indices, input, batch_labels) =
             (g.zeros(batch), g.zeros(batch * IMAGE_LEN), g.zeros(batch));
-        let body_grads = Grads { params: Some(&grads[0]), input: None };
+        // The head's input gradient is the body's output gradient: the passes share it, and
+        // the head applies the derivative of the body's last activation where it can.
+        let boundary = nn::activation_between(&body.spec, &head.spec);
+        let body_grads = Grads {
+            params: Some(&grads[0]),
+            output_grad_activated: boundary.is_some(),
+            ..Grads::default()
+        };
         let body_pass = body.pass(g, batch, &input, Mode::Training, body_grads, DROPOUT_BODY, su);
-        // The head's input gradient is the body's output gradient: the passes share it.
-        let head_grads = Grads { params: Some(&grads[1]), input: Some(&body_pass.output_grad) };
+        let head_grads = Grads {
+            params: Some(&grads[1]),
+            input: Some(&body_pass.output_grad),
+            input_activation: boundary,
+            ..Grads::default()
+        };
         let head_pass =
             head.pass(g, batch, &body_pass.output, Mode::Training, head_grads, DROPOUT_HEAD, su);
         let losses = g.zeros(batch);

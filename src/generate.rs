@@ -44,7 +44,7 @@ impl Chunks {
         let chunk = count.min(CHUNK);
         let noise = gpu.zeros(chunk * spec.noise_dim());
         let step = gpu.uniform(&StepUniform::default());
-        let no_grads = Grads { params: None, input: None };
+        let no_grads = Grads::default();
         let pass = generator.pass(gpu, chunk, &noise, Mode::Inference, no_grads, 0, &step);
         Chunks { noise, step, pass, chunk, image_len: spec.image_len() }
     }

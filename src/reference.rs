@@ -245,7 +245,13 @@ impl CpuNet {
                         cpu::bias::bias_grad(&gy, &mut db, rows, *filters, false);
                         grads[i] = vec![dw, db];
                     }
-                    cpu::conv::conv_transpose2d_backward_data(&gy, &self.params[p], &mut dx, &g);
+                    cpu::conv::conv_transpose2d_backward_data(
+                        &gy,
+                        &self.params[p],
+                        &mut dx,
+                        &g,
+                        None,
+                    );
                 }
                 LayerSpec::BatchNorm { eps, .. } => {
                     let cols = *in_shape.last().unwrap();

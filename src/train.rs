@@ -23,7 +23,7 @@ use crate::kernels::gather::PackedRows;
 use crate::kernels::{StepUniform, loss, metrics, optim, rng};
 use crate::nn::gan::{DiscriminatorLoss, GanSpec, GeneratorMode, Optimizer};
 use crate::nn::spec::NetSpec;
-use crate::nn::{Grads, Mode, Net, Pass};
+use crate::nn::{self, Grads, Mode, Net, Pass};
 use crate::report;
 
 /// RNG streams: each random draw of a step has its own, so they never overlap.
@@ -207,7 +207,7 @@ impl Trainer {
         let step_uniform = gpu.uniform(&StepUniform::default());
         let su = &step_uniform;
         let dataset_rows = PackedRows::upload(&gpu, &dataset.images, image_len);
-        let no_grads = Grads { params: None, input: None };
+        let no_grads = Grads::default();
 
         // Discriminator update: real rows then fake rows in one batch of 2B.
         let d_noise = gpu.zeros(batch * nz);
@@ -215,7 +215,7 @@ impl Trainer {
         let d_input = gpu.zeros(2 * batch * image_len);
         let g_fakes =
             g.net.pass(&gpu, batch, &d_noise, mode(r.fakes_for_d), no_grads, DROPOUT_G_FAKES, su);
-        let d_grads = Grads { params: Some(&d.grads), input: None };
+        let d_grads = Grads { params: Some(&d.grads), ..Grads::default() };
         let d_train =
             d.net.pass(&gpu, 2 * batch, &d_input, Mode::Training, d_grads, DROPOUT_D_TRAIN, su);
         let mut d_targets = vec![r.real_label; batch];
@@ -273,11 +273,21 @@ impl Trainer {
 
         // Generator update: fakes labelled real, gradients through D into G; D's weights stay.
         let g_noise = gpu.zeros(g_batch * nz);
-        let g_grads = Grads { params: Some(&g.grads), input: None };
+        // D's input gradient is G's output gradient: the two passes share that buffer, and D
+        // applies the derivative of G's last activation where it can.
+        let boundary = nn::activation_between(&g.net.spec, &d.net.spec);
+        let g_grads = Grads {
+            params: Some(&g.grads),
+            output_grad_activated: boundary.is_some(),
+            ..Grads::default()
+        };
         let g_train =
             g.net.pass(&gpu, g_batch, &g_noise, Mode::Training, g_grads, DROPOUT_G_TRAIN, su);
-        // D's input gradient is G's output gradient: the two passes share that buffer.
-        let through_d = Grads { params: None, input: Some(&g_train.output_grad) };
+        let through_d = Grads {
+            input: Some(&g_train.output_grad),
+            input_activation: boundary,
+            ..Grads::default()
+        };
         let d_judge = d.net.pass(
             &gpu,
             g_batch,
@@ -450,7 +460,7 @@ impl Trainer {
         for (avg, weights) in average.params.iter().zip(&self.generator.net.params) {
             self.iteration.push(optim::ema_update(gpu, avg, weights, avg.len, decay).into());
         }
-        let no_grads = Grads { params: None, input: None };
+        let no_grads = Grads::default();
         let (noise, su) = (&self.sample_noise, &self.step_uniform);
         let sampler = average.pass(gpu, SAMPLE_COUNT, noise, Mode::Inference, no_grads, 0, su);
         self.ema = Some(Ema { decay, average, sampler });

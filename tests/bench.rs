@@ -134,7 +134,7 @@ fn bad_kernels_and_shapes_are_clear_errors() {
     assert!(err.to_string().contains("single --kernel"), "{err}");
     for (kernel, shape, needle) in [
         (Kernel::Matmul, "8,8", "M,N,K"),
-        (Kernel::Matmul, "8,8,8,tc", "ta, tb, bias or an activation"),
+        (Kernel::Matmul, "8,8,8,tc", "ta, tb, bias, grad or an activation"),
         (Kernel::Conv, "1,5,5,2,3,3,1,full", "same or valid"),
         (Kernel::Conv, "1,5,5,2,3,3,1,same,bias,softplus", "relu, leaky_relu, tanh or sigmoid"),
         (Kernel::Loss, "0", "positive"),

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use gan_gpu::check::{REDUCTION, compare};
 use gan_gpu::gpu::{Gpu, Op, Tensor};
-use gan_gpu::kernels::Activation;
 use gan_gpu::kernels::conv::{Conv2dGeometry, Padding};
+use gan_gpu::kernels::{Activation, Fused};
 use gan_gpu::{cpu, kernels};
 use rand::{Rng, rngs::StdRng};
 
@@ -38,13 +38,20 @@ impl Kernel {
         }
     }
 
-    /// Length of the bias it takes, if it takes one.
+    /// Length of the bias it takes, if it takes one. conv2d_backward_data takes one too, as
+    /// the transposed conv's forward, which tests it.
     fn bias_len(self, g: &Conv2dGeometry) -> Option<usize> {
         match self {
             Conv2d => Some(g.out_c),
-            Conv2dBackwardData | ConvTranspose2d => Some(g.in_c),
+            ConvTranspose2d => Some(g.in_c),
             _ => None,
         }
+    }
+
+    /// Whether it is an input gradient, which can apply the derivative of the activation before
+    /// the layer.
+    fn input_gradient(self) -> bool {
+        matches!(self, Conv2dBackwardData | ConvTranspose2dBackwardData)
     }
 
     /// Whether it can add to its output's values (the weight gradients).
@@ -52,8 +59,8 @@ impl Kernel {
         matches!(self, Conv2dBackwardWeight | ConvTranspose2dBackwardWeight)
     }
 
-    /// The CPU twin; `epilogue` is the activation of the kernels that take a bias, and whether
-    /// the weight gradients accumulate.
+    /// The CPU twin; `epilogue` is what the kernels that store through an activation or its
+    /// derivative apply, and whether the weight gradients accumulate.
     fn cpu(
         self,
         a: &[f32],
@@ -61,15 +68,15 @@ impl Kernel {
         bias: Option<&[f32]>,
         out: &mut [f32],
         g: &Conv2dGeometry,
-        (activation, accumulate): (Option<Activation>, bool),
+        (fused, accumulate): (Option<Fused<&[f32]>>, bool),
     ) {
         use cpu::conv::*;
         match self {
-            Conv2d => conv2d(a, b, bias, out, g, activation),
-            Conv2dBackwardData => conv2d_backward_data(a, b, bias, out, g, activation),
+            Conv2d => conv2d(a, b, bias, out, g, fused),
+            Conv2dBackwardData => conv2d_backward_data(a, b, bias, out, g, fused),
             Conv2dBackwardWeight => conv2d_backward_weight(a, b, out, g, accumulate),
-            ConvTranspose2d => conv_transpose2d(a, b, bias, out, g, activation),
-            ConvTranspose2dBackwardData => conv_transpose2d_backward_data(a, b, out, g),
+            ConvTranspose2d => conv_transpose2d(a, b, bias, out, g, fused),
+            ConvTranspose2dBackwardData => conv_transpose2d_backward_data(a, b, out, g, fused),
             ConvTranspose2dBackwardWeight => {
                 conv_transpose2d_backward_weight(a, b, out, g, accumulate)
             }
@@ -86,15 +93,15 @@ impl Kernel {
         bias: Option<&Tensor>,
         out: &Tensor,
         g: &Conv2dGeometry,
-        (activation, accumulate): (Option<Activation>, bool),
+        (fused, accumulate): (Option<Fused<&Tensor>>, bool),
     ) -> Vec<Op> {
         use kernels::conv::*;
         match self {
-            Conv2d => conv2d(gpu, a, b, bias, out, g, activation),
-            Conv2dBackwardData => conv2d_backward_data(gpu, a, b, bias, out, g, activation),
+            Conv2d => conv2d(gpu, a, b, bias, out, g, fused),
+            Conv2dBackwardData => conv2d_backward_data(gpu, a, b, bias, out, g, fused),
             Conv2dBackwardWeight => conv2d_backward_weight(gpu, a, b, out, g, accumulate),
-            ConvTranspose2d => conv_transpose2d(gpu, a, b, bias, out, g, activation),
-            ConvTranspose2dBackwardData => conv_transpose2d_backward_data(gpu, a, b, out, g),
+            ConvTranspose2d => conv_transpose2d(gpu, a, b, bias, out, g, fused),
+            ConvTranspose2dBackwardData => conv_transpose2d_backward_data(gpu, a, b, out, g, fused),
             ConvTranspose2dBackwardWeight => {
                 conv_transpose2d_backward_weight(gpu, a, b, out, g, accumulate)
             }
@@ -115,32 +122,41 @@ struct Call {
     b: Vec<f32>,
     bias: Option<Vec<f32>>,
     activation: Option<Activation>,
+    /// For an input gradient through an activation: that activation's output, shaped as the
+    /// call's output.
+    act_out: Option<Vec<f32>>,
     /// The output's values before the call, when the call accumulates into them.
     initial: Option<Vec<f32>>,
     want: Vec<f32>,
 }
 
 impl Call {
-    /// With `extra`, the kernels that take a bias get one and apply an activation (one of the
-    /// four, drawn at random), and the weight gradients add to random values.
+    /// With `extra`, the kernels that take a bias get one and apply an activation, the input
+    /// gradients apply an activation's derivative at random activation outputs (one of the
+    /// four activations, drawn at random), and the weight gradients add to random values.
     fn new(rng: &mut StdRng, name: &str, kernel: Kernel, g: Conv2dGeometry, extra: bool) -> Call {
         let [a_len, b_len, out_len] = kernel.lens(&g);
         let a = common::random_vec(rng, a_len, -1.0, 1.0);
         let b = common::random_vec(rng, b_len, -1.0, 1.0);
         let bias =
             kernel.bias_len(&g).filter(|_| extra).map(|n| common::random_vec(rng, n, -1.0, 1.0));
-        let activation = bias.as_ref().map(|_| common::ACTIVATIONS[rng.random_range(0..4)]);
+        let act_out =
+            (extra && kernel.input_gradient()).then(|| common::random_vec(rng, out_len, -1.0, 1.0));
+        let activation = (bias.is_some() || act_out.is_some())
+            .then(|| common::ACTIVATIONS[rng.random_range(0..4)]);
         let initial =
             (extra && kernel.accumulates()).then(|| common::random_vec(rng, out_len, -1.0, 1.0));
         let mut want = initial.clone().unwrap_or_else(|| vec![0.0; out_len]);
-        kernel.cpu(&a, &b, bias.as_deref(), &mut want, &g, (activation, initial.is_some()));
-        let what = match (&activation, &initial) {
-            (Some(act), _) => format!(" +bias, {act:?}"),
-            (_, Some(_)) => " +=".to_string(),
+        let fused = common::fused(activation, act_out.as_deref());
+        kernel.cpu(&a, &b, bias.as_deref(), &mut want, &g, (fused, initial.is_some()));
+        let what = match (&activation, &act_out, &initial) {
+            (Some(act), Some(_), _) => format!(" {act:?}'"),
+            (Some(act), None, _) => format!(" +bias, {act:?}"),
+            (_, _, Some(_)) => " +=".to_string(),
             _ => String::new(),
         };
         let name = format!("{kernel:?}{what} {name}");
-        Call { name, kernel, g, a, b, bias, activation, initial, want }
+        Call { name, kernel, g, a, b, bias, activation, act_out, initial, want }
     }
 
     /// Uploads the operands and the output (NaN-filled unless the call accumulates); returns
@@ -149,7 +165,8 @@ impl Call {
         let (a, b) = (gpu.upload(&self.a), gpu.upload(&self.b));
         let bias = self.bias.as_ref().map(|v| gpu.upload(v));
         let out = gpu.upload(self.initial.as_ref().unwrap_or(&common::poison(self.want.len())));
-        let epilogue = (self.activation, self.initial.is_some());
+        let act_out = self.act_out.as_ref().map(|v| gpu.upload(v));
+        let epilogue = (common::fused(self.activation, act_out.as_ref()), self.initial.is_some());
         (self.kernel.gpu(gpu, &a, &b, bias.as_ref(), &out, &self.g, epilogue), out)
     }
 

@@ -228,7 +228,7 @@ fn activations_over_the_binding_limit_run_in_chunks() {
         let net = Net::new(&gpu, spec.clone(), &params);
         let grads = net.zeros_like_trainable(&gpu);
         let (input_t, dx) = (gpu.upload(&input), gpu.zeros(input.len()));
-        let all = Grads { params: Some(&grads), input: Some(&dx) };
+        let all = Grads { params: Some(&grads), input: Some(&dx), ..Grads::default() };
         let step_buffer = gpu.uniform(&step);
         let pass = net.pass(&gpu, batch, &input_t, Mode::Training, all, 0, &step_buffer);
         gpu.write(&pass.output_grad, &output_grad);

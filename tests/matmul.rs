@@ -22,6 +22,8 @@ struct Case {
     b: Vec<f32>,
     bias: Option<Vec<f32>>,
     activation: Option<Activation>,
+    /// For a gradient through the activation: that activation's output, shaped as C.
+    act_out: Option<Vec<f32>>,
     /// C's values before the call, when the case accumulates into them.
     initial: Option<Vec<f32>>,
     want: Vec<f32>,
@@ -35,11 +37,12 @@ impl Case {
         trans_b: bool,
         bias: bool,
         accumulate: bool,
-        activation: Option<Activation>,
+        (activation, gradient): (Option<Activation>, bool),
     ) -> Case {
         let a = common::random_vec(rng, m * k, -1.0, 1.0);
         let b = common::random_vec(rng, k * n, -1.0, 1.0);
         let bias = bias.then(|| common::random_vec(rng, n, -1.0, 1.0));
+        let act_out = gradient.then(|| common::random_vec(rng, m * n, -1.0, 1.0));
         let initial = accumulate.then(|| common::random_vec(rng, m * n, -1.0, 1.0));
         let mut want = initial.clone().unwrap_or_else(|| vec![0.0; m * n]);
         cpu::matmul::matmul(
@@ -53,15 +56,15 @@ impl Case {
             trans_a,
             trans_b,
             accumulate,
-            activation,
+            common::fused(activation, act_out.as_deref()),
         );
-        Case { m, n, k, trans_a, trans_b, a, b, bias, activation, initial, want }
+        Case { m, n, k, trans_a, trans_b, a, b, bias, activation, act_out, initial, want }
     }
 
     fn name(&self) -> String {
         let t = |on| if on { "T" } else { "N" };
         format!(
-            "matmul m={} n={} k={} {}{}{}{}{}",
+            "matmul m={} n={} k={} {}{}{}{}{}{}",
             self.m,
             self.n,
             self.k,
@@ -69,7 +72,8 @@ impl Case {
             t(self.trans_b),
             if self.bias.is_some() { " +bias" } else { "" },
             if self.initial.is_some() { " +=" } else { "" },
-            self.activation.map_or(String::new(), |act| format!(" {act:?}"))
+            self.activation.map_or(String::new(), |act| format!(" {act:?}")),
+            if self.act_out.is_some() { "'" } else { "" }
         )
     }
 
@@ -79,6 +83,7 @@ impl Case {
         let (a, b) = (gpu.upload(&self.a), gpu.upload(&self.b));
         let bias = self.bias.as_ref().map(|v| gpu.upload(v));
         let c = gpu.upload(self.initial.as_ref().unwrap_or(&common::poison(self.m * self.n)));
+        let act_out = self.act_out.as_ref().map(|v| gpu.upload(v));
         let d = kernels::matmul::matmul(
             gpu,
             &a,
@@ -91,7 +96,7 @@ impl Case {
             self.trans_a,
             self.trans_b,
             self.initial.is_some(),
-            self.activation,
+            common::fused(self.activation, act_out.as_ref()),
         );
         (d, c)
     }
@@ -145,24 +150,28 @@ fn matmul_matches_cpu_twin() {
         ];
         for (i, &shape) in small.iter().enumerate() {
             for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+                // An activation on two cases in three, through its derivative on one of those
+                // where there is no bias (a gradient has none).
+                let bias = (i + trans_a as usize).is_multiple_of(2);
                 check(Case::new(
                     &mut rng,
                     shape,
                     trans_a,
                     trans_b,
-                    (i + trans_a as usize).is_multiple_of(2),
+                    bias,
                     (i + trans_b as usize).is_multiple_of(3),
-                    (i % 3 == 1).then_some(common::ACTIVATIONS[i % 4]),
+                    ((i % 3 != 0).then_some(common::ACTIVATIONS[i % 4]), i % 3 == 2 && !bias),
                 ));
             }
         }
-        // A few random shapes, every transpose combination with and without bias.
+        // A few random shapes, every transpose combination with and without bias; with a bias
+        // through an activation, without one through an activation's derivative.
         for trans_a in [false, true] {
             for trans_b in [false, true] {
                 for bias in [false, true] {
                     let shape =
                         (rng.random_range(1..80), rng.random_range(1..80), rng.random_range(1..80));
-                    let act = bias.then_some(Activation::Sigmoid);
+                    let act = if bias { Activation::Sigmoid } else { Activation::Tanh };
                     check(Case::new(
                         &mut rng,
                         shape,
@@ -170,18 +179,18 @@ fn matmul_matches_cpu_twin() {
                         trans_b,
                         bias,
                         trans_a && !bias,
-                        act,
+                        (Some(act), !bias),
                     ));
                 }
             }
         }
-        // The training shapes at the smallest batch; forward with bias and an activation, as
-        // the layers use them, and weight gradients accumulating, as they do over the chunks
-        // of a split batch.
+        // The training shapes at the smallest batch; forward with bias and an activation, input
+        // gradients through the activation's derivative, as the layers use them, and weight
+        // gradients accumulating, as they do over the chunks of a split batch.
         for (shape, trans_a, trans_b) in preset_shapes(64) {
             let forward = !trans_a && !trans_b;
-            let act = forward.then_some(Activation::LeakyRelu { alpha: 0.2 });
-            check(Case::new(&mut rng, shape, trans_a, trans_b, forward, trans_a, act));
+            let act = (!trans_a).then_some(Activation::LeakyRelu { alpha: 0.2 });
+            check(Case::new(&mut rng, shape, trans_a, trans_b, forward, trans_a, (act, trans_b)));
         }
         assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });
@@ -265,7 +274,7 @@ fn matmul_speed() {
     let mut rng = common::rng(3);
     let cases: Vec<Case> = preset_shapes(256)
         .into_iter()
-        .map(|(shape, ta, tb)| Case::new(&mut rng, shape, ta, tb, !ta && !tb, false, None))
+        .map(|(shape, ta, tb)| Case::new(&mut rng, shape, ta, tb, !ta && !tb, false, (None, false)))
         .collect();
     for gpu in common::gpus() {
         let variant = gpu.variants().matmul.name();

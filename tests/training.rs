@@ -345,7 +345,7 @@ fn activations_after_dense_and_conv_layers_take_no_pass_of_their_own() {
             let net = Net::new(gpu, net_spec.clone(), &net_spec.init_params(1));
             let input = gpu.zeros(2 * net_spec.input.iter().product::<usize>());
             let grads = net.zeros_like_trainable(gpu);
-            let all = Grads { params: Some(&grads), input: None };
+            let all = Grads { params: Some(&grads), ..Grads::default() };
             let step = gpu.uniform(&gan_gpu::kernels::StepUniform::default());
             let pass = net.pass(gpu, 2, &input, Mode::Training, all, 0, &step);
             let activations = pass

@@ -1,8 +1,8 @@
 //! CPU twin of `kernels::activation`.
 
-use crate::kernels::Activation;
+use crate::kernels::{Activation, Fused};
 
-/// act(x) for one element (also what the matmul and conv twins apply to their outputs).
+/// act(x) for one element.
 pub(crate) fn forward(x: f32, act: Activation) -> f32 {
     match act {
         Activation::Relu => x.max(0.0),
@@ -37,6 +37,16 @@ fn derivative(y: f32, act: Activation) -> f32 {
         }
         Activation::Tanh => 1.0 - y * y,
         Activation::Sigmoid => y * (1.0 - y),
+    }
+}
+
+/// What the matmul and conv twins store for their value `v` at element `e`: as it is, or
+/// through what is `fused` into the kernels' stores.
+pub(crate) fn fused(v: f32, e: usize, fused: Option<Fused<&[f32]>>) -> f32 {
+    match fused {
+        None => v,
+        Some(Fused::Activation(act)) => forward(v, act),
+        Some(Fused::Gradient(act, y)) => v * derivative(y[e], act),
     }
 }
 

@@ -3,7 +3,7 @@
 //! same (output pixel, tap) pairs, so the backward passes are the forward's adjoints by
 //! construction; the GPU kernels instead gather, each in its own way.
 
-use crate::kernels::Activation;
+use crate::kernels::Fused;
 use crate::kernels::conv::Conv2dGeometry;
 
 /// Calls `f(x_pixel, y_pixel, tap)` for every output pixel and tap whose input pixel lies inside
@@ -35,31 +35,31 @@ fn check_lens(name: &str, lens: [usize; 3], want: [usize; 3]) {
     assert!(lens.iter().zip(&want).all(|(l, w)| l >= w), "{name}: slices {lens:?} for {want:?}");
 }
 
-/// Adds `bias[c]` to channel c of every pixel and rounds to f32.
+/// Adds `bias[c]` to channel c of every pixel, rounds to f32 and applies what is `fused`.
 fn finish(
     acc: &[f64],
     bias: Option<&[f32]>,
     channels: usize,
     out: &mut [f32],
-    activation: Option<Activation>,
+    fused: Option<Fused<&[f32]>>,
 ) {
     if let Some(bias) = bias {
         assert!(bias.len() >= channels, "conv: bias shorter than the channels");
     }
     for (i, (o, a)) in out.iter_mut().zip(acc).enumerate() {
         let v = (a + bias.map_or(0.0, |b| b[i % channels] as f64)) as f32;
-        *o = activation.map_or(v, |act| super::activation::forward(v, act));
+        *o = super::activation::fused(v, i, fused);
     }
 }
 
-/// y = act(conv(x, w) (+ bias[out_c] on every pixel)), act the `activation` when Some.
+/// y = f(conv(x, w) (+ bias[out_c] on every pixel)), f what is `fused` when Some.
 pub fn conv2d(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
     g: &Conv2dGeometry,
-    activation: Option<Activation>,
+    fused: Option<Fused<&[f32]>>,
 ) {
     check_lens(
         "conv2d",
@@ -77,18 +77,18 @@ pub fn conv2d(
             }
         }
     });
-    finish(&acc, bias, cout, &mut y[..g.output_len()], activation);
+    finish(&acc, bias, cout, &mut y[..g.output_len()], fused);
 }
 
-/// dx = act(convᵀ(dy, w) (+ bias[in_c] on every pixel)): conv2d's input gradient, and with a
-/// bias (and an activation) the transposed conv's forward.
+/// dx = f(convᵀ(dy, w) (+ bias[in_c] on every pixel)), f what is `fused` when Some: conv2d's
+/// input gradient, and with a bias (and an activation) the transposed conv's forward.
 pub fn conv2d_backward_data(
     dy: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     dx: &mut [f32],
     g: &Conv2dGeometry,
-    activation: Option<Activation>,
+    fused: Option<Fused<&[f32]>>,
 ) {
     check_lens(
         "conv2d_backward_data",
@@ -105,7 +105,7 @@ pub fn conv2d_backward_data(
                 dy_row.iter().zip(w_row).map(|(&d, &wv)| d as f64 * wv as f64).sum::<f64>();
         }
     });
-    finish(&acc, bias, cin, &mut dx[..g.input_len()], activation);
+    finish(&acc, bias, cin, &mut dx[..g.input_len()], fused);
 }
 
 /// dw = im2col(x)ᵀ·dy: conv2d's weight gradient.
@@ -147,14 +147,21 @@ pub fn conv_transpose2d(
     bias: Option<&[f32]>,
     y: &mut [f32],
     g: &Conv2dGeometry,
-    activation: Option<Activation>,
+    fused: Option<Fused<&[f32]>>,
 ) {
-    conv2d_backward_data(x, w, bias, y, g, activation);
+    conv2d_backward_data(x, w, bias, y, g, fused);
 }
 
-/// The transposed conv's input gradient: the conv it is the adjoint of, applied to dy.
-pub fn conv_transpose2d_backward_data(dy: &[f32], w: &[f32], dx: &mut [f32], g: &Conv2dGeometry) {
-    conv2d(dy, w, None, dx, g, None);
+/// The transposed conv's input gradient: the conv it is the adjoint of, applied to dy, through
+/// what is `fused` when Some.
+pub fn conv_transpose2d_backward_data(
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    g: &Conv2dGeometry,
+    fused: Option<Fused<&[f32]>>,
+) {
+    conv2d(dy, w, None, dx, g, fused);
 }
 
 /// The transposed conv's weight gradient: dy plays the conv's input and x its output gradient.

@@ -1,10 +1,11 @@
-//! CPU twin of `shaders/matmul.wgsl`: C = act(op(A)·op(B) (+ bias)), accumulated in f64.
+//! CPU twin of `shaders/matmul.wgsl`: C = f(op(A)·op(B) (+ bias)), accumulated in f64.
 
-use crate::kernels::Activation;
+use crate::kernels::Fused;
 
-/// C[m,n] = act(op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
-/// `accumulate`)), act the `activation` when Some. A is stored [m,k] row-major, or [k,m] when
-/// `trans_a`; B is stored [k,n], or [n,k] when `trans_b`.
+/// C[m,n] = f(op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
+/// `accumulate`)), f what is `fused` when Some (an activation, or the derivative of one at its
+/// output y, y shaped as C). A is stored [m,k] row-major, or [k,m] when `trans_a`; B is stored
+/// [k,n], or [n,k] when `trans_b`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     a: &[f32],
@@ -17,7 +18,7 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
     accumulate: bool,
-    activation: Option<Activation>,
+    fused: Option<Fused<&[f32]>>,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul: short slice");
     if let Some(bias) = bias {
@@ -37,7 +38,7 @@ pub fn matmul(
                 sum += a[i * a_row + kk * a_k] as f64 * b[kk * b_k + j * b_col] as f64;
             }
             let sum = sum as f32;
-            c[i * n + j] = activation.map_or(sum, |act| super::activation::forward(sum, act));
+            c[i * n + j] = super::activation::fused(sum, i * n + j, fused);
         }
     }
 }

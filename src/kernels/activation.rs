@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::Activation;
+use super::{Activation, Fused, flag};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::shaders;
 
@@ -16,9 +16,8 @@ struct Params {
     len: u32,
 }
 
-/// activate.wgsl's ACT code and ALPHA for a nonlinearity, or for none (the matmul and conv
-/// kernels' stores without an activation).
-pub(crate) fn constants(act: Option<Activation>) -> [(&'static str, f64); 2] {
+/// activate.wgsl's ACT code and ALPHA for a nonlinearity, or for none (the identity).
+fn constants(act: Option<Activation>) -> [(&'static str, f64); 2] {
     let (code, alpha) = match act {
         None => (0, 0.0),
         Some(Activation::Relu) => (1, 0.0),
@@ -27,6 +26,19 @@ pub(crate) fn constants(act: Option<Activation>) -> [(&'static str, f64); 2] {
         Some(Activation::Sigmoid) => (4, 0.0),
     };
     [("ACT", code as f64), ("ALPHA", alpha as f64)]
+}
+
+/// activate.wgsl's constants for what a matmul or conv fuses into its stores, and for a
+/// gradient the activation output that its `epilogue` binding then holds.
+pub(crate) fn fused_constants(
+    fused: Option<Fused<&Tensor>>,
+) -> ([(&'static str, f64); 3], Option<&Tensor>) {
+    let [act, alpha] = constants(fused.map(|f| f.activation()));
+    let act_out = match fused {
+        Some(Fused::Gradient(_, y)) => Some(y),
+        _ => None,
+    };
+    ([act, alpha, ("GRADIENT", flag(act_out.is_some()))], act_out)
 }
 
 /// x = act(x) for the first `len` elements.

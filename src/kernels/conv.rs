@@ -16,7 +16,7 @@
 use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
-use super::{Activation, flag};
+use super::{Fused, flag};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -367,11 +367,12 @@ enum Pass {
 }
 
 /// What a conv dispatch does to its sums before storing them: adding a bias and applying an
-/// activation (the gathers), or adding them to the output (the weight gradient).
+/// activation or an activation's derivative (the gathers), or adding them to the output (the
+/// weight gradient).
 #[derive(Clone, Copy, Default)]
 struct Epilogue<'a> {
     bias: Option<&'a Tensor>,
-    activation: Option<Activation>,
+    fused: Option<Fused<&'a Tensor>>,
     accumulate: bool,
 }
 
@@ -387,7 +388,7 @@ fn launch(
     g: &Conv2dGeometry,
     epilogue: Epilogue,
 ) -> Vec<Op> {
-    let Epilogue { bias, activation, accumulate } = epilogue;
+    let Epilogue { bias, fused, accumulate } = epilogue;
     let sizes = [
         g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.out_c, g.kernel_h, g.kernel_w,
         g.stride_h, g.stride_w,
@@ -430,7 +431,11 @@ fn launch(
         Pass::BackwardWeight => weight_rows.div_ceil(tile_rows),
     };
     assert!(!accumulate || pass == Pass::BackwardWeight, "only the weight gradient accumulates");
-    assert!(activation.is_none() || pass != Pass::BackwardWeight, "a weight gradient activated");
+    assert!(fused.is_none() || pass != Pass::BackwardWeight, "a weight gradient activated");
+    if let Some(Fused::Gradient(_, y)) = fused {
+        assert!(y.len >= c_len, "{label}: activation output of {} for {c_len} elements", y.len);
+        assert!(bias.is_none(), "{label}: a gradient with a bias");
+    }
     if let Some(bias) = bias {
         assert!(pass != Pass::BackwardWeight, "the weight gradient has no bias");
         assert!(bias.len >= cols, "{label}: bias of {} elements for {cols} channels", bias.len);
@@ -449,7 +454,7 @@ fn launch(
     // Reading 4 floats at once needs rows of a multiple of 4 that fit a texture.
     let vec_a = gathered % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = b_row % 4 == 0 && gpu.quad_texture_fits(b);
-    let [act, alpha] = super::activation::constants(activation);
+    let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
     let constants = [
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
@@ -458,6 +463,7 @@ fn launch(
         ("TILE_ROWS", tile_rows as f64),
         act,
         alpha,
+        gradient,
     ];
     // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
     // weight gradient), or 64 invocations of 4 columns by 8 rows, as few columns wide as the
@@ -506,10 +512,10 @@ fn launch(
         wgpu::BindingResource::TextureView(&b4.view),
         out.binding(),
     ];
-    // Without a bias any read-only tensor stands in for it in the gather kernels (they do not
-    // read it).
+    // Without a bias or an activation output any read-only tensor stands in for them in the
+    // gather kernels (they do not read it).
     if pass != Pass::BackwardWeight {
-        bindings.push(bias.unwrap_or(a).binding());
+        bindings.push(bias.or(act_out).unwrap_or(a).binding());
     }
     let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&a4, &b4]);
     match partials {
@@ -616,9 +622,11 @@ pub fn fold_pixel_quad_filter_grad(
     quad_filter_dispatch(gpu, false, dwide, dw, g, accumulate)
 }
 
-/// y = act(conv(x, w) (+ bias[out_c] on every pixel)), act the `activation` when Some (a conv
-/// layer and the activation after it in one pass). x [batch, in_h, in_w, in_c], w [kernel_h,
-/// kernel_w, in_c, out_c], y [batch, out_h, out_w, out_c]; `y` must be a tensor of its own.
+/// y = f(conv(x, w) (+ bias[out_c] on every pixel)), f what is `fused` into the stores when
+/// Some: the activation after a conv layer (the layer and its activation in one pass), or the
+/// derivative of the activation before a transposed conv, whose input gradient this is.
+/// x [batch, in_h, in_w, in_c], w [kernel_h, kernel_w, in_c, out_c], y [batch, out_h, out_w,
+/// out_c]; `y` must be a tensor of its own.
 pub fn conv2d(
     gpu: &Gpu,
     x: &Tensor,
@@ -626,9 +634,9 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     y: &Tensor,
     g: &Conv2dGeometry,
-    activation: Option<Activation>,
+    fused: Option<Fused<&Tensor>>,
 ) -> Vec<Op> {
-    let epilogue = |bias| Epilogue { bias, activation, accumulate: false };
+    let epilogue = |bias| Epilogue { bias, fused, accumulate: false };
     let Some(quad) = pixel_quad_geometry(g) else {
         return launch(gpu, Pass::Forward, x, w, y, g, epilogue(bias));
     };
@@ -650,9 +658,10 @@ pub fn conv2d(
     ops
 }
 
-/// dx = act(convᵀ(dy, w) (+ bias[in_c] on every pixel)): the gradient of conv2d with respect
-/// to its input, and with a bias (and an activation) the forward pass of the transposed conv
-/// this geometry describes.
+/// dx = f(convᵀ(dy, w) (+ bias[in_c] on every pixel)): the gradient of conv2d with respect
+/// to its input, f the derivative of the activation before the conv when `fused`; and with a
+/// bias (and an activation fused) the forward pass of the transposed conv this geometry
+/// describes.
 pub fn conv2d_backward_data(
     gpu: &Gpu,
     dy: &Tensor,
@@ -660,12 +669,12 @@ pub fn conv2d_backward_data(
     bias: Option<&Tensor>,
     dx: &Tensor,
     g: &Conv2dGeometry,
-    activation: Option<Activation>,
+    fused: Option<Fused<&Tensor>>,
 ) -> Vec<Op> {
     // The pixel-quad form does not pay here: with one gathered channel the kernel already
     // packs 4 taps per step (measured 20 ms plain against 22-25 ms as pixel quads, for dcgan's
     // 7x7 conv at batch 16).
-    let epilogue = Epilogue { bias, activation, accumulate: false };
+    let epilogue = Epilogue { bias, fused, accumulate: false };
     launch(gpu, Pass::BackwardData, dy, w, dx, g, epilogue)
 }
 
@@ -692,7 +701,7 @@ pub fn conv2d_backward_weight(
     ops
 }
 
-/// Transposed conv y = act(convᵀ(x, w) (+ bias)), for `g` from
+/// Transposed conv y = act(convᵀ(x, w) (+ bias)), act the activation `fused` when Some, for `g` from
 /// [`Conv2dGeometry::transposed`]: x [batch, g.out_h, g.out_w, g.out_c], w [kh, kw, g.in_c,
 /// g.out_c], y [batch, g.in_h, g.in_w, g.in_c].
 pub fn conv_transpose2d(
@@ -702,20 +711,22 @@ pub fn conv_transpose2d(
     bias: Option<&Tensor>,
     y: &Tensor,
     g: &Conv2dGeometry,
-    activation: Option<Activation>,
+    fused: Option<Fused<&Tensor>>,
 ) -> Vec<Op> {
-    conv2d_backward_data(gpu, x, w, bias, y, g, activation)
+    conv2d_backward_data(gpu, x, w, bias, y, g, fused)
 }
 
-/// The transposed conv's input gradient: the conv it is the adjoint of, applied to dy.
+/// The transposed conv's input gradient: the conv it is the adjoint of, applied to dy, times
+/// the derivative of the activation before the layer when `fused`.
 pub fn conv_transpose2d_backward_data(
     gpu: &Gpu,
     dy: &Tensor,
     w: &Tensor,
     dx: &Tensor,
     g: &Conv2dGeometry,
+    fused: Option<Fused<&Tensor>>,
 ) -> Vec<Op> {
-    conv2d(gpu, dy, w, None, dx, g, None)
+    conv2d(gpu, dy, w, None, dx, g, fused)
 }
 
 /// The transposed conv's weight gradient: dy plays the conv's input and x its output gradient.

@@ -9,7 +9,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Activation, flag};
+use super::{Fused, flag};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -41,11 +41,12 @@ struct Params {
     accumulate: u32,
 }
 
-/// C[m,n] = act(op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
-/// `accumulate`)), act the `activation` when Some (a dense layer and the activation after it
-/// in one pass). A is stored [m,k] row-major, or [k,m] when `trans_a`; B is stored [k,n], or
-/// [n,k] when `trans_b`. `c` must be a tensor of its own (wgpu rejects binding it both
-/// read-only and writable).
+/// C[m,n] = f(op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
+/// `accumulate`)), f what is `fused` into the stores when Some: the activation after a dense
+/// layer (the layer and its activation in one pass), or the derivative of the one before it,
+/// when C is the gradient at that activation's output. A is stored [m,k] row-major, or [k,m]
+/// when `trans_a`; B is stored [k,n], or [n,k] when `trans_b`. `c` must be a tensor of its own
+/// (wgpu rejects binding it both read-only and writable).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     gpu: &Gpu,
@@ -59,7 +60,7 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
     accumulate: bool,
-    activation: Option<Activation>,
+    fused: Option<Fused<&Tensor>>,
 ) -> Dispatch {
     assert!(m > 0 && n > 0 && k > 0, "matmul of an empty matrix: {m}x{k} · {k}x{n}");
     assert!(
@@ -71,6 +72,10 @@ pub fn matmul(
     );
     if let Some(bias) = bias {
         assert!(bias.len >= n, "matmul: bias of {} elements for n = {n}", bias.len);
+    }
+    if let Some(Fused::Gradient(_, y)) = fused {
+        assert!(y.len >= m * n, "matmul: activation output of {} elements for {m}x{n}", y.len);
+        assert!(bias.is_none(), "matmul: a gradient with a bias");
     }
     // A vector is the same bytes whether stored as a row or as a column: pick the layout whose
     // row runs along the longer side, so that it can be read with vec4 loads.
@@ -95,7 +100,7 @@ pub fn matmul(
         Variant::Subgroup => ("matmul_subgroup", tiles(SUBGROUP_TILE)),
         Variant::Portable => ("matmul_portable", tiles(PORTABLE_TILE)),
     };
-    let [act, alpha] = super::activation::constants(activation);
+    let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
     let pipeline = gpu.pipeline(
         &module(&gpu.caps),
         entry,
@@ -107,6 +112,7 @@ pub fn matmul(
             ("VEC_B", flag(vec_b)),
             act,
             alpha,
+            gradient,
         ],
     );
     let params = gpu.uniform(&Params {
@@ -116,7 +122,8 @@ pub fn matmul(
         accumulate: accumulate.into(),
     });
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
-    let bias = bias.unwrap_or(a);
+    // Without either, any read-only tensor stands in (the kernel does not read it).
+    let epilogue = bias.or(act_out).unwrap_or(a);
     gpu.dispatch(
         "matmul",
         &pipeline,
@@ -126,7 +133,7 @@ pub fn matmul(
             wgpu::BindingResource::TextureView(&a4.view),
             b.binding(),
             wgpu::BindingResource::TextureView(&b4.view),
-            bias.binding(),
+            epilogue.binding(),
             c.binding(),
         ],
         groups,

@@ -29,6 +29,26 @@ pub enum Activation {
     Sigmoid,
 }
 
+/// The elementwise step a matmul or conv applies to each value as it stores it, which saves
+/// the pass over the output that a separate activation kernel would take. `Y` is the tensor
+/// type: `&Tensor` for the kernels, `&[f32]` for their CPU twins.
+#[derive(Clone, Copy, Debug)]
+pub enum Fused<Y> {
+    /// Store act(v): the forward pass of the activation that follows the layer.
+    Activation(Activation),
+    /// Store v · act'(y[e]) at element e, y the activation's forward output: the backward pass
+    /// through an activation, applied by the kernel that produces the gradient at its output.
+    Gradient(Activation, Y),
+}
+
+impl<Y> Fused<Y> {
+    pub fn activation(&self) -> Activation {
+        match self {
+            Fused::Activation(act) | Fused::Gradient(act, _) => *act,
+        }
+    }
+}
+
 /// Adam's hyper-parameters (Keras names and defaults: eps 1e-7).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamParams {

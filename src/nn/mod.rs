@@ -9,7 +9,7 @@ use spec::{LayerSpec, NetSpec, ParamShape};
 
 use crate::gpu::{Gpu, Op, Tensor};
 use crate::kernels::conv;
-use crate::kernels::{activation, batchnorm, bias, matmul, pool, rng};
+use crate::kernels::{Activation, Fused, activation, batchnorm, bias, matmul, pool, rng};
 
 /// Training mode uses batch statistics and dropout; inference mode moving statistics and no
 /// dropout.
@@ -28,12 +28,41 @@ pub struct Net {
 }
 
 /// What a pass's backward computes besides the gradient flowing through.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Grads<'a> {
     /// Gradients of the trainable parameters, in [`Net::trainable`] order.
     pub params: Option<&'a [Tensor]>,
     /// Where to write the gradient of the input.
     pub input: Option<&'a Tensor>,
+    /// The activation that made this pass's input (the last layer of the network before it):
+    /// the input gradient is written through its derivative. See [`activation_between`].
+    pub input_activation: Option<Activation>,
+    /// `output_grad` arrives through the derivative of the network's final activation already
+    /// (the next network's pass applied it), so that activation's backward is skipped.
+    pub output_grad_activated: bool,
+}
+
+/// Whether a layer can apply an activation's derivative as it stores its input gradient.
+fn stores_input_gradient_through(layer: &LayerSpec) -> bool {
+    matches!(
+        layer,
+        LayerSpec::Dense { .. } | LayerSpec::Conv2d { .. } | LayerSpec::ConvTranspose2d { .. }
+    )
+}
+
+/// Layers that leave the values as they are (a new shape over the same bytes).
+fn passes_through(layer: &LayerSpec) -> bool {
+    matches!(layer, LayerSpec::Reshape { .. } | LayerSpec::Flatten)
+}
+
+/// The activation that ends `first` when `second`, which takes `first`'s output, can apply its
+/// derivative in its input gradient's stores (its first layer, reshapes aside, is dense or
+/// conv). Passing it as `second`'s [`Grads::input_activation`] and setting `first`'s
+/// [`Grads::output_grad_activated`] saves `first`'s backward a pass over its output.
+pub fn activation_between(first: &NetSpec, second: &NetSpec) -> Option<Activation> {
+    let act = first.layers.iter().rev().find(|l| !passes_through(l))?.activation()?;
+    let head = second.layers.iter().find(|l| !passes_through(l))?;
+    stores_input_gradient_through(head).then_some(act)
 }
 
 impl Net {
@@ -95,7 +124,7 @@ impl Net {
                 LayerSpec::Dense { .. }
                 | LayerSpec::Conv2d { .. }
                 | LayerSpec::ConvTranspose2d { .. },
-            ) => self.spec.layers.get(i + 1).and_then(LayerSpec::activation),
+            ) => self.spec.layers.get(i + 1).and_then(LayerSpec::activation).map(Fused::Activation),
             _ => None,
         };
         for (i, layer) in self.spec.layers.iter().enumerate() {
@@ -295,6 +324,37 @@ impl Net {
             grads.params.and((0..self.spec.layers.len()).find(|&i| has_trainable(i)));
         let needs_dx =
             |i: usize| grads.input.is_some() || first_trainable_layer.is_some_and(|f| i > f);
+        // A dense or conv layer whose input is an activation's output (reshapes aside) applies
+        // that activation's derivative as it stores its input gradient, and the activation
+        // layer passes the gradient through: activation_before[i] is that activation layer.
+        let layers = &self.spec.layers;
+        let activation_before: Vec<Option<usize>> = (0..layers.len())
+            .map(|i| {
+                let j = layers[..i].iter().rposition(|l| !passes_through(l))?;
+                let fuses = stores_input_gradient_through(&layers[i]);
+                (fuses && layers[j].activation().is_some()).then_some(j)
+            })
+            .collect();
+        // The first layer (reshapes aside) applies the input activation's, if the pass has one.
+        let first_layer = layers.iter().position(|l| !passes_through(l));
+        if grads.input_activation.is_some() {
+            let first = first_layer.map(|i| &layers[i]);
+            assert!(first.is_some_and(stores_input_gradient_through), "input activation unused");
+        }
+        // The final activation (reshapes aside) is skipped, if the pass was told so.
+        let skipped_activation = layers.iter().rposition(|l| !passes_through(l));
+        if grads.output_grad_activated {
+            let last = skipped_activation.map(|j| &layers[j]);
+            assert!(last.and_then(LayerSpec::activation).is_some(), "no final activation");
+        }
+        // What layer i's input-gradient stores of chunk c apply.
+        let input_gradient_fused = |i: usize, c: usize| match activation_before[i] {
+            Some(j) => Some(Fused::Gradient(layers[j].activation()?, &records[j].output[c])),
+            None if Some(i) == first_layer => {
+                grads.input_activation.map(|act| Fused::Gradient(act, &records[i].input[c]))
+            }
+            None => None,
+        };
         let out_len = numel(shapes.last().unwrap());
         let mut gy = chunks.split(gpu, &output_grad, out_len, &mut backward);
         for (i, layer) in self.spec.layers.iter().enumerate().rev() {
@@ -339,8 +399,18 @@ impl Net {
                         for (c, &n) in each {
                             backward.push(
                                 matmul::matmul(
-                                    gpu, &gy[c], &p[0], None, &dx[c], n, width, *units, false,
-                                    true, false, None,
+                                    gpu,
+                                    &gy[c],
+                                    &p[0],
+                                    None,
+                                    &dx[c],
+                                    n,
+                                    width,
+                                    *units,
+                                    false,
+                                    true,
+                                    false,
+                                    input_gradient_fused(i, c),
                                 )
                                 .into(),
                             );
@@ -377,11 +447,14 @@ impl Net {
                         let dx = dx_tensors();
                         for (c, &n) in each {
                             let g = geometry(n);
+                            let fused = input_gradient_fused(i, c);
                             backward.extend(if transposed {
-                                conv::conv_transpose2d_backward_data(gpu, &gy[c], &p[0], &dx[c], &g)
+                                conv::conv_transpose2d_backward_data(
+                                    gpu, &gy[c], &p[0], &dx[c], &g, fused,
+                                )
                             } else {
                                 conv::conv2d_backward_data(
-                                    gpu, &gy[c], &p[0], None, &dx[c], &g, None,
+                                    gpu, &gy[c], &p[0], None, &dx[c], &g, fused,
                                 )
                             });
                         }
@@ -434,12 +507,19 @@ impl Net {
                 | LayerSpec::LeakyRelu { .. }
                 | LayerSpec::Tanh
                 | LayerSpec::Sigmoid => {
-                    let act = layer.activation().unwrap();
-                    for (c, &n) in each {
-                        let len = n * numel(out_shape);
-                        backward.push(
-                            activation::activation_backward(gpu, &y[c], &gy[c], len, act).into(),
-                        );
+                    // Unless the layer after it applied the derivative already, or the next
+                    // network's pass did.
+                    let applied = activation_before.contains(&Some(i))
+                        || (grads.output_grad_activated && Some(i) == skipped_activation);
+                    if !applied {
+                        let act = layer.activation().unwrap();
+                        for (c, &n) in each {
+                            let len = n * numel(out_shape);
+                            backward.push(
+                                activation::activation_backward(gpu, &y[c], &gy[c], len, act)
+                                    .into(),
+                            );
+                        }
                     }
                     Some(gy.clone())
                 }

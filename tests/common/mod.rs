@@ -6,12 +6,21 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
-use gan_gpu::kernels::Activation;
+use gan_gpu::kernels::{Activation, Fused};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 /// Every nonlinearity, for the tests of the kernels that apply them.
 pub const ACTIVATIONS: [Activation; 4] =
     [Activation::Relu, Activation::LeakyRelu { alpha: 0.2 }, Activation::Tanh, Activation::Sigmoid];
+
+/// What a matmul's or conv's stores apply: the activation, or its derivative at `act_out`.
+pub fn fused<Y>(activation: Option<Activation>, act_out: Option<Y>) -> Option<Fused<Y>> {
+    let act = activation?;
+    Some(match act_out {
+        Some(y) => Fused::Gradient(act, y),
+        None => Fused::Activation(act),
+    })
+}
 
 /// Every adapter to run kernel tests on: one per backend the machine offers (Vulkan, GL, ...),
 /// and for adapters with fast-path features a second device forced onto the portable kernels.
