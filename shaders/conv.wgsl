@@ -68,6 +68,9 @@ override VEC_B: bool = false;
 // conv_gather: the gathered image has one channel, so a reduction step takes 4 taps along w
 // instead of 4 channels of one tap (3 of which would be padding).
 override PACK_TAPS: bool = false;
+// conv_gather with GRADIENT: the output has a multiple of 4 channels, so a store's 4
+// activation outputs are one texel of e4.
+override VEC_EPILOGUE: bool = false;
 // Rows of a tile: images of one pixel in conv_gather, rows of dW in conv_weight_grad. 8 in the
 // portable kernels; 8, 16 or 32 in the subgroup kernels, the fewest that cover the batch or dW
 // (more rows per tile share each B load among more FMAs: 1.3-1.7x from 8 to 16 or 32).
@@ -87,6 +90,8 @@ override TILE_ROWS: u32 = 8u;
 // is, shaped as c; one binding for both, as in matmul.wgsl. Last, because only conv_gather has
 // it (a pipeline's layout holds the bindings it uses).
 @group(0) @binding(6) var<storage, read> epilogue: array<f32>;
+// The activation output again, mirrored in a texture, read where VEC_EPILOGUE (conv_gather only).
+@group(0) @binding(7) var e4: texture_storage_2d<rgba32float, read>;
 
 // The kernels work in 4x4 blocks, as matmul.wgsl does: an A block's column r holds output row
 // r's 4 reduction values of a step, a B block's column q holds reduction step q's 4 output
@@ -323,10 +328,18 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
         return;
     }
     let base = (n * t.dst.x * t.dst.y + t.pix) * t.dst.z;
+    // One texel load rather than 4 scalar ones, as in matmul.wgsl's store_row.
+    var slope = vec4(1.0);
+    if GRADIENT && VEC_EPILOGUE {
+        let o = textureLoad(e4, texel((base + j) / 4u));
+        slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
+    }
     for (var q = 0u; q < 4u; q++) {
         if j + q < t.dst.z {
             let e = base + j + q;
-            if GRADIENT {
+            if GRADIENT && VEC_EPILOGUE {
+                c[e] = v[q] * slope[q];
+            } else if GRADIENT {
                 c[e] = v[q] * derivative(epilogue[e]);
             } else {
                 c[e] = activate(v[q]);

@@ -32,6 +32,8 @@ override HAS_BIAS: bool = false;
 // which also walks the mip-level tables.
 override VEC_A: bool = false;
 override VEC_B: bool = false;
+// With GRADIENT: n is a multiple of 4, so a store's 4 activation outputs are one texel of e4.
+override VEC_EPILOGUE: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -43,6 +45,7 @@ override VEC_B: bool = false;
 // within 4 storage buffers, downlevel devices' limit.
 @group(0) @binding(5) var<storage, read> epilogue: array<f32>;
 @group(0) @binding(6) var<storage, read_write> c: array<f32>;
+@group(0) @binding(7) var e4: texture_storage_2d<rgba32float, read>;
 
 // The texel holding floats 4i..4i+3 of a tensor mirrored in a4 or b4 (QUAD_TEXTURE_WIDTH
 // texels per row, as src/gpu.rs lays them out). The textures are not passed as arguments:
@@ -123,6 +126,13 @@ fn store_row(i: u32, j: u32, v: vec4<f32>) {
     if i >= p.m {
         return;
     }
+    // One texel load rather than 4 scalar ones: the scalar loads made the whole kernel 1.3x
+    // slower at 128,784,128 (the store loop is a large share of a short k loop).
+    var slope = vec4(1.0);
+    if GRADIENT && VEC_EPILOGUE {
+        let o = textureLoad(e4, texel((i * p.n + j) / 4u));
+        slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
+    }
     for (var q = 0u; q < 4u; q++) {
         if j + q < p.n {
             let e = i * p.n + j + q;
@@ -130,7 +140,9 @@ fn store_row(i: u32, j: u32, v: vec4<f32>) {
             if p.accumulate != 0u {
                 x += c[e];
             }
-            if GRADIENT {
+            if GRADIENT && VEC_EPILOGUE {
+                c[e] = x * slope[q];
+            } else if GRADIENT {
                 c[e] = x * derivative(epilogue[e]);
             } else {
                 c[e] = activate(x);

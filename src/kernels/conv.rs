@@ -455,12 +455,14 @@ fn launch(
     let vec_a = gathered % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = b_row % 4 == 0 && gpu.quad_texture_fits(b);
     let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
+    let vec_epilogue = act_out.is_some_and(|y| cols % 4 == 0 && gpu.quad_texture_fits(y));
     let constants = [
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(vec_b)),
         ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
         ("TILE_ROWS", tile_rows as f64),
+        ("VEC_EPILOGUE", flag(vec_epilogue)),
         act,
         alpha,
         gradient,
@@ -514,10 +516,12 @@ fn launch(
     ];
     // Without a bias or an activation output any read-only tensor stands in for them in the
     // gather kernels (they do not read it).
+    let e4 = gpu.quad_texture(act_out.unwrap_or(a), vec_epilogue);
     if pass != Pass::BackwardWeight {
         bindings.push(bias.or(act_out).unwrap_or(a).binding());
+        bindings.push(wgpu::BindingResource::TextureView(&e4.view));
     }
-    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&a4, &b4]);
+    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&a4, &b4, &e4]);
     match partials {
         None => vec![dispatch.into()],
         Some(partials) => {

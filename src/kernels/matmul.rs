@@ -85,6 +85,8 @@ pub fn matmul(
     // operand must fit a texture.
     let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
+    let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
+    let vec_epilogue = act_out.is_some_and(|y| n % 4 == 0 && gpu.quad_texture_fits(y));
     // Workgroups covering C in tiles of (rows, columns).
     let tiles = |(tile_m, tile_n): (usize, usize)| {
         let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
@@ -100,7 +102,6 @@ pub fn matmul(
         Variant::Subgroup => ("matmul_subgroup", tiles(SUBGROUP_TILE)),
         Variant::Portable => ("matmul_portable", tiles(PORTABLE_TILE)),
     };
-    let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
     let pipeline = gpu.pipeline(
         &module(&gpu.caps),
         entry,
@@ -110,6 +111,7 @@ pub fn matmul(
             ("HAS_BIAS", flag(bias.is_some())),
             ("VEC_A", flag(vec_a)),
             ("VEC_B", flag(vec_b)),
+            ("VEC_EPILOGUE", flag(vec_epilogue)),
             act,
             alpha,
             gradient,
@@ -122,6 +124,7 @@ pub fn matmul(
         accumulate: accumulate.into(),
     });
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
+    let e4 = gpu.quad_texture(act_out.unwrap_or(a), vec_epilogue);
     // Without either, any read-only tensor stands in (the kernel does not read it).
     let epilogue = bias.or(act_out).unwrap_or(a);
     gpu.dispatch(
@@ -135,8 +138,9 @@ pub fn matmul(
             wgpu::BindingResource::TextureView(&b4.view),
             epilogue.binding(),
             c.binding(),
+            wgpu::BindingResource::TextureView(&e4.view),
         ],
         groups,
     )
-    .reading(&[&a4, &b4])
+    .reading(&[&a4, &b4, &e4])
 }
