@@ -455,7 +455,7 @@ fn launch(
     let vec_a = gathered % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = b_row % 4 == 0 && gpu.quad_texture_fits(b);
     let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
-    let vec_epilogue = act_out.is_some_and(|y| cols % 4 == 0 && gpu.quad_texture_fits(y));
+    let vec_epilogue = act_out.is_some_and(|y| cols.is_multiple_of(4) && gpu.quad_texture_fits(y));
     let constants = [
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),

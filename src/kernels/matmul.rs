@@ -86,7 +86,7 @@ pub fn matmul(
     let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
     let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
-    let vec_epilogue = act_out.is_some_and(|y| n % 4 == 0 && gpu.quad_texture_fits(y));
+    let vec_epilogue = act_out.is_some_and(|y| n.is_multiple_of(4) && gpu.quad_texture_fits(y));
     // Workgroups covering C in tiles of (rows, columns).
     let tiles = |(tile_m, tile_n): (usize, usize)| {
         let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
