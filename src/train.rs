@@ -1,7 +1,7 @@
 //! The training loop. One iteration = one discriminator update on real and fake images, then
 //! one generator update through the (untouched) discriminator. The whole iteration is recorded
 //! once at start-up and replayed: each step is one queue submission, and the only readback is
-//! the six metric floats on logging steps, mapped asynchronously.
+//! the six metric floats on logging steps (reduced on those steps only), mapped asynchronously.
 
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
@@ -142,6 +142,9 @@ pub struct Trainer {
     discriminator: Trained,
     step_uniform: wgpu::Buffer,
     iteration: Vec<Op>,
+    /// The iteration's loss and accuracy reductions into `metrics`: recorded after it, on
+    /// logged steps only (they read buffers the iteration leaves as they are).
+    metric_ops: Vec<Op>,
     metrics: Tensor,
     sampler: Pass,
     sample_noise: Tensor,
@@ -252,11 +255,10 @@ impl Trainer {
         let (z, t, dz) = (&d_train.output, &d_targets, &d_train.output_grad);
         ops.push(loss::bce_with_logits(&gpu, z, t, dz, &d_losses, 2 * batch, d_grad_scale).into());
         ops.extend(d_train.backward.iter().cloned());
-        ops.push(
+        // D's logits and losses here are not written again in the iteration.
+        let mut metric_ops: Vec<Op> = vec![
             metrics::batch_metrics(&gpu, z, &d_losses, &metrics_buf, SLOT_REAL, 0, batch, true)
                 .into(),
-        );
-        ops.push(
             metrics::batch_metrics(
                 &gpu,
                 z,
@@ -268,7 +270,7 @@ impl Trainer {
                 false,
             )
             .into(),
-        );
+        ];
         ops.extend(d.update(&gpu, &r.d_optimizer, su));
 
         // Generator update: fakes labelled real, gradients through D into G; D's weights stay.
@@ -317,7 +319,7 @@ impl Trainer {
         );
         ops.extend(d_judge.backward.iter().cloned());
         ops.extend(g_train.backward.iter().cloned());
-        ops.push(
+        metric_ops.push(
             metrics::batch_metrics(&gpu, z, &g_losses, &metrics_buf, SLOT_GEN, 0, g_batch, true)
                 .into(),
         );
@@ -411,6 +413,7 @@ impl Trainer {
             discriminator,
             step_uniform,
             iteration: ops,
+            metric_ops,
             metrics: metrics_buf,
             sampler,
             sample_noise,
@@ -485,6 +488,7 @@ impl Trainer {
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record(&mut encoder, &self.iteration);
         let staging = log.then(|| {
+            record(&mut encoder, &self.metric_ops);
             let s = self
                 .free_staging
                 .pop()
