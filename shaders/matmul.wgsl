@@ -46,6 +46,10 @@ override VEC_EPILOGUE: bool = false;
 @group(0) @binding(5) var<storage, read> epilogue: array<f32>;
 @group(0) @binding(6) var<storage, read_write> c: array<f32>;
 @group(0) @binding(7) var e4: texture_storage_2d<rgba32float, read>;
+// The *_column_sums entry points: op(B)'s column sums, dy's for a weight gradient xᵀ·dy, which
+// is the bias gradient (plus its values when Params.accumulate). A fifth storage buffer, so
+// only where the device allows it: the other entry points do not use it.
+@group(0) @binding(8) var<storage, read_write> column_sums: array<f32>;
 
 // The texel holding floats 4i..4i+3 of a tensor mirrored in a4 or b4 (QUAD_TEXTURE_WIDTH
 // texels per row, as src/gpu.rs lays them out). The textures are not passed as arguments:
@@ -151,6 +155,20 @@ fn store_row(i: u32, j: u32, v: vec4<f32>) {
     }
 }
 
+// Writes op(B)'s column sums j..j+3 (plus their values when accumulating), as far as n.
+fn store_column_sums(j: u32, v: vec4<f32>) {
+    for (var q = 0u; q < 4u; q++) {
+        if j + q < p.n {
+            column_sums[j + q] = v[q] + select(0.0, column_sums[j + q], p.accumulate != 0u);
+        }
+    }
+}
+
+// The sums over k0..k0+3 of op(B)'s columns j..j+3 in a b_block.
+fn b_block_sums(b: mat4x4<f32>) -> vec4<f32> {
+    return b[0] + b[1] + b[2] + b[3];
+}
+
 // Writes C[i..i+3, j..j+3] from a block whose column q is row i+q, as store_row does.
 fn store_block(i: u32, j: u32, v: mat4x4<f32>) {
     store_row(i, j, v[0]);
@@ -165,20 +183,37 @@ fn store_block(i: u32, j: u32, v: mat4x4<f32>) {
 // Portable variant (no subgroups): each invocation computes 8 rows x 4 columns of C from its own
 // loads, 12 per k step for 128 FMAs. 16 rows was no faster at the presets' shapes and halves
 // the number of workgroups, which small batches need to fill a GPU.
-@compute @workgroup_size(8, 8)
-fn matmul_portable(@builtin(global_invocation_id) gid: vec3<u32>) {
+// Returns the sums of op(B)'s columns j..j+3, for matmul_portable_column_sums.
+fn portable_tile(gid: vec3<u32>) -> vec4<f32> {
     let i0 = gid.y * 8u;
     let j = gid.x * 4u;
     let start = bias_quad(j);
     var acc0 = mat4x4(start, start, start, start);
     var acc1 = acc0;
+    var sums = vec4(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += 4u) {
         let b = b_block(k0, j);
         acc0 += b * a_block(i0, k0);
         acc1 += b * a_block(i0 + 4u, k0);
+        sums += b_block_sums(b);
     }
     store_block(i0, j, acc0);
     store_block(i0 + 4u, j, acc1);
+    return sums;
+}
+
+@compute @workgroup_size(8, 8)
+fn matmul_portable(@builtin(global_invocation_id) gid: vec3<u32>) {
+    _ = portable_tile(gid);
+}
+
+// The same, and the first row of tiles writes op(B)'s column sums.
+@compute @workgroup_size(8, 8)
+fn matmul_portable_column_sums(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let sums = portable_tile(gid);
+    if gid.y == 0u {
+        store_column_sums(gid.x * 4u, sums);
+    }
 }
 
 // Matrix-vector variant for n = 1 (the host then stores B as one row, TRANS_B) with A stored
@@ -243,9 +278,8 @@ fn share_a_blocks(x: vec4<f32>) -> array<mat4x4<f32>, 2> {
 // each A value is loaded by one lane and broadcast to the rest, so a k step costs 8 loads
 // per lane for 512 FMAs. 32 rows measured 1.3-1.7x faster than 8 on the presets' shapes;
 // 64 rows was no faster.
-@compute @workgroup_size(8)
-fn matmul_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
-                   @builtin(subgroup_invocation_id) lane: u32) {
+// Returns the sums of op(B)'s columns j..j+3, for matmul_subgroup_column_sums.
+fn subgroup_tile(wg: vec3<u32>, lane: u32) -> vec4<f32> {
     let i0 = wg.y * 32u;
     let j = wg.x * 32u + lane * 4u;
     let start = bias_quad(j);
@@ -257,8 +291,10 @@ fn matmul_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     var acc5 = acc0;
     var acc6 = acc0;
     var acc7 = acc0;
+    var sums = vec4(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += 4u) {
         let b = b_block(k0, j);
+        sums += b_block_sums(b);
         let a01 = share_a_blocks(a_lane_quad(i0, k0, lane));
         let a23 = share_a_blocks(a_lane_quad(i0 + 8u, k0, lane));
         let a45 = share_a_blocks(a_lane_quad(i0 + 16u, k0, lane));
@@ -280,4 +316,21 @@ fn matmul_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     store_block(i0 + 20u, j, acc5);
     store_block(i0 + 24u, j, acc6);
     store_block(i0 + 28u, j, acc7);
+    return sums;
+}
+
+@compute @workgroup_size(8)
+fn matmul_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
+                   @builtin(subgroup_invocation_id) lane: u32) {
+    _ = subgroup_tile(wg, lane);
+}
+
+// The same, and the first row of tiles writes op(B)'s column sums.
+@compute @workgroup_size(8)
+fn matmul_subgroup_column_sums(@builtin(workgroup_id) wg: vec3<u32>,
+                               @builtin(subgroup_invocation_id) lane: u32) {
+    let sums = subgroup_tile(wg, lane);
+    if wg.y == 0u {
+        store_column_sums(wg.x * 32u + lane * 4u, sums);
+    }
 }

@@ -196,6 +196,56 @@ fn matmul_matches_cpu_twin() {
     });
 }
 
+/// A dense layer's weight and bias gradients in one pass (or two, where the device has too
+/// few storage buffers or the product is a matrix-vector one), against the CPU twin: shapes
+/// off every tile size, one input or output, starting from poison or accumulating.
+#[test]
+fn matmul_weight_grad_matches_cpu_twin() {
+    common::on_every_gpu("matmul_weight_grad_matches_cpu_twin", |gpu| {
+        let mut rng = common::rng(3);
+        let mut failures = Vec::new();
+        let shapes = [
+            (1, 1, 1),
+            (5, 1, 1),
+            (3, 7, 1),
+            (7, 1, 5),
+            (33, 37, 65),
+            (64, 100, 128),
+            (256, 784, 128),
+        ];
+        for (i, &(batch, inputs, outputs)) in shapes.iter().enumerate() {
+            let accumulate = i % 2 == 1;
+            let x = common::random_vec(&mut rng, batch * inputs, -1.0, 1.0);
+            let dy = common::random_vec(&mut rng, batch * outputs, -1.0, 1.0);
+            let mut start = |len| {
+                if accumulate {
+                    common::random_vec(&mut rng, len, -1.0, 1.0)
+                } else {
+                    common::poison(len)
+                }
+            };
+            let (dw0, db0) = (start(inputs * outputs), start(outputs));
+            let (mut dw, mut db) = (dw0.clone(), db0.clone());
+            cpu::matmul::matmul_weight_grad(
+                &x, &dy, &mut dw, &mut db, batch, inputs, outputs, accumulate,
+            );
+            let (gx, gdy, gdw, gdb) =
+                (gpu.upload(&x), gpu.upload(&dy), gpu.upload(&dw0), gpu.upload(&db0));
+            gpu.run(&kernels::matmul::matmul_weight_grad(
+                gpu, &gx, &gdy, &gdw, &gdb, batch, inputs, outputs, accumulate,
+            ));
+            let name = format!("weight grad batch={batch} {inputs}->{outputs} acc={accumulate}");
+            for (what, got, want) in [("dw", &gdw, &dw), ("db", &gdb, &db)] {
+                if let Err(e) = compare(&format!("{name} {what}"), &gpu.read(got), want, REDUCTION)
+                {
+                    failures.push(e);
+                }
+            }
+        }
+        assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
+    });
+}
+
 /// PyTorch's linear layer, y = x·wᵀ + b with w [out, in], and its gradients, from the fixtures.
 #[test]
 fn cpu_twin_matches_pytorch_linear() {

@@ -42,3 +42,21 @@ pub fn matmul(
         }
     }
 }
+
+/// dw[inputs, outputs] = xᵀ·dy and db[outputs] = dy's column sums (each plus its own values
+/// when `accumulate`): a dense layer's weight and bias gradients, x [batch, inputs], dy [batch,
+/// outputs].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    batch: usize,
+    inputs: usize,
+    outputs: usize,
+    accumulate: bool,
+) {
+    matmul(x, dy, None, dw, inputs, outputs, batch, true, false, accumulate, None);
+    super::bias::bias_grad(dy, db, batch, outputs, accumulate);
+}

@@ -10,7 +10,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{Fused, flag};
-use crate::gpu::{Dispatch, Gpu, KernelCaps, Shader, Tensor, Variant};
+use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
 /// Subgroup sizes the fast matmul is written for.
@@ -62,6 +62,72 @@ pub fn matmul(
     accumulate: bool,
     fused: Option<Fused<&Tensor>>,
 ) -> Dispatch {
+    let transposes = (trans_a, trans_b);
+    launch(gpu, a, b, bias, c, None, (m, n, k), transposes, accumulate, fused)
+}
+
+/// The weight and bias gradients of a dense layer y = x·W + b over a batch: dw[inputs,
+/// outputs] = xᵀ·dy and db[outputs] = dy's column sums (each plus its own values when
+/// `accumulate`), x [batch, inputs], dy [batch, outputs]. One pass where the device allows a
+/// fifth storage buffer per shader stage (WebGPU's default allows 8, downlevel devices 4), else
+/// the matmul and then bias_grad.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_weight_grad(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    db: &Tensor,
+    batch: usize,
+    inputs: usize,
+    outputs: usize,
+    accumulate: bool,
+) -> Vec<Op> {
+    let shape = (inputs, outputs, batch);
+    let (trans_a, _) = layout(shape, (true, false));
+    let one_pass =
+        gpu.limits.max_storage_buffers_per_shader_stage >= 5 && !runs_matvec(outputs, trans_a);
+    let sums = one_pass.then_some(db);
+    let mut ops: Vec<Op> =
+        vec![launch(gpu, x, dy, None, dw, sums, shape, (true, false), accumulate, None).into()];
+    if !one_pass {
+        ops.extend(super::bias::bias_grad(gpu, dy, db, batch, outputs, accumulate));
+    }
+    ops
+}
+
+/// The stored layouts matmul reads, (trans_a, trans_b), for the ones asked for: a vector is the
+/// same bytes whether stored as a row or as a column, so take the layout whose row runs along
+/// the longer side, so that it can be read with vec4 loads.
+fn layout((m, n, k): (usize, usize, usize), (trans_a, trans_b): (bool, bool)) -> (bool, bool) {
+    let trans_a = if m == 1 || k == 1 { k == 1 } else { trans_a };
+    let trans_b = if n == 1 || k == 1 { n == 1 } else { trans_b };
+    (trans_a, trans_b)
+}
+
+/// Whether a product with `n` columns and A's stored layout runs `matvec`: a tile of 32 columns
+/// would have one live, for every variant alike. Not with A stored [k,m]: there lavapipe ran
+/// matvec 10-20x slower than the tiles at m = 128, 512 and 1024 (and faster at 256, 384, 640),
+/// for reasons not found.
+fn runs_matvec(n: usize, trans_a: bool) -> bool {
+    n == 1 && !trans_a
+}
+
+/// One matmul dispatch; with `column_sums`, also writing op(B)'s column sums there (plus their
+/// values when `accumulate`; not for matvec products).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    column_sums: Option<&Tensor>,
+    (m, n, k): (usize, usize, usize),
+    transposes: (bool, bool),
+    accumulate: bool,
+    fused: Option<Fused<&Tensor>>,
+) -> Dispatch {
     assert!(m > 0 && n > 0 && k > 0, "matmul of an empty matrix: {m}x{k} · {k}x{n}");
     assert!(
         a.len >= m * k && b.len >= k * n && c.len >= m * n,
@@ -77,10 +143,7 @@ pub fn matmul(
         assert!(y.len >= m * n, "matmul: activation output of {} elements for {m}x{n}", y.len);
         assert!(bias.is_none(), "matmul: a gradient with a bias");
     }
-    // A vector is the same bytes whether stored as a row or as a column: pick the layout whose
-    // row runs along the longer side, so that it can be read with vec4 loads.
-    let trans_a = if m == 1 || k == 1 { k == 1 } else { trans_a };
-    let trans_b = if n == 1 || k == 1 { n == 1 } else { trans_b };
+    let (trans_a, trans_b) = layout((m, n, k), transposes);
     // Row length of each operand as stored: vec4 loads need it to be a multiple of 4, and the
     // operand must fit a texture.
     let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
@@ -95,16 +158,21 @@ pub fn matmul(
         groups.map(|g| g as u32)
     };
     let (entry, groups) = match gpu.variants().matmul {
-        // A tile of 32 columns would have one live; for every variant alike. Not with A stored
-        // [k,m]: there lavapipe ran matvec 10-20x slower than the tiles at m = 128, 512 and
-        // 1024 (and faster at 256, 384, 640), for reasons not found.
-        _ if n == 1 && !trans_a => ("matvec", gpu.grid(m.div_ceil(4), MATVEC_WG)),
+        _ if runs_matvec(n, trans_a) => ("matvec", gpu.grid(m.div_ceil(4), MATVEC_WG)),
         Variant::Subgroup => ("matmul_subgroup", tiles(SUBGROUP_TILE)),
         Variant::Portable => ("matmul_portable", tiles(PORTABLE_TILE)),
     };
+    if let Some(sums) = column_sums {
+        assert!(entry != "matvec", "matmul: column sums of a matvec product");
+        assert!(sums.len >= n, "matmul: column sums of {} elements for n = {n}", sums.len);
+    }
+    let entry = match column_sums {
+        Some(_) => format!("{entry}_column_sums"),
+        None => entry.to_string(),
+    };
     let pipeline = gpu.pipeline(
         &module(&gpu.caps),
-        entry,
+        &entry,
         &[
             ("TRANS_A", flag(trans_a)),
             ("TRANS_B", flag(trans_b)),
@@ -127,20 +195,16 @@ pub fn matmul(
     let e4 = gpu.quad_texture(act_out.unwrap_or(a), vec_epilogue);
     // Without either, any read-only tensor stands in (the kernel does not read it).
     let epilogue = bias.or(act_out).unwrap_or(a);
-    gpu.dispatch(
-        "matmul",
-        &pipeline,
-        &[
-            params.as_entire_binding(),
-            a.binding(),
-            wgpu::BindingResource::TextureView(&a4.view),
-            b.binding(),
-            wgpu::BindingResource::TextureView(&b4.view),
-            epilogue.binding(),
-            c.binding(),
-            wgpu::BindingResource::TextureView(&e4.view),
-        ],
-        groups,
-    )
-    .reading(&[&a4, &b4, &e4])
+    let mut bindings = vec![
+        params.as_entire_binding(),
+        a.binding(),
+        wgpu::BindingResource::TextureView(&a4.view),
+        b.binding(),
+        wgpu::BindingResource::TextureView(&b4.view),
+        epilogue.binding(),
+        c.binding(),
+        wgpu::BindingResource::TextureView(&e4.view),
+    ];
+    bindings.extend(column_sums.map(Tensor::binding));
+    gpu.dispatch("matmul", &pipeline, &bindings, groups).reading(&[&a4, &b4, &e4])
 }

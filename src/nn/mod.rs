@@ -374,24 +374,17 @@ impl Net {
                     if let (Some(dw), Some(db)) = (param_grad(0), param_grad(1)) {
                         // Every chunk after the first adds its share.
                         for (c, &n) in each.clone() {
-                            backward.push(
-                                matmul::matmul(
-                                    gpu,
-                                    &x[c],
-                                    &gy[c],
-                                    None,
-                                    dw,
-                                    width,
-                                    *units,
-                                    n,
-                                    true,
-                                    false,
-                                    c > 0,
-                                    None,
-                                )
-                                .into(),
-                            );
-                            backward.extend(bias::bias_grad(gpu, &gy[c], db, n, *units, c > 0));
+                            backward.extend(matmul::matmul_weight_grad(
+                                gpu,
+                                &x[c],
+                                &gy[c],
+                                dw,
+                                db,
+                                n,
+                                width,
+                                *units,
+                                c > 0,
+                            ));
                         }
                     }
                     needs_dx(i).then(|| {
