@@ -42,8 +42,9 @@ pub struct Grads<'a> {
     pub output_grad_activated: bool,
 }
 
-/// Whether a layer can apply an activation's derivative as it stores its input gradient.
-fn stores_input_gradient_through(layer: &LayerSpec) -> bool {
+/// Whether a layer's kernels (matmul, conv) apply an activation as they store its output, and
+/// an activation's derivative as they store its input gradient.
+fn stores_through_activation(layer: &LayerSpec) -> bool {
     matches!(
         layer,
         LayerSpec::Dense { .. } | LayerSpec::Conv2d { .. } | LayerSpec::ConvTranspose2d { .. }
@@ -62,7 +63,7 @@ fn passes_through(layer: &LayerSpec) -> bool {
 pub fn activation_between(first: &NetSpec, second: &NetSpec) -> Option<Activation> {
     let act = first.layers.iter().rev().find(|l| !passes_through(l))?.activation()?;
     let head = second.layers.iter().find(|l| !passes_through(l))?;
-    stores_input_gradient_through(head).then_some(act)
+    stores_through_activation(head).then_some(act)
 }
 
 impl Net {
@@ -120,11 +121,9 @@ impl Net {
         let mut first_param = 0;
         // The activation after a dense or conv layer runs in that layer's stores.
         let fused = |i: usize| match self.spec.layers.get(i) {
-            Some(
-                LayerSpec::Dense { .. }
-                | LayerSpec::Conv2d { .. }
-                | LayerSpec::ConvTranspose2d { .. },
-            ) => self.spec.layers.get(i + 1).and_then(LayerSpec::activation).map(Fused::Activation),
+            Some(layer) if stores_through_activation(layer) => {
+                self.spec.layers.get(i + 1).and_then(LayerSpec::activation).map(Fused::Activation)
+            }
             _ => None,
         };
         for (i, layer) in self.spec.layers.iter().enumerate() {
@@ -331,7 +330,7 @@ impl Net {
         let activation_before: Vec<Option<usize>> = (0..layers.len())
             .map(|i| {
                 let j = layers[..i].iter().rposition(|l| !passes_through(l))?;
-                let fuses = stores_input_gradient_through(&layers[i]);
+                let fuses = stores_through_activation(&layers[i]);
                 (fuses && layers[j].activation().is_some()).then_some(j)
             })
             .collect();
@@ -339,7 +338,7 @@ impl Net {
         let first_layer = layers.iter().position(|l| !passes_through(l));
         if grads.input_activation.is_some() {
             let first = first_layer.map(|i| &layers[i]);
-            assert!(first.is_some_and(stores_input_gradient_through), "input activation unused");
+            assert!(first.is_some_and(stores_through_activation), "input activation unused");
         }
         // The final activation (reshapes aside) is skipped, if the pass was told so.
         let skipped_activation = layers.iter().rposition(|l| !passes_through(l));
