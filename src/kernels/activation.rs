@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{Activation, Fused, flag};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, QuadTexture, Tensor};
 use crate::shaders;
 
 const WG: u32 = 256;
@@ -28,17 +28,49 @@ fn constants(act: Option<Activation>) -> [(&'static str, f64); 2] {
     [("ACT", code as f64), ("ALPHA", alpha as f64)]
 }
 
-/// activate.wgsl's constants for what a matmul or conv fuses into its stores, and for a
-/// gradient the activation output that its `epilogue` binding then holds.
-pub(crate) fn fused_constants(
-    fused: Option<Fused<&Tensor>>,
-) -> ([(&'static str, f64); 3], Option<&Tensor>) {
-    let [act, alpha] = constants(fused.map(|f| f.activation()));
-    let act_out = match fused {
-        Some(Fused::Gradient(_, y)) => Some(y),
-        _ => None,
-    };
-    ([act, alpha, ("GRADIENT", flag(act_out.is_some()))], act_out)
+/// What a matmul or conv kernel specialises and binds for the `bias` and what is `fused` into
+/// its stores of `out_len` values in rows of `row_len` (activate.wgsl's constants, and the
+/// `epilogue` and `e4` bindings of matmul.wgsl and conv.wgsl).
+pub(crate) struct FusedStores<'a> {
+    /// ACT, ALPHA, GRADIENT and VEC_EPILOGUE.
+    pub constants: [(&'static str, f64); 4],
+    /// The bias, or for a gradient the activation's output (never both), else `unused`.
+    pub epilogue: &'a Tensor,
+    /// The activation output's texture mirror where its rows are whole quads (VEC_EPILOGUE),
+    /// else a stand-in.
+    pub e4: QuadTexture,
+}
+
+impl<'a> FusedStores<'a> {
+    /// `unused`: any read-only tensor of the dispatch, bound where the kernel reads nothing.
+    pub fn new(
+        gpu: &Gpu,
+        bias: Option<&'a Tensor>,
+        fused: Option<Fused<&'a Tensor>>,
+        (out_len, row_len): (usize, usize),
+        unused: &'a Tensor,
+    ) -> FusedStores<'a> {
+        let [act, alpha] = constants(fused.map(|f| f.activation()));
+        let act_out = match fused {
+            Some(Fused::Gradient(_, y)) => Some(y),
+            _ => None,
+        };
+        if let Some(y) = act_out {
+            assert!(y.len >= out_len, "activation output of {} for {out_len} values", y.len);
+            assert!(bias.is_none(), "a gradient with a bias");
+        }
+        let vec = act_out.is_some_and(|y| row_len.is_multiple_of(4) && gpu.quad_texture_fits(y));
+        FusedStores {
+            constants: [
+                act,
+                alpha,
+                ("GRADIENT", flag(act_out.is_some())),
+                ("VEC_EPILOGUE", flag(vec)),
+            ],
+            epilogue: bias.or(act_out).unwrap_or(unused),
+            e4: gpu.quad_texture(act_out.unwrap_or(unused), vec),
+        }
+    }
 }
 
 /// x = act(x) for the first `len` elements.

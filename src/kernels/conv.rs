@@ -16,6 +16,7 @@
 use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
+use super::activation::FusedStores;
 use super::{Fused, flag};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
@@ -432,10 +433,6 @@ fn launch(
     };
     assert!(!accumulate || pass == Pass::BackwardWeight, "only the weight gradient accumulates");
     assert!(fused.is_none() || pass != Pass::BackwardWeight, "a weight gradient activated");
-    if let Some(Fused::Gradient(_, y)) = fused {
-        assert!(y.len >= c_len, "{label}: activation output of {} for {c_len} elements", y.len);
-        assert!(bias.is_none(), "{label}: a gradient with a bias");
-    }
     if let Some(bias) = bias {
         assert!(pass != Pass::BackwardWeight, "the weight gradient has no bias");
         assert!(bias.len >= cols, "{label}: bias of {} elements for {cols} channels", bias.len);
@@ -454,18 +451,18 @@ fn launch(
     // Reading 4 floats at once needs rows of a multiple of 4 that fit a texture.
     let vec_a = gathered % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = b_row % 4 == 0 && gpu.quad_texture_fits(b);
-    let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
-    let vec_epilogue = act_out.is_some_and(|y| cols.is_multiple_of(4) && gpu.quad_texture_fits(y));
+    let stores = FusedStores::new(gpu, bias, fused, (c_len, cols), a);
+    let [act, alpha, gradient, vec_epilogue] = stores.constants;
     let constants = [
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(vec_b)),
         ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
         ("TILE_ROWS", tile_rows as f64),
-        ("VEC_EPILOGUE", flag(vec_epilogue)),
         act,
         alpha,
         gradient,
+        vec_epilogue,
     ];
     // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
     // weight gradient), or 64 invocations of 4 columns by 8 rows, as few columns wide as the
@@ -514,14 +511,13 @@ fn launch(
         wgpu::BindingResource::TextureView(&b4.view),
         out.binding(),
     ];
-    // Without a bias or an activation output any read-only tensor stands in for them in the
-    // gather kernels (they do not read it).
-    let e4 = gpu.quad_texture(act_out.unwrap_or(a), vec_epilogue);
+    // Only the gather kernels have the epilogue bindings.
     if pass != Pass::BackwardWeight {
-        bindings.push(bias.or(act_out).unwrap_or(a).binding());
-        bindings.push(wgpu::BindingResource::TextureView(&e4.view));
+        bindings.push(stores.epilogue.binding());
+        bindings.push(wgpu::BindingResource::TextureView(&stores.e4.view));
     }
-    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&a4, &b4, &e4]);
+    let reads = [&a4, &b4, &stores.e4];
+    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&reads);
     match partials {
         None => vec![dispatch.into()],
         Some(partials) => {

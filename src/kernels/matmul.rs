@@ -9,6 +9,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::activation::FusedStores;
 use super::{Fused, flag};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
@@ -139,17 +140,13 @@ fn launch(
     if let Some(bias) = bias {
         assert!(bias.len >= n, "matmul: bias of {} elements for n = {n}", bias.len);
     }
-    if let Some(Fused::Gradient(_, y)) = fused {
-        assert!(y.len >= m * n, "matmul: activation output of {} elements for {m}x{n}", y.len);
-        assert!(bias.is_none(), "matmul: a gradient with a bias");
-    }
     let (trans_a, trans_b) = layout((m, n, k), transposes);
     // Row length of each operand as stored: vec4 loads need it to be a multiple of 4, and the
     // operand must fit a texture.
     let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
-    let ([act, alpha, gradient], act_out) = super::activation::fused_constants(fused);
-    let vec_epilogue = act_out.is_some_and(|y| n.is_multiple_of(4) && gpu.quad_texture_fits(y));
+    let stores = FusedStores::new(gpu, bias, fused, (m * n, n), a);
+    let [act, alpha, gradient, vec_epilogue] = stores.constants;
     // Workgroups covering C in tiles of (rows, columns).
     let tiles = |(tile_m, tile_n): (usize, usize)| {
         let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
@@ -179,10 +176,10 @@ fn launch(
             ("HAS_BIAS", flag(bias.is_some())),
             ("VEC_A", flag(vec_a)),
             ("VEC_B", flag(vec_b)),
-            ("VEC_EPILOGUE", flag(vec_epilogue)),
             act,
             alpha,
             gradient,
+            vec_epilogue,
         ],
     );
     let params = gpu.uniform(&Params {
@@ -192,19 +189,16 @@ fn launch(
         accumulate: accumulate.into(),
     });
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
-    let e4 = gpu.quad_texture(act_out.unwrap_or(a), vec_epilogue);
-    // Without either, any read-only tensor stands in (the kernel does not read it).
-    let epilogue = bias.or(act_out).unwrap_or(a);
     let mut bindings = vec![
         params.as_entire_binding(),
         a.binding(),
         wgpu::BindingResource::TextureView(&a4.view),
         b.binding(),
         wgpu::BindingResource::TextureView(&b4.view),
-        epilogue.binding(),
+        stores.epilogue.binding(),
         c.binding(),
-        wgpu::BindingResource::TextureView(&e4.view),
+        wgpu::BindingResource::TextureView(&stores.e4.view),
     ];
     bindings.extend(column_sums.map(Tensor::binding));
-    gpu.dispatch("matmul", &pipeline, &bindings, groups).reading(&[&a4, &b4, &e4])
+    gpu.dispatch("matmul", &pipeline, &bindings, groups).reading(&[&a4, &b4, &stores.e4])
 }
