@@ -21,14 +21,18 @@
 // partials and per-element passes run once per chunk (the partials of chunk k from row-chunk
 // first_chunk on), the totals once over every chunk's partials, with n = total_rows.
 //
+// The partials and per-element passes read x and dy through the textures that mirror them
+// (src/gpu.rs's QuadTexture) when TEXTURES is set: llvmpipe fetches a texel in a small fraction
+// of a storage load's time, even keeping one of its four floats.
+//
 // Bindings, which each entry point takes as 0, 1, 2, ... (gpu::Gpu::dispatch), so globals
 // that share a binding number belong to different entry points:
-//   bn_partials           p x partials columns
+//   bn_partials           p x partials columns x4
 //   bn_stats              p totals partials        (totals: the columns buffer)
-//   bn_normalize          p x y columns
-//   bn_backward_partials  p x partials columns dy
+//   bn_normalize          p x y columns x4
+//   bn_backward_partials  p x partials columns dy x4b dy4
 //   bn_backward_sums      p totals partials
-//   bn_backward_dx        p x dx columns dy
+//   bn_backward_dx        p x dx columns dy x4b dy4
 
 // Slots of `columns`, in the order src/kernels/batchnorm.rs's Slot lists them.
 const MEAN: u32 = 0u;
@@ -76,6 +80,24 @@ fn thread_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 
 @group(0) @binding(3) var<storage, read_write> columns: array<f32>;
 
+override TEXTURES: bool = false;
+@group(0) @binding(4) var x4: texture_storage_2d<rgba32float, read>;
+
+// The texel holding element i of a mirrored tensor (2048 texels of 4 floats per row, as
+// src/gpu.rs lays them out).
+fn element_texel(i: u32) -> vec2<u32> {
+    return vec2((i / 4u) % 2048u, i / 8192u);
+}
+
+// Element i of x, in the forward entry points. (One function per texture: naga's GLSL output
+// rejects storage images as function arguments.)
+fn x_at(i: u32) -> f32 {
+    if TEXTURES {
+        return textureLoad(x4, element_texel(i))[i % 4u];
+    }
+    return x[i];
+}
+
 fn column(slot: u32, c: u32) -> f32 {
     return columns[slot * p.cols + c];
 }
@@ -119,7 +141,7 @@ fn bn_partials(
     let shift = column(SHIFT, c);
     var s = vec2(0.0);
     for (var r = chunk.first; r < chunk.end; r++) {
-        let d = x[r * p.cols + c] - shift;
+        let d = x_at(r * p.cols + c) - shift;
         s += vec2(d, d * d);
     }
     store_partials(chunk.k, c, s);
@@ -182,11 +204,28 @@ fn bn_normalize(
     let shift = column(BETA, c);
     for (var r = t / p.cols; r < p.rows; r += p.blocks) {
         let i = r * p.cols + c;
-        y[i] = (x[i] - m) * scale + shift;
+        y[i] = (x_at(i) - m) * scale + shift;
     }
 }
 
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var x4b: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(6) var dy4: texture_storage_2d<rgba32float, read>;
+
+// Element i of x and of dy, in the backward entry points.
+fn xb_at(i: u32) -> f32 {
+    if TEXTURES {
+        return textureLoad(x4b, element_texel(i))[i % 4u];
+    }
+    return x[i];
+}
+
+fn dy_at(i: u32) -> f32 {
+    if TEXTURES {
+        return textureLoad(dy4, element_texel(i))[i % 4u];
+    }
+    return dy[i];
+}
 
 // Per chunk and column, the sums of dy and dy * xhat, xhat = (x - mean) / sqrt(var + eps):
 // the chunk's shares of dbeta and dgamma.
@@ -205,8 +244,8 @@ fn bn_backward_partials(
     var s = vec2(0.0);
     for (var r = chunk.first; r < chunk.end; r++) {
         let i = r * p.cols + c;
-        let g = dy[i];
-        s += vec2(g, g * (x[i] - m) * inv_std);
+        let g = dy_at(i);
+        s += vec2(g, g * (xb_at(i) - m) * inv_std);
     }
     store_partials(chunk.k, c, s);
 }
@@ -248,7 +287,7 @@ fn bn_backward_dx(
     let mean_dy_xhat = column(DGAMMA, c) / n;
     for (var r = t / p.cols; r < p.rows; r += p.blocks) {
         let i = r * p.cols + c;
-        let xhat = (x[i] - m) * inv_std;
-        dx[i] = k * (dy[i] - mean_dy - xhat * mean_dy_xhat);
+        let xhat = (xb_at(i) - m) * inv_std;
+        dx[i] = k * (dy_at(i) - mean_dy - xhat * mean_dy_xhat);
     }
 }

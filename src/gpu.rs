@@ -616,6 +616,10 @@ pub struct QuadTexture {
 }
 
 impl QuadTexture {
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::TextureView(&self.view)
+    }
+
     /// Records the copy of the tensor's current contents into the texture.
     fn record_refresh(&self, encoder: &mut wgpu::CommandEncoder) {
         let width = QUAD_TEXTURE_WIDTH;

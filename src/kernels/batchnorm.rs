@@ -10,7 +10,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Gpu, Op, Tensor};
+use super::flag;
+use crate::gpu::{Gpu, Op, QuadTexture, Tensor};
 use crate::shaders;
 
 const WG: u32 = 256;
@@ -96,6 +97,17 @@ fn partials_grid(gpu: &Gpu, chunk: &Params) -> [u32; 3] {
 /// One thread per column and block of rows of a chunk.
 fn element_grid(gpu: &Gpu, chunk: &Params) -> [u32; 3] {
     gpu.grid((chunk.blocks * chunk.cols) as usize, WG)
+}
+
+/// The texture mirrors of each chunk of each operand, for the TEXTURES variant of the kernels
+/// that read them, and whether that variant runs: when every chunk fits a texture (else
+/// 1-texel stand-ins, and the kernels read the buffers).
+fn chunk_mirrors<const N: usize>(
+    gpu: &Gpu,
+    operands: [&[Tensor]; N],
+) -> ([Vec<QuadTexture>; N], bool) {
+    let fits = operands.iter().all(|chunks| chunks.iter().all(|t| gpu.quad_texture_fits(t)));
+    (operands.map(|chunks| chunks.iter().map(|t| gpu.quad_texture(t, fits)).collect()), fits)
 }
 
 fn check_lengths(name: &str, rows: usize, cols: usize, matrices: &[&Tensor], columns: &[&Tensor]) {
@@ -238,8 +250,10 @@ pub fn batch_norm_train_chunks(
     let partials = s.scratch(gpu);
     let columns = Columns::new(gpu, cols);
     let c = columns.buffer.binding();
-    let partials_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_partials", &[]);
-    let normalize = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
+    let ([x4], textures) = chunk_mirrors(gpu, [x]);
+    let constants = [("TEXTURES", flag(textures))];
+    let partials_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_partials", &constants);
+    let normalize = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &constants);
     let stats = gpu.pipeline(&shaders::BATCHNORM, "bn_stats", &[]);
     let mut ops = vec![
         columns.load(Slot::Gamma, gamma),
@@ -249,18 +263,22 @@ pub fn batch_norm_train_chunks(
         columns.load(Slot::Shift, &x[0]),
     ];
     let chunk_params: Vec<wgpu::Buffer> = s.chunks.iter().map(|p| gpu.uniform(p)).collect();
-    for ((x, chunk), p) in x.iter().zip(&s.chunks).zip(&chunk_params) {
-        let bindings = [p.as_entire_binding(), x.binding(), partials.binding(), c.clone()];
-        let grid = partials_grid(gpu, chunk);
-        ops.push(gpu.dispatch("bn_partials", &partials_pipeline, &bindings, grid).into());
+    for (k, p) in chunk_params.iter().enumerate() {
+        let bindings =
+            [p.as_entire_binding(), x[k].binding(), partials.binding(), c.clone(), x4[k].binding()];
+        let grid = partials_grid(gpu, &s.chunks[k]);
+        let dispatch = gpu.dispatch("bn_partials", &partials_pipeline, &bindings, grid);
+        ops.push(dispatch.reading(&[&x4[k]]).into());
     }
     let totals = gpu.uniform(&s.totals);
     let bindings = [totals.as_entire_binding(), c.clone(), partials.binding()];
     ops.push(gpu.dispatch("bn_stats", &stats, &bindings, s.column_grid(gpu)).into());
-    for (((x, y), chunk), p) in x.iter().zip(y).zip(&s.chunks).zip(&chunk_params) {
-        let bindings = [p.as_entire_binding(), x.binding(), y.binding(), c.clone()];
-        let grid = element_grid(gpu, chunk);
-        ops.push(gpu.dispatch("bn_normalize", &normalize, &bindings, grid).into());
+    for (k, p) in chunk_params.iter().enumerate() {
+        let bindings =
+            [p.as_entire_binding(), x[k].binding(), y[k].binding(), c.clone(), x4[k].binding()];
+        let grid = element_grid(gpu, &s.chunks[k]);
+        let dispatch = gpu.dispatch("bn_normalize", &normalize, &bindings, grid);
+        ops.push(dispatch.reading(&[&x4[k]]).into());
     }
     ops.extend([
         columns.store(Slot::Mean, mean_out),
@@ -330,28 +348,47 @@ pub fn batch_norm_backward_chunks(
     let partials = s.scratch(gpu);
     let columns = Columns::new(gpu, cols);
     let c = columns.buffer.binding();
-    let partials_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_partials", &[]);
+    let ([x4, dy4], textures) = chunk_mirrors(gpu, [x, dy]);
+    let constants = [("TEXTURES", flag(textures))];
+    let partials_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_partials", &constants);
     let sums = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_sums", &[]);
-    let dx_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_dx", &[]);
+    let dx_pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_backward_dx", &constants);
     let mut ops = vec![
         columns.load(Slot::Mean, mean),
         columns.load(Slot::Variance, var),
         columns.load(Slot::Gamma, gamma),
     ];
     let chunk_params: Vec<wgpu::Buffer> = s.chunks.iter().map(|p| gpu.uniform(p)).collect();
-    for (((x, dy), chunk), p) in x.iter().zip(dy).zip(&s.chunks).zip(&chunk_params) {
-        let bindings =
-            [p.as_entire_binding(), x.binding(), partials.binding(), c.clone(), dy.binding()];
-        let grid = partials_grid(gpu, chunk);
-        ops.push(gpu.dispatch("bn_backward_partials", &partials_pipeline, &bindings, grid).into());
+    for (k, p) in chunk_params.iter().enumerate() {
+        let bindings = [
+            p.as_entire_binding(),
+            x[k].binding(),
+            partials.binding(),
+            c.clone(),
+            dy[k].binding(),
+            x4[k].binding(),
+            dy4[k].binding(),
+        ];
+        let grid = partials_grid(gpu, &s.chunks[k]);
+        let dispatch = gpu.dispatch("bn_backward_partials", &partials_pipeline, &bindings, grid);
+        ops.push(dispatch.reading(&[&x4[k], &dy4[k]]).into());
     }
     let totals = gpu.uniform(&s.totals);
     let bindings = [totals.as_entire_binding(), c.clone(), partials.binding()];
     ops.push(gpu.dispatch("bn_backward_sums", &sums, &bindings, s.column_grid(gpu)).into());
-    for ((((x, dy), dx), chunk), p) in x.iter().zip(dy).zip(dx).zip(&s.chunks).zip(&chunk_params) {
-        let bindings = [p.as_entire_binding(), x.binding(), dx.binding(), c.clone(), dy.binding()];
-        let grid = element_grid(gpu, chunk);
-        ops.push(gpu.dispatch("bn_backward_dx", &dx_pipeline, &bindings, grid).into());
+    for (k, p) in chunk_params.iter().enumerate() {
+        let bindings = [
+            p.as_entire_binding(),
+            x[k].binding(),
+            dx[k].binding(),
+            c.clone(),
+            dy[k].binding(),
+            x4[k].binding(),
+            dy4[k].binding(),
+        ];
+        let grid = element_grid(gpu, &s.chunks[k]);
+        let dispatch = gpu.dispatch("bn_backward_dx", &dx_pipeline, &bindings, grid);
+        ops.push(dispatch.reading(&[&x4[k], &dy4[k]]).into());
     }
     ops.extend([columns.store(Slot::Dgamma, dgamma), columns.store(Slot::Dbeta, dbeta)]);
     ops
@@ -382,18 +419,23 @@ pub fn batch_norm_infer(
     let chunk = &s.chunks[0];
     let params = gpu.uniform(chunk);
     let columns = Columns::new(gpu, cols);
-    let pipeline = gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[]);
+    let ([x4], textures) = chunk_mirrors(gpu, [std::slice::from_ref(x)]);
+    let pipeline =
+        gpu.pipeline(&shaders::BATCHNORM, "bn_normalize", &[("TEXTURES", flag(textures))]);
+    let bindings = [
+        params.as_entire_binding(),
+        x.binding(),
+        y.binding(),
+        columns.buffer.binding(),
+        x4[0].binding(),
+    ];
     vec![
         columns.load(Slot::Mean, running_mean),
         columns.load(Slot::Variance, running_var),
         columns.load(Slot::Gamma, gamma),
         columns.load(Slot::Beta, beta),
-        gpu.dispatch(
-            "bn_normalize",
-            &pipeline,
-            &[params.as_entire_binding(), x.binding(), y.binding(), columns.buffer.binding()],
-            element_grid(gpu, chunk),
-        )
-        .into(),
+        gpu.dispatch("bn_normalize", &pipeline, &bindings, element_grid(gpu, chunk))
+            .reading(&[&x4[0]])
+            .into(),
     ]
 }

@@ -2,6 +2,8 @@
 //! once (pipeline, bind group, parameters), which a test runs once and the trainer replays every
 //! step. Each has a twin in [`crate::cpu`] with the same name and argument order.
 
+use crate::gpu::{Gpu, QuadTexture, Tensor};
+
 pub mod activation;
 pub mod batchnorm;
 pub mod bias;
@@ -17,6 +19,19 @@ pub mod rng;
 /// The value of a WGSL `bool` override constant (pipeline constants are passed as f64).
 fn flag(on: bool) -> f64 {
     if on { 1.0 } else { 0.0 }
+}
+
+/// The textures mirroring `tensors` for a kernel's TEXTURES variant, which reads its operands
+/// through them (llvmpipe fetches a texel in a small fraction of a storage load's time), and
+/// whether that variant runs: when every tensor fits a texture (else 1-texel stand-ins, and
+/// the kernel reads the buffers).
+fn mirrors<const N: usize>(gpu: &Gpu, tensors: [&Tensor; N]) -> ([QuadTexture; N], bool) {
+    let fits = tensors.iter().all(|t| gpu.quad_texture_fits(t));
+    (tensors.map(|t| gpu.quad_texture(t, fits)), fits)
+}
+
+fn texture_views<const N: usize>(textures: &[QuadTexture; N]) -> [wgpu::BindingResource<'_>; N] {
+    std::array::from_fn(|i| textures[i].binding())
 }
 
 /// An elementwise nonlinearity.

@@ -3,23 +3,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{AdamParams, flag};
-use crate::gpu::{Dispatch, Gpu, QuadTexture, Tensor};
+use super::{AdamParams, flag, mirrors, texture_views};
+use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::shaders;
 
 const WG: u32 = 256;
-
-/// The textures mirroring `tensors` for the TEXTURES variant of adam and rmsprop, and whether
-/// that variant runs: when every tensor fits a texture (else 1-texel stand-ins, and the
-/// kernel reads the buffers).
-fn mirrors<const N: usize>(gpu: &Gpu, tensors: [&Tensor; N]) -> ([QuadTexture; N], bool) {
-    let fits = tensors.iter().all(|t| gpu.quad_texture_fits(t));
-    (tensors.map(|t| gpu.quad_texture(t, fits)), fits)
-}
-
-fn texture_views<const N: usize>(textures: &[QuadTexture; N]) -> [wgpu::BindingResource<'_>; N] {
-    std::array::from_fn(|i| wgpu::BindingResource::TextureView(&textures[i].view))
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
