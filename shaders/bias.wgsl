@@ -21,6 +21,21 @@ struct Params {
 
 const WG: u32 = 64u;
 
+// dy is read through the texture that mirrors it (src/gpu.rs's QuadTexture) when TEXTURES is
+// set: llvmpipe fetches a texel in a fraction of a storage load's time, even keeping one of
+// its four floats.
+override TEXTURES: bool = false;
+@group(0) @binding(3) var dy4: texture_storage_2d<rgba32float, read>;
+
+// Element i of dy, from its texture (2048 texels of 4 floats per row, as src/gpu.rs lays them
+// out) or its buffer.
+fn dy_at(i: u32) -> f32 {
+    if TEXTURES {
+        return textureLoad(dy4, vec2((i / 4u) % 2048u, i / 8192u))[i % 4u];
+    }
+    return dy[i];
+}
+
 // One invocation per column and slice walks down the slice's rows: neighbouring invocations
 // read neighbouring words, and every element is loaded exactly once.
 @compute @workgroup_size(WG)
@@ -33,7 +48,7 @@ fn bias_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
     let out = gid.y * p.cols + c;
     var sum = select(0.0, db[out], p.accumulate != 0u);
     for (var r = first; r < min(first + p.slice_rows, p.rows); r++) {
-        sum += dy[r * p.cols + c];
+        sum += dy_at(r * p.cols + c);
     }
     db[out] = sum;
 }

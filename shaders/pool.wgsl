@@ -25,6 +25,27 @@ struct Params {
 
 const WG: u32 = 256u;
 
+// Every entry point reads src through the texture that mirrors it (src/gpu.rs's QuadTexture)
+// when TEXTURES is set: llvmpipe fetches a texel in a fraction of a storage load's time.
+override TEXTURES: bool = false;
+@group(0) @binding(3) var src_texture: texture_storage_2d<rgba32float, read>;
+
+// Quad i of src (2048 texels per row, as src/gpu.rs lays them out).
+fn src_quad(i: u32) -> vec4<f32> {
+    if TEXTURES {
+        return textureLoad(src_texture, vec2(i % 2048u, i / 2048u));
+    }
+    return src4[i];
+}
+
+// Element i of src. (Not through src_quad: an entry point may use only one of src and src4.)
+fn src_at(i: u32) -> f32 {
+    if TEXTURES {
+        return textureLoad(src_texture, vec2((i / 4u) % 2048u, i / 8192u))[i % 4u];
+    }
+    return src[i];
+}
+
 // The flat index of (image, row, column, channel) in an NHWC map of h x w pixels.
 fn at(b: u32, y: u32, x: u32, ch: u32, h: u32, w: u32) -> u32 {
     return ((b * h + y) * w + x) * p.channels + ch;
@@ -74,7 +95,7 @@ fn pool_2x2(
     }
     let top = window_top(i);
     let bottom = top + p.in_w * p.channels;
-    let sum = src[top] + src[top + p.channels] + src[bottom] + src[bottom + p.channels];
+    let sum = src_at(top) + src_at(top + p.channels) + src_at(bottom) + src_at(bottom + p.channels);
     dst[i] = p.scale * sum;
 }
 
@@ -90,7 +111,8 @@ fn pool_2x2_quads(
     }
     let top = window_top(i);
     let bottom = top + p.in_w * p.channels;
-    let sum = src4[top] + src4[top + p.channels] + src4[bottom] + src4[bottom + p.channels];
+    let sum = src_quad(top) + src_quad(top + p.channels) + src_quad(bottom) +
+              src_quad(bottom + p.channels);
     dst4[i] = p.scale * sum;
 }
 
@@ -106,7 +128,7 @@ fn unpool_2x2(
         return;
     }
     let source = covering(i);
-    dst[i] = select(0.0, p.scale * src[source.x], source.y != 0u);
+    dst[i] = select(0.0, p.scale * src_at(source.x), source.y != 0u);
 }
 
 // unpool_2x2 on quads of channels.
@@ -120,5 +142,5 @@ fn unpool_2x2_quads(
         return;
     }
     let source = covering(i);
-    dst4[i] = select(vec4(0.0), p.scale * src4[source.x], source.y != 0u);
+    dst4[i] = select(vec4(0.0), p.scale * src_quad(source.x), source.y != 0u);
 }

@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Activation, Fused, flag};
+use super::{Activation, Fused, flag, mirrors};
 use crate::gpu::{Dispatch, Gpu, QuadTexture, Tensor};
 use crate::shaders;
 
@@ -77,13 +77,17 @@ impl<'a> FusedStores<'a> {
 pub fn activation_forward(gpu: &Gpu, x: &Tensor, len: usize, act: Activation) -> Dispatch {
     assert!(len <= x.len, "activation_forward: {len} elements of {}", x.len);
     let params = gpu.uniform(&Params { len: u32::try_from(len).unwrap() });
-    let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_forward", &constants(Some(act)));
+    let ([x4], textures) = mirrors(gpu, [x]);
+    let [act, alpha] = constants(Some(act));
+    let constants = [act, alpha, ("TEXTURES", flag(textures))];
+    let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_forward", &constants);
     gpu.dispatch(
         "activation_forward",
         &pipeline,
-        &[x.binding(), params.as_entire_binding()],
+        &[x.binding(), params.as_entire_binding(), x4.binding()],
         gpu.grid(len.div_ceil(4), WG),
     )
+    .reading(&[&x4])
 }
 
 /// dy *= act'(.), the derivative written in terms of the forward output y
@@ -97,11 +101,15 @@ pub fn activation_backward(
 ) -> Dispatch {
     assert!(len <= y.len && len <= dy.len, "activation_backward: tensors too small");
     let params = gpu.uniform(&Params { len: u32::try_from(len).unwrap() });
-    let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_backward", &constants(Some(act)));
+    let ([y4, dy4], textures) = mirrors(gpu, [y, dy]);
+    let [act, alpha] = constants(Some(act));
+    let constants = [act, alpha, ("TEXTURES", flag(textures))];
+    let pipeline = gpu.pipeline(&shaders::ACTIVATION, "activation_backward", &constants);
     gpu.dispatch(
         "activation_backward",
         &pipeline,
-        &[y.binding(), dy.binding(), params.as_entire_binding()],
+        &[y.binding(), dy.binding(), params.as_entire_binding(), y4.binding(), dy4.binding()],
         gpu.grid(len.div_ceil(4), WG),
     )
+    .reading(&[&y4, &dy4])
 }

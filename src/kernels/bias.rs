@@ -3,6 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::{flag, mirrors};
 use crate::gpu::{Dispatch, Gpu, Op, Tensor};
 use crate::shaders;
 
@@ -64,11 +65,13 @@ fn column_sums(
     let groups = [cols.div_ceil(WG as usize), rows.div_ceil(slice_rows), 1];
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     assert!(groups[0] <= max, "bias_grad: {cols} columns");
-    let pipeline = gpu.pipeline(&shaders::BIAS, "bias_grad", &[]);
+    let ([dy4], textures) = mirrors(gpu, [dy]);
+    let pipeline = gpu.pipeline(&shaders::BIAS, "bias_grad", &[("TEXTURES", flag(textures))]);
     gpu.dispatch(
         "bias_grad",
         &pipeline,
-        &[dy.binding(), db.binding(), params.as_entire_binding()],
+        &[dy.binding(), db.binding(), params.as_entire_binding(), dy4.binding()],
         groups.map(|g| g as u32),
     )
+    .reading(&[&dy4])
 }

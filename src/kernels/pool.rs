@@ -4,6 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::{flag, mirrors};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::shaders;
 
@@ -50,13 +51,15 @@ fn pass(
         scale,
     });
     let name = if channels_per_thread == 4 { format!("{entry}_quads") } else { entry.to_string() };
-    let pipeline = gpu.pipeline(&shaders::POOL, &name, &[]);
+    let ([src4], textures) = mirrors(gpu, [src]);
+    let pipeline = gpu.pipeline(&shaders::POOL, &name, &[("TEXTURES", flag(textures))]);
     gpu.dispatch(
         entry,
         &pipeline,
-        &[src.binding(), dst.binding(), params.as_entire_binding()],
+        &[src.binding(), dst.binding(), params.as_entire_binding(), src4.binding()],
         gpu.grid(out_len / channels_per_thread, WG),
     )
+    .reading(&[&src4])
 }
 
 /// y = the mean of each 2x2 window of x, stride 2: x is [batch, h, w, c], y is
