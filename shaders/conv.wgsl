@@ -65,6 +65,10 @@ override VEC_A: bool = false;
 override TRANS_B: bool = false;
 // The stored rows of b (weight slices, or dy in conv_weight_grad) have a multiple of 4 elements.
 override VEC_B: bool = false;
+// a4 / b4 mirror a / b even where VEC_A / VEC_B are off: the scalar reads then fetch one float
+// of a texel, still several times faster on llvmpipe than a storage load (1-channel images).
+override MIRROR_A: bool = false;
+override MIRROR_B: bool = false;
 // conv_gather: the gathered image has one channel, so a reduction step takes 4 taps along w
 // instead of 4 channels of one tap (3 of which would be padding).
 override PACK_TAPS: bool = false;
@@ -107,6 +111,21 @@ fn texel(i: u32) -> vec2<u32> {
     return vec2(i % 2048u, i / 2048u);
 }
 
+// Element i of a and of b, from their mirrors where MIRROR_A / MIRROR_B.
+fn a_at(i: u32) -> f32 {
+    if MIRROR_A {
+        return textureLoad(a4, texel(i / 4u))[i % 4u];
+    }
+    return a[i];
+}
+
+fn b_at(i: u32) -> f32 {
+    if MIRROR_B {
+        return textureLoad(b4, texel(i / 4u))[i % 4u];
+    }
+    return b[i];
+}
+
 // Channels c0..c0+3 of the gathered image's pixel at `base`, zero past its `len` channels.
 fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     if VEC_A {
@@ -115,7 +134,7 @@ fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     var v = vec4(0.0);
     for (var q = 0u; q < 4u; q++) {
         if c0 + q < len {
-            v[q] = a[base + c0 + q];
+            v[q] = a_at(base + c0 + q);
         }
     }
     return v;
@@ -130,7 +149,7 @@ fn b_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     var v = vec4(0.0);
     for (var q = 0u; q < 4u; q++) {
         if c0 + q < len {
-            v[q] = b[base + c0 + q];
+            v[q] = b_at(base + c0 + q);
         }
     }
     return v;
@@ -292,7 +311,7 @@ fn tap_quad(t: GatherTile, kh: i32, kw: i32) -> TapQuad {
 fn a_taps(image: u32, q: TapQuad) -> vec4<f32> {
     var v = vec4(0.0);
     for (var e = 0u; e < 4u; e++) {
-        v[e] = select(0.0, a[image + q.pixel[e]], q.live[e]);
+        v[e] = select(0.0, a_at(image + q.pixel[e]), q.live[e]);
     }
     return v;
 }
@@ -505,7 +524,7 @@ fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     }
     let last = p.batch * p.x_h * p.x_w * p.x_c - 1u;
     let safe = min(off, vec4(last));
-    return select(vec4(0.0), vec4(a[safe.x], a[safe.y], a[safe.z], a[safe.w]), ok);
+    return select(vec4(0.0), vec4(a_at(safe.x), a_at(safe.y), a_at(safe.z), a_at(safe.w)), ok);
 }
 
 // dy at pixel m, columns j..j+3, zero past the slice's last image (n_end).

@@ -448,15 +448,19 @@ fn launch(
     };
     let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
     let entry = format!("{kind}_{}", if subgroup { "subgroup" } else { "portable" });
-    // Reading 4 floats at once needs rows of a multiple of 4 that fit a texture.
-    let vec_a = gathered % 4 == 0 && gpu.quad_texture_fits(a);
-    let vec_b = b_row % 4 == 0 && gpu.quad_texture_fits(b);
+    // Operands that fit a texture are read through their mirrors; 4 floats at once where
+    // their rows are whole quads.
+    let (mirror_a, mirror_b) = (gpu.quad_texture_fits(a), gpu.quad_texture_fits(b));
+    let vec_a = gathered % 4 == 0 && mirror_a;
+    let vec_b = b_row % 4 == 0 && mirror_b;
     let stores = FusedStores::new(gpu, bias, fused, (c_len, cols), a);
     let [act, alpha, gradient, vec_epilogue] = stores.constants;
     let constants = [
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(vec_b)),
+        ("MIRROR_A", flag(mirror_a)),
+        ("MIRROR_B", flag(mirror_b)),
         ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
         ("TILE_ROWS", tile_rows as f64),
         act,
@@ -502,7 +506,7 @@ fn launch(
         (row_groups, slice_images),
     );
     let params = gpu.uniform(&params);
-    let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
+    let (a4, b4) = (gpu.quad_texture(a, mirror_a), gpu.quad_texture(b, mirror_b));
     let mut bindings = vec![
         params.as_entire_binding(),
         a.binding(),
