@@ -36,6 +36,20 @@ struct Step {
 @group(0) @binding(1) var<uniform> p: Params;
 @group(0) @binding(2) var<uniform> step: Step;
 
+// dropout reads the elements it scales through the texture that mirrors them (src/gpu.rs's
+// QuadTexture) when TEXTURES is set: llvmpipe fetches a texel in a fraction of a storage
+// load's time.
+override TEXTURES: bool = false;
+@group(0) @binding(3) var in_texture: texture_storage_2d<rgba32float, read>;
+
+// Element i of the tensor dropout scales, before it does (2048 texels of 4 floats per row).
+fn dropout_input(i: u32) -> f32 {
+    if TEXTURES {
+        return textureLoad(in_texture, vec2((i / 4u) % 2048u, i / 8192u))[i % 4u];
+    }
+    return out_f32[i];
+}
+
 const WG: u32 = 256u;
 const INV_2_24: f32 = 1.0 / 16777216.0;
 const PI: f32 = 3.14159265358979;
@@ -197,7 +211,7 @@ fn dropout(
     for (var j = 0u; j < 2u; j++) {
         let i = out_index(pair, j);
         if i < p.len {
-            out_f32[i] = select(0.0, p.scale * out_f32[i], unit(w[j]) >= p.rate);
+            out_f32[i] = select(0.0, p.scale * dropout_input(i), unit(w[j]) >= p.rate);
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::flag;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::shaders;
 
@@ -36,13 +37,17 @@ fn rng_dispatch(
     let (first, len) = (params.first as usize, params.len as usize);
     let pairs = (first + len).div_ceil(2) - first / 2;
     let uniform = gpu.uniform(&params);
-    let pipeline = gpu.pipeline(&shaders::RNG, entry, &[]);
-    gpu.dispatch(
-        entry,
-        &pipeline,
-        &[out.binding(), uniform.as_entire_binding(), step.as_entire_binding()],
-        gpu.grid(pairs, WG),
-    )
+    // Only dropout reads `out` (in place), through its mirror where it fits; the generators
+    // only write it, and their pipelines have no texture binding.
+    let dropout = entry == "dropout";
+    let read_texture = dropout && gpu.quad_texture_fits(out);
+    let out4 = gpu.quad_texture(out, read_texture);
+    let pipeline = gpu.pipeline(&shaders::RNG, entry, &[("TEXTURES", flag(read_texture))]);
+    let mut bindings = vec![out.binding(), uniform.as_entire_binding(), step.as_entire_binding()];
+    if dropout {
+        bindings.push(out4.binding());
+    }
+    gpu.dispatch(entry, &pipeline, &bindings, gpu.grid(pairs, WG)).reading(&[&out4])
 }
 
 /// `len` as the shader's u32, small enough that element indices up to first + len + 1 cannot
