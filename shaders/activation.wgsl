@@ -28,12 +28,6 @@ override TEXTURES: bool = false;
 
 const WG: u32 = 256u;
 
-// The texel holding quad i of a mirrored tensor (2048 texels per row, as src/gpu.rs lays them
-// out).
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % 2048u, i / 2048u);
-}
-
 // Quad i of each operand. (One function per texture: naga's GLSL output rejects storage
 // images as function arguments.)
 fn x_quad(i: u32) -> vec4<f32> {

@@ -83,12 +83,6 @@ fn thread_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 override TEXTURES: bool = false;
 @group(0) @binding(4) var x4: texture_storage_2d<rgba32float, read>;
 
-// The texel holding element i of a mirrored tensor (2048 texels of 4 floats per row, as
-// src/gpu.rs lays them out).
-fn element_texel(i: u32) -> vec2<u32> {
-    return vec2((i / 4u) % 2048u, i / 8192u);
-}
-
 // Element i of x, in the forward entry points. (One function per texture: naga's GLSL output
 // rejects storage images as function arguments.)
 fn x_at(i: u32) -> f32 {

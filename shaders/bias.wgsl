@@ -27,11 +27,10 @@ const WG: u32 = 64u;
 override TEXTURES: bool = false;
 @group(0) @binding(3) var dy4: texture_storage_2d<rgba32float, read>;
 
-// Element i of dy, from its texture (2048 texels of 4 floats per row, as src/gpu.rs lays them
-// out) or its buffer.
+// Element i of dy, from its texture or its buffer.
 fn dy_at(i: u32) -> f32 {
     if TEXTURES {
-        return textureLoad(dy4, vec2((i / 4u) % 2048u, i / 8192u))[i % 4u];
+        return textureLoad(dy4, element_texel(i))[i % 4u];
     }
     return dy[i];
 }

@@ -103,25 +103,17 @@ override TILE_ROWS: u32 = 8u;
 // r. The accumulators are separately named blocks rather than an array indexed in a loop,
 // which llvmpipe kept in memory at half the speed.
 
-// The texel holding floats 4i..4i+3 of a tensor mirrored in a4 or b4 (QUAD_TEXTURE_WIDTH
-// texels per row, as src/gpu.rs lays them out). They are read-only storage textures, which
-// lavapipe loads in about a third of the time of a sampled texture's fetch. The textures are not passed as arguments: naga's GLSL output rejects
-// storage images as function parameters.
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % 2048u, i / 2048u);
-}
-
 // Element i of a and of b, from their mirrors where MIRROR_A / MIRROR_B.
 fn a_at(i: u32) -> f32 {
     if MIRROR_A {
-        return textureLoad(a4, texel(i / 4u))[i % 4u];
+        return textureLoad(a4, element_texel(i))[i % 4u];
     }
     return a[i];
 }
 
 fn b_at(i: u32) -> f32 {
     if MIRROR_B {
-        return textureLoad(b4, texel(i / 4u))[i % 4u];
+        return textureLoad(b4, element_texel(i))[i % 4u];
     }
     return b[i];
 }

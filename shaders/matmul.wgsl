@@ -51,13 +51,6 @@ override VEC_EPILOGUE: bool = false;
 // only where the device allows it: the other entry points do not use it.
 @group(0) @binding(8) var<storage, read_write> column_sums: array<f32>;
 
-// The texel holding floats 4i..4i+3 of a tensor mirrored in a4 or b4 (QUAD_TEXTURE_WIDTH
-// texels per row, as src/gpu.rs lays them out). The textures are not passed as arguments:
-// naga's GLSL output rejects storage images as function parameters.
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % 2048u, i / 2048u);
-}
-
 // Elements [r, c0..c0+3] of A as stored, with the indices clamped into the matrix.
 fn a_quad(r: u32, c0: u32) -> vec4<f32> {
     let rows = select(p.m, p.k, TRANS_A);

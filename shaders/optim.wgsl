@@ -43,11 +43,6 @@ override TEXTURES: bool = false;
 
 const WG: u32 = 256u;
 
-// The texel holding quad i of a mirrored tensor (2048 texels per row, as in matmul.wgsl).
-fn texel(i: u32) -> vec2<u32> {
-    return vec2(i % 2048u, i / 2048u);
-}
-
 // Quad i of each operand, from its texture or its buffer. (One function per operand: naga's
 // GLSL output rejects storage images as function arguments.)
 fn params_quad(i: u32) -> vec4<f32> {

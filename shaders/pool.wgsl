@@ -30,10 +30,10 @@ const WG: u32 = 256u;
 override TEXTURES: bool = false;
 @group(0) @binding(3) var src_texture: texture_storage_2d<rgba32float, read>;
 
-// Quad i of src (2048 texels per row, as src/gpu.rs lays them out).
+// Quad i of src.
 fn src_quad(i: u32) -> vec4<f32> {
     if TEXTURES {
-        return textureLoad(src_texture, vec2(i % 2048u, i / 2048u));
+        return textureLoad(src_texture, texel(i));
     }
     return src4[i];
 }
@@ -41,7 +41,7 @@ fn src_quad(i: u32) -> vec4<f32> {
 // Element i of src. (Not through src_quad: an entry point may use only one of src and src4.)
 fn src_at(i: u32) -> f32 {
     if TEXTURES {
-        return textureLoad(src_texture, vec2((i / 4u) % 2048u, i / 8192u))[i % 4u];
+        return textureLoad(src_texture, element_texel(i))[i % 4u];
     }
     return src[i];
 }

@@ -42,10 +42,10 @@ struct Step {
 override TEXTURES: bool = false;
 @group(0) @binding(3) var in_texture: texture_storage_2d<rgba32float, read>;
 
-// Element i of the tensor dropout scales, before it does (2048 texels of 4 floats per row).
+// Element i of the tensor dropout scales, before it does.
 fn dropout_input(i: u32) -> f32 {
     if TEXTURES {
-        return textureLoad(in_texture, vec2((i / 4u) % 2048u, i / 8192u))[i % 4u];
+        return textureLoad(in_texture, element_texel(i))[i % 4u];
     }
     return out_f32[i];
 }

@@ -3,15 +3,13 @@
 use crate::gpu::Shader;
 
 macro_rules! shader {
-    ($name:literal) => {
-        Shader { name: $name, source: include_str!(concat!("../shaders/", $name)) }
-    };
-    // A module that applies activations: activate.wgsl's nonlinearities, then its own file.
-    ($name:literal, activating) => {
+    // A module, after the shared parts it uses (activate.wgsl's nonlinearities, texel.wgsl's
+    // texture addressing), in that order.
+    ($name:literal $(, $part:literal)*) => {
         Shader {
             name: $name,
             source: concat!(
-                include_str!("../shaders/activate.wgsl"),
+                $(include_str!(concat!("../shaders/", $part)),)*
                 include_str!(concat!("../shaders/", $name))
             ),
         }
@@ -19,19 +17,19 @@ macro_rules! shader {
 }
 
 /// Files that are parts of other modules rather than modules of their own.
-pub const PARTS: &[&str] = &["activate.wgsl"];
+pub const PARTS: &[&str] = &["activate.wgsl", "texel.wgsl"];
 
-pub const MATMUL: Shader = shader!("matmul.wgsl", activating);
-pub const BIAS: Shader = shader!("bias.wgsl");
-pub const ACTIVATION: Shader = shader!("activation.wgsl", activating);
+pub const MATMUL: Shader = shader!("matmul.wgsl", "activate.wgsl", "texel.wgsl");
+pub const BIAS: Shader = shader!("bias.wgsl", "texel.wgsl");
+pub const ACTIVATION: Shader = shader!("activation.wgsl", "activate.wgsl", "texel.wgsl");
 pub const LOSS: Shader = shader!("loss.wgsl");
-pub const OPTIM: Shader = shader!("optim.wgsl");
-pub const RNG: Shader = shader!("rng.wgsl");
+pub const OPTIM: Shader = shader!("optim.wgsl", "texel.wgsl");
+pub const RNG: Shader = shader!("rng.wgsl", "texel.wgsl");
 pub const GATHER: Shader = shader!("gather.wgsl");
 pub const METRICS: Shader = shader!("metrics.wgsl");
-pub const CONV: Shader = shader!("conv.wgsl", activating);
-pub const POOL: Shader = shader!("pool.wgsl");
-pub const BATCHNORM: Shader = shader!("batchnorm.wgsl");
+pub const CONV: Shader = shader!("conv.wgsl", "activate.wgsl", "texel.wgsl");
+pub const POOL: Shader = shader!("pool.wgsl", "texel.wgsl");
+pub const BATCHNORM: Shader = shader!("batchnorm.wgsl", "texel.wgsl");
 
 /// Every module, for the validation tests.
 pub const ALL: &[&Shader] = &[
