@@ -611,7 +611,7 @@ pub const QUAD_TEXTURE_WIDTH: usize = 2048;
 pub struct QuadTexture {
     source: wgpu::Buffer,
     texture: wgpu::Texture,
-    pub view: wgpu::TextureView,
+    view: wgpu::TextureView,
     texels: usize,
 }
 

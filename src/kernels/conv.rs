@@ -510,15 +510,15 @@ fn launch(
     let mut bindings = vec![
         params.as_entire_binding(),
         a.binding(),
-        wgpu::BindingResource::TextureView(&a4.view),
+        a4.binding(),
         b.binding(),
-        wgpu::BindingResource::TextureView(&b4.view),
+        b4.binding(),
         out.binding(),
     ];
     // Only the gather kernels have the epilogue bindings.
     if pass != Pass::BackwardWeight {
         bindings.push(stores.epilogue.binding());
-        bindings.push(wgpu::BindingResource::TextureView(&stores.e4.view));
+        bindings.push(stores.e4.binding());
     }
     let reads = [&a4, &b4, &stores.e4];
     let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&reads);

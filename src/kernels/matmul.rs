@@ -192,12 +192,12 @@ fn launch(
     let mut bindings = vec![
         params.as_entire_binding(),
         a.binding(),
-        wgpu::BindingResource::TextureView(&a4.view),
+        a4.binding(),
         b.binding(),
-        wgpu::BindingResource::TextureView(&b4.view),
+        b4.binding(),
         stores.epilogue.binding(),
         c.binding(),
-        wgpu::BindingResource::TextureView(&stores.e4.view),
+        stores.e4.binding(),
     ];
     bindings.extend(column_sums.map(Tensor::binding));
     gpu.dispatch("matmul", &pipeline, &bindings, groups).reading(&[&a4, &b4, &stores.e4])
