@@ -96,7 +96,8 @@ def compare_matmul(args):
     except ImportError:
         sys.exit("error: numpy is not installed here: pip install numpy")
     rows = [r for r in json_lines([args.gan_gpu, "bench", "--kernel", "matmul", "--json"]) if r["kernel"] == "matmul"]
-    print(f"{'shape (m,n,k)':<20} {'gan-gpu GFLOP/s':>16} {'numpy GFLOP/s':>14} {'share':>7}")
+    width = max([len("shape (m,n,k)")] + [len(r["shape"]) for r in rows])
+    print(f"{'shape (m,n,k)':<{width}} {'gan-gpu GFLOP/s':>16} {'numpy GFLOP/s':>14} {'share':>7}")
     out = []
     for r in rows:
         fields = r["shape"].split(",")
@@ -104,7 +105,7 @@ def compare_matmul(args):
         theirs = numpy_gflops(np, m, n, k, "ta" in fields, "tb" in fields)
         out.append({"shape": r["shape"], "gan_gpu_gflops": r["gflops"], "numpy_gflops": theirs,
                     "share": r["gflops"] / theirs})
-        print(f"{r['shape']:<20} {r['gflops']:>16.1f} {theirs:>14.1f} {r['gflops'] / theirs:>7.0%}", flush=True)
+        print(f"{r['shape']:<{width}} {r['gflops']:>16.1f} {theirs:>14.1f} {r['gflops'] / theirs:>7.0%}", flush=True)
     return out
 
 
