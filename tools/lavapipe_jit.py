@@ -9,7 +9,7 @@ out with gdb, samples it with `perf record`, disassembles the copies with objdum
 the loops (backward branches) that hold the most samples:
 
     cargo build --release
-    WGPU_BACKEND=vulkan python3 benches/lavapipe_jit.py --delay 12 -- \\
+    WGPU_BACKEND=vulkan python3 tools/lavapipe_jit.py --delay 12 -- \\
         target/release/gan-gpu bench --model mlp --iters 400
 
 For each loop it prints its size, its share of the samples, and counts per iteration: vector
