@@ -43,6 +43,10 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// Use only the portable kernel variants (no subgroups), even where the adapter has more.
     pub portable_kernels: bool,
+    /// Let kernels read their operands through texture mirrors where they fit (the default);
+    /// false (GAN_GPU_MIRRORS=off) reads every operand from its storage buffer, to measure
+    /// what the mirrors are worth on an adapter.
+    pub texture_mirrors: bool,
 }
 
 impl Default for GpuOptions {
@@ -51,6 +55,7 @@ impl Default for GpuOptions {
             backend: BackendChoice::Auto,
             adapter: None,
             portable_kernels: std::env::var("GAN_GPU_KERNELS").is_ok_and(|v| v == "portable"),
+            texture_mirrors: std::env::var("GAN_GPU_MIRRORS").map_or(true, |v| v != "off"),
         }
     }
 }
@@ -61,6 +66,8 @@ pub struct KernelCaps {
     /// Subgroup size when the device has subgroup operations with one fixed size.
     pub subgroup_size: Option<u32>,
     pub timestamps: bool,
+    /// Kernels read operands that fit a texture through its mirror ([`GpuOptions`]).
+    pub texture_mirrors: bool,
 }
 
 /// The implementations of a kernel family that has more than one.
@@ -154,24 +161,28 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
-fn caps_for(adapter: &wgpu::Adapter, portable: bool) -> KernelCaps {
+fn caps_for(adapter: &wgpu::Adapter, opts: &GpuOptions) -> KernelCaps {
     let info = adapter.get_info();
     let features = adapter.features();
     // The subgroup kernels broadcast across a subgroup of a known size; adapters whose size
     // varies from dispatch to dispatch get the portable kernels.
-    let subgroup_size = (!portable
+    let subgroup_size = (!opts.portable_kernels
         && features.contains(wgpu::Features::SUBGROUP)
         && info.subgroup_min_size == info.subgroup_max_size
         && crate::kernels::matmul::SUBGROUP_SIZES.contains(&info.subgroup_min_size))
     .then_some(info.subgroup_min_size);
-    KernelCaps { subgroup_size, timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY) }
+    KernelCaps {
+        subgroup_size,
+        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        texture_mirrors: opts.texture_mirrors,
+    }
 }
 
-fn report(adapter: &wgpu::Adapter, portable: bool) -> AdapterReport {
+fn report(adapter: &wgpu::Adapter, opts: &GpuOptions) -> AdapterReport {
     let info = adapter.get_info();
     let limits = adapter.limits();
     let features = adapter.features();
-    let caps = caps_for(adapter, portable);
+    let caps = caps_for(adapter, opts);
     AdapterReport {
         name: info.name.clone(),
         backend: format!("{:?}", info.backend).to_lowercase(),
@@ -199,7 +210,7 @@ fn report(adapter: &wgpu::Adapter, portable: bool) -> AdapterReport {
 
 /// Every adapter the chosen backends offer, best first.
 pub fn list_adapters(opts: &GpuOptions) -> Vec<AdapterReport> {
-    ranked_adapters(opts).iter().map(|a| report(a, opts.portable_kernels)).collect()
+    ranked_adapters(opts).iter().map(|a| report(a, opts)).collect()
 }
 
 fn ranked_adapters(opts: &GpuOptions) -> Vec<wgpu::Adapter> {
@@ -294,7 +305,7 @@ impl Gpu {
                 })?,
             None => adapters.into_iter().next().unwrap(),
         };
-        let caps = caps_for(&adapter, opts.portable_kernels);
+        let caps = caps_for(&adapter, opts);
         let mut features = wgpu::Features::empty();
         if caps.subgroup_size.is_some() {
             features |= wgpu::Features::SUBGROUP;
@@ -464,6 +475,9 @@ impl Gpu {
     /// Whether a texture can mirror `tensor` within the device's limits; kernels read larger
     /// tensors from the buffer.
     pub fn quad_texture_fits(&self, tensor: &Tensor) -> bool {
+        if !self.caps.texture_mirrors {
+            return false;
+        }
         let texels = tensor.len.div_ceil(4);
         let largest = self.limits.max_texture_dimension_2d as usize;
         texels.min(QUAD_TEXTURE_WIDTH) <= largest && texels.div_ceil(QUAD_TEXTURE_WIDTH) <= largest

@@ -212,6 +212,10 @@ struct GpuArgs {
     /// no optional GPU feature; subgroup the subgroup ones.
     #[arg(long, value_parser = ["auto", "portable", "subgroup"])]
     kernels: Option<String>,
+    /// Read every kernel operand from its storage buffer, never through a texture mirror (also
+    /// GAN_GPU_MIRRORS=off): to measure what the mirrors are worth on an adapter.
+    #[arg(long)]
+    no_texture_mirrors: bool,
 }
 
 impl GpuArgs {
@@ -257,6 +261,7 @@ impl GpuArgs {
             ..Default::default()
         };
         opts.portable_kernels = self.kernels_choice() == "portable";
+        opts.texture_mirrors &= !self.no_texture_mirrors;
         opts
     }
 }
@@ -618,6 +623,9 @@ fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
             );
             let chosen = chosen.map_or("measured on first use".into(), |v| v.describe());
             println!("  kernel variants: {} ({chosen})", a.kernel_variants.join(", "));
+            if !a.caps.texture_mirrors {
+                println!("  operands read from storage buffers, not texture mirrors");
+            }
         }
     }
     Ok(())

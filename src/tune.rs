@@ -111,17 +111,19 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .or_else(|| dirs::cache_dir().map(|c| c.join("gan-gpu")))
 }
 
-/// What a cached choice is valid for: the adapter, its driver, the variants it can run and
-/// the kernels' source (an edited shader is measured again).
-pub fn adapter_key(info: &wgpu::AdapterInfo, candidates: &[Variant]) -> String {
+/// What a cached choice is valid for: the adapter, its driver, the variants it can run,
+/// whether kernels read texture mirrors, and the kernels' source (an edited shader is
+/// measured again).
+pub fn adapter_key(info: &wgpu::AdapterInfo, caps: &KernelCaps) -> String {
     let mut sources = Sha256::new();
     for shader in [shaders::MATMUL, shaders::CONV] {
         sources.update(shader.source.as_bytes());
     }
     let digest = sources.finalize();
-    let names: Vec<&str> = candidates.iter().map(|v| v.name()).collect();
+    let names: Vec<&str> = Variant::candidates(caps).iter().map(|v| v.name()).collect();
+    let reads = if caps.texture_mirrors { "" } else { " | buffer reads" };
     format!(
-        "{} | {:?} | {} {} | {} | kernels {:02x}{:02x}{:02x}{:02x}",
+        "{} | {:?} | {} {} | {}{reads} | kernels {:02x}{:02x}{:02x}{:02x}",
         info.name,
         info.backend,
         info.driver,
@@ -134,14 +136,13 @@ pub fn adapter_key(info: &wgpu::AdapterInfo, candidates: &[Variant]) -> String {
     )
 }
 
-/// The choice an earlier command cached for the adapter `info` (with these `candidates`).
+/// The choice an earlier command cached for the adapter `info` (opened with these `caps`).
 pub fn cached(
     info: &wgpu::AdapterInfo,
-    candidates: &[Variant],
+    caps: &KernelCaps,
     cache_dir: &Path,
 ) -> Option<(Variants, Vec<Timing>)> {
-    let hit =
-        read_cache(&cache_dir.join(CACHE_FILE)).adapters.remove(&adapter_key(info, candidates))?;
+    let hit = read_cache(&cache_dir.join(CACHE_FILE)).adapters.remove(&adapter_key(info, caps))?;
     Some((hit.variants, hit.timings))
 }
 
@@ -154,7 +155,7 @@ pub fn known(
 ) -> Option<Variants> {
     match Variant::candidates(caps) {
         [only] => Some(Variants::all(*only)),
-        candidates => cached(info, candidates, cache_dir?).map(|(variants, _)| variants),
+        _ => cached(info, caps, cache_dir?).map(|(variants, _)| variants),
     }
 }
 
@@ -184,7 +185,7 @@ pub fn choose(
         gpu.set_variants(variants);
         return Ok(Choice { variants, timings: Vec::new(), source: Source::Only });
     }
-    let key = adapter_key(&gpu.info, candidates);
+    let key = adapter_key(&gpu.info, &gpu.caps);
     let path = cache_dir.map(|d| d.join(CACHE_FILE));
     let mut cache = path.as_deref().map(read_cache).unwrap_or_default();
     if let (Some(path), Some(hit), false) = (&path, cache.adapters.get(&key), remeasure) {

@@ -692,7 +692,8 @@ fn synthetic_dataset() -> Dataset {
 fn devices() -> Vec<Arc<Gpu>> {
     let open = |portable_kernels| {
         [BackendChoice::Vulkan, BackendChoice::Auto].into_iter().find_map(|backend| {
-            Gpu::new(&GpuOptions { backend, adapter: None, portable_kernels }).ok()
+            Gpu::new(&GpuOptions { backend, adapter: None, portable_kernels, ..Default::default() })
+                .ok()
         })
     };
     let fast = open(false).expect("no GPU adapter at all: install mesa-vulkan-drivers");

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use gan_gpu::gpu::{Variant, Variants};
+use gan_gpu::gpu::{KernelCaps, Variant, Variants};
 use gan_gpu::tune::{self, Family, Source, Timing};
 
 fn timing(family: Family, variant: Variant, ms: Option<f64>) -> Timing {
@@ -76,18 +76,21 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
         assert_eq!(gpu.variants(), first.variants);
 
         // Another driver (or another build of the kernels) is a different key.
-        let cached = tune::cached(&gpu.info, candidates, dir.path()).unwrap();
+        let cached = tune::cached(&gpu.info, &gpu.caps, dir.path()).unwrap();
         assert_eq!(cached.0, first.variants);
         let mut other_driver = gpu.info.clone();
         other_driver.driver_info.push_str(" (updated)");
-        assert!(tune::cached(&other_driver, candidates, dir.path()).is_none());
+        assert!(tune::cached(&other_driver, &gpu.caps, dir.path()).is_none());
+        // So is the same adapter read without texture mirrors (--no-texture-mirrors).
+        let buffer_reads = KernelCaps { texture_mirrors: false, ..gpu.caps };
+        assert!(tune::cached(&gpu.info, &buffer_reads, dir.path()).is_none());
 
         // A damaged cache costs a measurement, not an error, and is rewritten.
         std::fs::write(&cache_file, "{ not json").unwrap();
         let mut remeasured = false;
         let fresh = tune::choose(gpu, Some(dir.path()), false, || remeasured = true).unwrap();
         assert!(remeasured && fresh.source == Source::Measured);
-        assert!(tune::cached(&gpu.info, candidates, dir.path()).is_some());
+        assert!(tune::cached(&gpu.info, &gpu.caps, dir.path()).is_some());
         gpu.set_variants(before);
     }
 }

@@ -38,7 +38,12 @@ pub fn gpus() -> &'static [Arc<Gpu>] {
             (BackendChoice::Metal, "metal"),
             (BackendChoice::Dx12, "dx12"),
         ] {
-            let opts = GpuOptions { backend, adapter: None, portable_kernels: false };
+            let opts = GpuOptions {
+                backend,
+                adapter: None,
+                portable_kernels: false,
+                ..Default::default()
+            };
             match Gpu::new(&opts) {
                 Ok(gpu) => {
                     let fast = gpu.caps.subgroup_size.is_some();
