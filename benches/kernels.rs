@@ -11,5 +11,5 @@ fn main() -> anyhow::Result<()> {
     tune::choose(&gpu, cache.as_deref(), false, || eprintln!("measuring the kernel variants"))?;
     println!("on {}, kernels {}", gpu.describe(), gpu.variants().describe());
     println!("{}", bench::table_header());
-    bench::run(&gpu, &Kernel::ALL, None, |row| println!("{}", bench::table_line(row)))
+    bench::run(&gpu, &Kernel::ALL, None, 0.0, |row| println!("{}", bench::table_line(row)))
 }

@@ -243,11 +243,28 @@ const MAX_CALLS: usize = 1000;
 /// Runs `case` once, compares each output with the CPU twin's (an error, without timing, if
 /// any disagrees), then times it.
 pub fn measure(gpu: &Gpu, case: &Case, ceilings: Option<Ceilings>) -> Result<Row> {
-    check_and_time(gpu, case, ceilings, false)
+    measure_for(gpu, case, ceilings, 0.0)
 }
 
-/// [`measure`], reporting the fastest repetition when `best` and the median otherwise.
-fn check_and_time(gpu: &Gpu, case: &Case, ceilings: Option<Ceilings>, best: bool) -> Result<Row> {
+/// [`measure`], timing for at least `seconds` (more submissions, the same median): steadier
+/// figures, and time for a profiler to attach.
+pub fn measure_for(
+    gpu: &Gpu,
+    case: &Case,
+    ceilings: Option<Ceilings>,
+    seconds: f64,
+) -> Result<Row> {
+    check_and_time(gpu, case, ceilings, false, seconds)
+}
+
+/// [`measure_for`], reporting the fastest repetition when `best` and the median otherwise.
+fn check_and_time(
+    gpu: &Gpu,
+    case: &Case,
+    ceilings: Option<Ceilings>,
+    best: bool,
+    seconds: f64,
+) -> Result<Row> {
     gpu.run(&case.ops);
     for c in &case.checks {
         let got = gpu.read(&c.got);
@@ -260,7 +277,7 @@ fn check_and_time(gpu: &Gpu, case: &Case, ceilings: Option<Ceilings>, best: bool
         .map_err(anyhow::Error::msg)
         .context("the GPU kernel disagrees with its CPU twin; not timing it")?;
     }
-    let (ms, calls, timer) = time_ops(gpu, &case.ops, best);
+    let (ms, calls, timer) = time_ops(gpu, &case.ops, best, seconds);
     Ok(row(case.kernel.name(), &case.shape, (ms, calls, timer), case.flops, case.bytes, ceilings))
 }
 
@@ -289,30 +306,33 @@ fn row(
 }
 
 /// Milliseconds per call of `ops`, the calls per submission and the timer used: one untimed
-/// run, then the median (the fastest when `best`, for ceilings) of [`REPETITIONS`] submissions of as many calls as fill
-/// [`TARGET_SECONDS`], each timed by GPU timestamps where the device has them, else by the
-/// wall clock around submit and wait.
-fn time_ops(gpu: &Gpu, ops: &[Op], best: bool) -> (f64, usize, &'static str) {
+/// run, then the median (the fastest when `best`, for ceilings) of [`REPETITIONS`] submissions
+/// (more, until `seconds` have passed) of as many calls as fill [`TARGET_SECONDS`], each timed
+/// by GPU timestamps where the device has them, else by the wall clock around submit and wait.
+fn time_ops(gpu: &Gpu, ops: &[Op], best: bool, seconds: f64) -> (f64, usize, &'static str) {
     let start = Instant::now();
     gpu.run(ops);
     let once = start.elapsed().as_secs_f64();
     let calls = ((TARGET_SECONDS / once.max(1e-6)) as usize).clamp(1, MAX_CALLS);
     let repeated: Vec<Op> = ops.iter().cycle().take(ops.len() * calls).cloned().collect();
     let timer = if gpu.caps.timestamps { "timestamp" } else { "wall" };
-    let mut samples: Vec<f64> = (0..REPETITIONS)
-        .map(|_| {
-            let ms = if gpu.caps.timestamps {
-                timestamped_ms(gpu, &repeated)
-            } else {
-                let start = Instant::now();
-                gpu.run(&repeated);
-                start.elapsed().as_secs_f64() * 1e3
-            };
-            ms / calls as f64
-        })
-        .collect();
+    let one_submission = || {
+        let ms = if gpu.caps.timestamps {
+            timestamped_ms(gpu, &repeated)
+        } else {
+            let start = Instant::now();
+            gpu.run(&repeated);
+            start.elapsed().as_secs_f64() * 1e3
+        };
+        ms / calls as f64
+    };
+    let timing = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < REPETITIONS || timing.elapsed().as_secs_f64() < seconds {
+        samples.push(one_submission());
+    }
     samples.sort_by(f64::total_cmp);
-    (samples[if best { 0 } else { REPETITIONS / 2 }], calls, timer)
+    (samples[if best { 0 } else { samples.len() / 2 }], calls, timer)
 }
 
 /// Milliseconds between GPU timestamps written by empty compute passes before and after `ops`,
@@ -479,7 +499,7 @@ pub fn measure_ceilings(
     let len = copy_mib << 18;
     let (src, dst) = (gpu.upload(&vec![1.0; len]), gpu.zeros(len));
     let copy = [Op::Copy { src, src_offset: 0, dst, dst_offset: 0, len }];
-    let timing = time_ops(gpu, &copy, true);
+    let timing = time_ops(gpu, &copy, true, 0.0);
     let mut copy_row =
         row("ceiling", &format!("copy {copy_mib} MiB"), timing, 0.0, 8.0 * len as f64, None);
     let gbps = copy_row.gbps;
@@ -488,7 +508,7 @@ pub fn measure_ceilings(
     let mut rng = StdRng::seed_from_u64(1);
     for &(kernel, shape) in arithmetic {
         let case = cases(gpu, kernel, shape, &mut rng)?.remove(0);
-        let mut r = check_and_time(gpu, &case, None, true)?;
+        let mut r = check_and_time(gpu, &case, None, true, 0.0)?;
         r.kernel = "ceiling".into();
         r.shape = format!("{} {}", kernel.name(), r.shape);
         r.bandwidth_share = r.gbps / gbps;
@@ -511,13 +531,14 @@ pub const CEILING_SHAPES: [(Kernel, &str); 4] = [
     (Kernel::Conv, "16,7,7,128,256,5,2,same"),
 ];
 
-/// Ceilings, then every case of `kernels` (on `shape`, else their default shapes), each row
-/// handed to `emit` as soon as it is measured. Stops at the first kernel that disagrees with
-/// its CPU twin.
+/// Ceilings, then every case of `kernels` (on `shape`, else their default shapes), each timed
+/// for at least `seconds` and handed to `emit` as soon as it is measured. Stops at the first
+/// kernel that disagrees with its CPU twin.
 pub fn run(
     gpu: &Gpu,
     kernels: &[Kernel],
     shape: Option<&str>,
+    seconds: f64,
     mut emit: impl FnMut(&Row),
 ) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
@@ -533,7 +554,7 @@ pub fn run(
     rows.iter().for_each(&mut emit);
     let mut measure_all = |cases: Vec<Case>| -> Result<()> {
         for case in cases {
-            emit(&measure(gpu, &case, Some(ceilings))?);
+            emit(&measure_for(gpu, &case, Some(ceilings), seconds)?);
         }
         Ok(())
     };

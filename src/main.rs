@@ -65,6 +65,11 @@ enum Command {
         kernel: Option<String>,
         #[arg(long, requires = "kernel", long_help = gan_gpu::bench::SHAPE_HELP)]
         shape: Option<String>,
+        /// With --kernel: time each case for at least this long (default: 5 submissions of
+        /// about 50 ms), for steadier figures or to let a profiler attach
+        /// (tools/lavapipe_jit.py).
+        #[arg(long, requires = "kernel")]
+        seconds: Option<f64>,
         /// Timed iterations (after 2 untimed ones that compile the pipelines).
         #[arg(long, default_value_t = 20)]
         iters: u64,
@@ -374,14 +379,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models { json } => models(json),
         Command::Train(args) => train_command(args),
         Command::Classifier { command } => classifier_command(command),
-        Command::Bench { kernel: Some(kernel), shape, json, gpu, .. } => {
+        Command::Bench { kernel: Some(kernel), shape, seconds, json, gpu, .. } => {
             let kernels = bench::Kernel::parse_list(&kernel)?;
             let gpu = gpu.open()?;
             if !json {
                 println!("on {}, kernels {}", gpu.describe(), gpu.variants().describe());
                 println!("{}", bench::table_header());
             }
-            bench::run(&gpu, &kernels, shape.as_deref(), |row| {
+            bench::run(&gpu, &kernels, shape.as_deref(), seconds.unwrap_or(0.0), |row| {
                 if json {
                     println!("{}", serde_json::to_string(row).expect("a row serializes"));
                 } else {
@@ -389,7 +394,22 @@ fn run(cli: Cli) -> Result<()> {
                 }
             })
         }
-        Command::Bench { model, iters, batch_size, json, dataset, data_dir, gpu, .. } => {
+        Command::Bench {
+            model,
+            shape,
+            seconds,
+            iters,
+            batch_size,
+            json,
+            dataset,
+            data_dir,
+            gpu,
+            ..
+        } => {
+            // clap's `requires` lets these through without --kernel.
+            if shape.is_some() || seconds.is_some() {
+                bail!("--shape and --seconds time single kernels: add --kernel NAME");
+            }
             let models = match model {
                 Some(m) => vec![m],
                 None => gan::preset_names().into_iter().map(String::from).collect(),

@@ -106,6 +106,19 @@ fn every_kernel_is_checked_and_timed_on_tiny_shapes() {
     }
 }
 
+/// `bench --kernel --seconds S` keeps timing a case until S have passed, so a profiler has a
+/// steady kernel to attach to.
+#[test]
+fn a_case_is_timed_for_at_least_the_seconds_asked() {
+    let gpu = gpu();
+    let mut rng = StdRng::seed_from_u64(8);
+    let case = bench::cases(&gpu, Kernel::Matmul, "8,8,8", &mut rng).unwrap().remove(0);
+    let start = std::time::Instant::now();
+    let long = bench::measure_for(&gpu, &case, None, 0.4).unwrap();
+    assert!(start.elapsed().as_secs_f64() >= 0.4, "timed for {:?}", start.elapsed());
+    assert!(long.calls >= 1 && long.ms > 0.0 && long.ms.is_finite(), "{long:?}");
+}
+
 #[test]
 fn a_result_that_disagrees_with_the_cpu_twin_is_not_timed() {
     let gpu = gpu();
@@ -130,7 +143,8 @@ fn bad_kernels_and_shapes_are_clear_errors() {
     let err = Kernel::parse_list("matmull").unwrap_err().to_string();
     assert!(err.contains("unknown kernel") && err.contains("conv-transpose"), "{err}");
     assert_eq!(Kernel::parse_list("all").unwrap(), Kernel::ALL.to_vec());
-    let err = bench::run(&gpu, &Kernel::ALL, Some("8,8,8"), |_| panic!("measured")).unwrap_err();
+    let err =
+        bench::run(&gpu, &Kernel::ALL, Some("8,8,8"), 0.0, |_| panic!("measured")).unwrap_err();
     assert!(err.to_string().contains("single --kernel"), "{err}");
     for (kernel, shape, needle) in [
         (Kernel::Matmul, "8,8", "M,N,K"),

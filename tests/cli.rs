@@ -103,6 +103,10 @@ fn bad_numbers_are_clear_errors() {
         ["train", "--model", "dcgan", "--batch-size", "50000", "--out", run.to_str().unwrap()];
     assert_clean_error(&gan_gpu(&args), "use a smaller --batch-size");
     assert!(!run.exists(), "a refused run wrote {}", run.display());
+    // Kernel-bench options on a model bench.
+    for option in ["--seconds", "--shape"] {
+        assert_clean_error(&gan_gpu(&["bench", "--model", "mlp", option, "1"]), "--kernel");
+    }
 }
 
 /// Train a few steps, Ctrl-C-free resume to more steps, then generate images from the result.

@@ -11,6 +11,8 @@ the loops (backward branches) that hold the most samples:
     cargo build --release
     WGPU_BACKEND=vulkan python3 tools/lavapipe_jit.py --delay 12 -- \\
         target/release/gan-gpu bench --model mlp --iters 400
+    WGPU_BACKEND=vulkan python3 tools/lavapipe_jit.py --delay 10 -- \\
+        target/release/gan-gpu bench --kernel matmul --shape 512,512,512 --seconds 20
 
 For each loop it prints its size, its share of the samples, and counts per iteration: vector
 multiplies and adds (llvmpipe lowers WGSL's fma() to a multiply and an add, so fused
