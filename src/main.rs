@@ -70,7 +70,8 @@ enum Command {
         /// (tools/lavapipe_jit.py).
         #[arg(long, requires = "kernel")]
         seconds: Option<f64>,
-        /// Timed iterations (after 2 untimed ones that compile the pipelines).
+        /// Timed training iterations of a model (after 2 untimed ones that compile the
+        /// pipelines); kernels are timed by --seconds instead.
         #[arg(long, default_value_t = 20)]
         iters: u64,
         #[arg(long)]
