@@ -26,6 +26,7 @@ Needs Linux, gdb, perf and objdump (binutils); the command must run for longer t
 --sample seconds.
 """
 import argparse
+import bisect
 import collections
 import pathlib
 import re
@@ -44,7 +45,7 @@ CATEGORIES = [
     ("mask blends", re.compile(r"^v(p)?blendv")),
     ("shuffles/broadcasts", re.compile(r"^v(perm|shuf|broadcast|pbroadcast|unpck|punpck|extract|insert)")),
 ]
-INSTRUCTION = re.compile(r"^\s*([0-9a-f]+):\s+((?:[0-9a-f]{2} )+)\s*(\S+)\s*(.*)$")
+INSTRUCTION = re.compile(r"^\s*([0-9a-f]+):\s+(?:[0-9a-f]{2} )+\s*(\S+)\s*(.*)$")
 BRANCH = re.compile(r"^j\w+$")
 SAMPLE = re.compile(r"^\s*([\d.]+)%\s+.*?\[\.\]\s+0x([0-9a-f]+)\s*$")
 
@@ -71,7 +72,7 @@ def dump(pid, regions, out):
 
 
 def disassemble(files):
-    """Every instruction of the dumps: {address: (length, mnemonic, operands)}."""
+    """Every instruction of the dumps: {address: (mnemonic, operands)}."""
     code = {}
     for start, path in files:
         text = subprocess.run(
@@ -82,7 +83,7 @@ def disassemble(files):
         for line in text.splitlines():
             m = INSTRUCTION.match(line)
             if m:
-                code[int(m.group(1), 16)] = (len(m.group(2).split()), m.group(3), m.group(4))
+                code[int(m.group(1), 16)] = (m.group(2), m.group(3))
     return code
 
 
@@ -107,7 +108,7 @@ def samples(perf_data):
 def loops(code):
     """(start, end) of every backward branch's body, end = the branch's address."""
     found = []
-    for address, (_, mnemonic, operands) in code.items():
+    for address, (mnemonic, operands) in code.items():
         if BRANCH.match(mnemonic):
             target = operands.split()[0] if operands else ""
             if re.fullmatch(r"(0x)?[0-9a-f]+", target):
@@ -117,11 +118,12 @@ def loops(code):
     return found
 
 
-def describe(code, hits, start, end):
-    """The loop's counts per iteration, as lines of text."""
-    body = [(a, code[a]) for a in sorted(code) if start <= a <= end]
+def describe(code, addresses, start, end, share):
+    """The loop's counts per iteration, as lines of text; `addresses` are code's, sorted, and
+    `share` the loop's percentage of the samples."""
+    body = addresses[bisect.bisect_left(addresses, start):bisect.bisect_right(addresses, end)]
     counts = collections.Counter()
-    for _, (_, mnemonic, operands) in body:
+    for mnemonic, operands in map(code.get, body):
         for name, pattern in CATEGORIES:
             if pattern.match(mnemonic):
                 counts[name] += 1
@@ -131,7 +133,6 @@ def describe(code, hits, start, end):
         if mnemonic in ("vinserti128", "vinsertf128", "vpinsrd", "vmovd", "vmovdqa",
                         "vmovdqu", "vmovss") and re.search(r"\(%r\w+,%r\w+", operands):
             counts["per-lane loads (gathers)"] += 1
-    share = sum(h for a, h in hits.items() if start <= a <= end)
     lines = [f"loop {start:#x}-{end:#x}: {end - start} bytes, {len(body)} instructions, "
              f"{share:.1f}% of the samples"]
     for name in [c for c, _ in CATEGORIES] + ["stack (spill) operands", "per-lane loads (gathers)"]:
@@ -187,23 +188,24 @@ def main():
 
     code = disassemble(files)
     hits = samples(perf_data)
-    jit_share = sum(h for a, h in hits.items() if a in code or any(s <= a < e for s, e in regions))
+    jit_share = sum(h for a, h in hits.items() if any(s <= a < e for s, e in regions))
     print(f"{len(code)} JIT instructions in {len(files)} regions; "
           f"{jit_share:.1f}% of the samples in JIT code")
     # Innermost hot loops: a loop is skipped when one inside it holds 80% of its samples.
-    in_loop = lambda l: sum(h for a, h in hits.items() if l[0] <= a <= l[1])
+    share = {l: sum(h for a, h in hits.items() if l[0] <= a <= l[1]) for l in loops(code)}
     kept = []
-    for start, end in sorted(loops(code), key=lambda l: l[1] - l[0]):
-        share = in_loop((start, end))
-        if share > 0 and not any(start <= s and e <= end and in_loop((s, e)) >= 0.8 * share
-                                 for s, e in kept):
+    for start, end in sorted(share, key=lambda l: l[1] - l[0]):
+        if share[start, end] > 0 and not any(
+                start <= s and e <= end and share[s, e] >= 0.8 * share[start, end]
+                for s, e in kept):
             kept.append((start, end))
-    for start, end in sorted(kept, key=lambda l: -in_loop(l))[:args.top]:
-        print("\n".join(describe(code, hits, start, end)))
+    addresses = sorted(code)
+    for start, end in sorted(kept, key=lambda l: -share[l])[:args.top]:
+        print("\n".join(describe(code, addresses, start, end, share[start, end])))
     if args.keep:
         with open(out / "annotated.s", "w") as f:
-            for a in sorted(code):
-                length, mnemonic, operands = code[a]
+            for a in addresses:
+                mnemonic, operands = code[a]
                 share = hits.get(a, 0.0)
                 f.write(f"{share:6.2f} {a:x} {mnemonic} {operands}\n" if share else
                         f"       {a:x} {mnemonic} {operands}\n")
