@@ -407,7 +407,7 @@ fn run(cli: Cli) -> Result<()> {
             gpu,
             ..
         } => {
-            // clap's `requires` lets these through without --kernel.
+            // clap's `requires = "kernel"` lets these through next to --model.
             if shape.is_some() || seconds.is_some() {
                 bail!("--shape and --seconds time single kernels: add --kernel NAME");
             }

@@ -99,13 +99,15 @@ fn trains_the_same_within(
     seed: u32,
     tolerance: f32,
 ) {
+    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
     let within = |reference: &Gpu| same_adapter(reference, limits.clone());
-    trains_the_same_on(common::gpus().iter(), within, spec, steps, seed, tolerance);
+    trains_the_same_on(&dataset, common::gpus().iter(), within, spec, steps, seed, tolerance);
 }
 
-/// `steps` steps of `spec` on each of `references` and on the device `other` opens for it give
-/// the same metrics, to within `tolerance`.
+/// `steps` steps of `spec` on `dataset`, on each of `references` and on the device `other`
+/// opens for it, give the same metrics, to within `tolerance`.
 fn trains_the_same_on<'a>(
+    dataset: &data::Dataset,
     references: impl Iterator<Item = &'a Arc<Gpu>>,
     other: impl Fn(&Gpu) -> Arc<Gpu>,
     spec: &gan::GanSpec,
@@ -113,9 +115,8 @@ fn trains_the_same_on<'a>(
     seed: u32,
     tolerance: f32,
 ) {
-    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
     let metrics = |gpu: Arc<Gpu>| {
-        let mut trainer = Trainer::new(gpu, spec.clone(), &dataset, seed, None).unwrap();
+        let mut trainer = Trainer::new(gpu, spec.clone(), dataset, seed, None).unwrap();
         for _ in 0..steps {
             trainer.step(true);
         }
@@ -139,9 +140,10 @@ fn trains_the_same_on<'a>(
 /// compiler would take minutes over this second set of pipelines.
 #[test]
 fn every_preset_trains_the_same_without_texture_mirrors() {
+    let dataset = data::load_training_set(DatasetName::Mnist, None).unwrap();
     let without_mirrors = |reference: &Gpu| {
-        let gpu = Gpu::new(&GpuOptions { texture_mirrors: false, ..options_for(reference) });
-        let gpu = gpu.unwrap();
+        let opts = GpuOptions { texture_mirrors: false, ..options_for(reference) };
+        let gpu = Gpu::new(&opts).unwrap();
         assert!(!gpu.caps.texture_mirrors);
         gpu.set_variants(reference.variants());
         gpu
@@ -151,7 +153,7 @@ fn every_preset_trains_the_same_without_texture_mirrors() {
         spec.recipe.batch = 2;
         spec.recipe.g_batch = None;
         let vulkan = common::gpus().iter().filter(|r| r.info.backend == wgpu::Backend::Vulkan);
-        trains_the_same_on(vulkan, without_mirrors, &spec, 2, 5, 0.0);
+        trains_the_same_on(&dataset, vulkan, without_mirrors, &spec, 2, 5, 0.0);
     }
 }
 
