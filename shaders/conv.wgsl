@@ -595,6 +595,207 @@ fn conv_weight_grad_portable(@builtin(workgroup_id) wg: vec3<u32>,
     weight_store_block(slice.x, i0 + 4u, j, acc1);
 }
 
+// ---- One-channel rows: a forward conv with one output channel and stride 1 along w. The
+// tiles above gather each input quad once per tap that reads it; here an invocation computes
+// ROW_SEG neighbouring outputs of one image row, and for each tap row and channel quad loads
+// the ROW_SEG + FILTER_W - 1 quads under them once, sliding along the taps: a quad then serves
+// every tap along w, and a weight quad ROW_SEG outputs. Reads as the gathers do (a_quad,
+// b_quad: VEC_A, VEC_B and the mirrors).
+
+// The filter's width, at most 8: the slide along it is written out for 8 taps, and the taps
+// past FILTER_W fold away (a loop over the taps kept the window in memory, at 11 instructions
+// per multiply).
+override FILTER_W: u32 = 1u;
+// Outputs per invocation: ROW_BLOCKS blocks of 4, at most 7.
+override ROW_BLOCKS: u32 = 4u;
+
+// The quads under the outputs at one tap: block b's column j is output 4b + j's. Blocks past
+// ROW_BLOCKS are never stored, so their work folds away.
+struct Window {
+    x0: mat4x4<f32>,
+    x1: mat4x4<f32>,
+    x2: mat4x4<f32>,
+    x3: mat4x4<f32>,
+    x4: mat4x4<f32>,
+    x5: mat4x4<f32>,
+    x6: mat4x4<f32>,
+}
+
+// The outputs' sums so far, a vec4 per block.
+struct Sums {
+    s0: vec4<f32>,
+    s1: vec4<f32>,
+    s2: vec4<f32>,
+    s3: vec4<f32>,
+    s4: vec4<f32>,
+    s5: vec4<f32>,
+    s6: vec4<f32>,
+}
+
+// The window's quads and their sums so far.
+struct Rows {
+    win: Window,
+    acc: Sums,
+}
+
+// acc plus one tap: w * x_b is the 4 dot products of the tap's weights with block b's columns.
+fn tap(acc: Sums, win: Window, w: vec4<f32>) -> Sums {
+    return Sums(acc.s0 + w * win.x0,
+                acc.s1 + w * win.x1,
+                acc.s2 + w * win.x2,
+                acc.s3 + w * win.x3,
+                acc.s4 + w * win.x4,
+                acc.s5 + w * win.x5,
+                acc.s6 + w * win.x6);
+}
+
+// The next tap along w: the window moves one pixel right (`next` enters after the last
+// block) and adds that tap's weights `w`.
+fn slide_tap(r: Rows, next: vec4<f32>, w: vec4<f32>) -> Rows {
+    let win = Window(mat4x4(r.win.x0[1], r.win.x0[2], r.win.x0[3],
+                            select(next, r.win.x1[0], ROW_BLOCKS > 1u)),
+                     mat4x4(r.win.x1[1], r.win.x1[2], r.win.x1[3],
+                            select(next, r.win.x2[0], ROW_BLOCKS > 2u)),
+                     mat4x4(r.win.x2[1], r.win.x2[2], r.win.x2[3],
+                            select(next, r.win.x3[0], ROW_BLOCKS > 3u)),
+                     mat4x4(r.win.x3[1], r.win.x3[2], r.win.x3[3],
+                            select(next, r.win.x4[0], ROW_BLOCKS > 4u)),
+                     mat4x4(r.win.x4[1], r.win.x4[2], r.win.x4[3],
+                            select(next, r.win.x5[0], ROW_BLOCKS > 5u)),
+                     mat4x4(r.win.x5[1], r.win.x5[2], r.win.x5[3],
+                            select(next, r.win.x6[0], ROW_BLOCKS > 6u)),
+                     mat4x4(r.win.x6[1], r.win.x6[2], r.win.x6[3],
+                            next));
+    return Rows(win, tap(r.acc, win, w));
+}
+
+// Weights of channels c0..c0+3 at tap kw of the filter row at `w_row`.
+fn weight_quad(w_row: u32, kw: u32, c0: u32) -> vec4<f32> {
+    return b_quad(w_row + kw * p.x_c, c0, p.x_c);
+}
+
+// Channels c0..c0+3 of x pixel (row, col) of the row at `row_base` (the image row's first
+// element), zero outside the image.
+fn window_quad(row_base: u32, col: i32, c0: u32) -> vec4<f32> {
+    if col < 0 || col >= i32(p.x_w) {
+        return vec4(0.0);
+    }
+    return a_quad(row_base + u32(col) * p.x_c, c0, p.x_c);
+}
+
+// Pixels col..col+3 of the row, as window_quad reads them.
+fn window_block(row_base: u32, col: i32, c0: u32) -> mat4x4<f32> {
+    return mat4x4(window_quad(row_base, col, c0), window_quad(row_base, col + 1, c0),
+                  window_quad(row_base, col + 2, c0), window_quad(row_base, col + 3, c0));
+}
+
+// Stores a block (outputs ow0..ow0+3 of the row at `row_base`) where it lies inside the row;
+// with VEC_EPILOGUE (rows of whole quads) the activation outputs of a gradient are one texel.
+fn row_store(row_base: u32, ow0: u32, v: vec4<f32>) {
+    var slope = vec4(1.0);
+    if GRADIENT && VEC_EPILOGUE {
+        let o = textureLoad(e4, texel((row_base + ow0) / 4u));
+        slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if ow0 + j < p.y_w {
+            let e = row_base + ow0 + j;
+            if GRADIENT && VEC_EPILOGUE {
+                c[e] = v[j] * slope[j];
+            } else if GRADIENT {
+                c[e] = v[j] * derivative(epilogue[e]);
+            } else {
+                c[e] = activate(v[j]);
+            }
+        }
+    }
+}
+
+// One invocation per (image, output row, segment), images fastest, so that the 8 lanes of a
+// SIMD vector share their row and segment and with them every loop bound and padding test.
+// The window is four 4x4 blocks whose columns are texels: w * X is the 4 dot products of w
+// with them, and sliding one tap along moves every column one place down.
+@compute @workgroup_size(64)
+fn conv_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let segs = (p.y_w + ROW_BLOCKS * 4u - 1u) / (ROW_BLOCKS * 4u);
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.batch * p.y_h * segs {
+        return;
+    }
+    let n = i % p.batch;
+    let oh = (i / p.batch) / segs;
+    let ow0 = (i / p.batch) % segs * ROW_BLOCKS * 4u;
+    let th = taps(oh, p.x_h, p.k_h, p.s_h, p.pad_top);
+    var bias = 0.0;
+    if p.has_bias != 0u {
+        bias = epilogue[0];
+    }
+    let start = vec4(bias);
+    var acc = Sums(start, start, start, start, start, start, start);
+    let col0 = i32(ow0) - i32(p.pad_left);
+    for (var kh = th.first; kh <= th.last; kh++) {
+        let ih = oh * p.s_h + u32(kh) - p.pad_top;
+        let row_base = (n * p.x_h + ih) * p.x_w * p.x_c;
+        for (var c0 = 0u; c0 < p.x_c; c0 += 4u) {
+            let win = Window(
+                window_block(row_base, col0 + 0, c0),
+                window_block(row_base, col0 + 4, c0),
+                window_block(row_base, col0 + 8, c0),
+                window_block(row_base, col0 + 12, c0),
+                window_block(row_base, col0 + 16, c0),
+                window_block(row_base, col0 + 20, c0),
+                window_block(row_base, col0 + 24, c0),
+            );
+            let w_row = u32(kh) * FILTER_W * p.x_c;
+            let next = col0 + i32(ROW_BLOCKS * 4u);
+            var r = Rows(win, tap(acc, win, weight_quad(w_row, 0u, c0)));
+            if FILTER_W > 1u {
+                r = slide_tap(r, window_quad(row_base, next + 0, c0), weight_quad(w_row, 1u, c0));
+            }
+            if FILTER_W > 2u {
+                r = slide_tap(r, window_quad(row_base, next + 1, c0), weight_quad(w_row, 2u, c0));
+            }
+            if FILTER_W > 3u {
+                r = slide_tap(r, window_quad(row_base, next + 2, c0), weight_quad(w_row, 3u, c0));
+            }
+            if FILTER_W > 4u {
+                r = slide_tap(r, window_quad(row_base, next + 3, c0), weight_quad(w_row, 4u, c0));
+            }
+            if FILTER_W > 5u {
+                r = slide_tap(r, window_quad(row_base, next + 4, c0), weight_quad(w_row, 5u, c0));
+            }
+            if FILTER_W > 6u {
+                r = slide_tap(r, window_quad(row_base, next + 5, c0), weight_quad(w_row, 6u, c0));
+            }
+            if FILTER_W > 7u {
+                r = slide_tap(r, window_quad(row_base, next + 6, c0), weight_quad(w_row, 7u, c0));
+            }
+            acc = r.acc;
+        }
+    }
+    let out_row = (n * p.y_h + oh) * p.y_w;
+    row_store(out_row, ow0, acc.s0);
+    if ROW_BLOCKS > 1u {
+        row_store(out_row, ow0 + 4u, acc.s1);
+    }
+    if ROW_BLOCKS > 2u {
+        row_store(out_row, ow0 + 8u, acc.s2);
+    }
+    if ROW_BLOCKS > 3u {
+        row_store(out_row, ow0 + 12u, acc.s3);
+    }
+    if ROW_BLOCKS > 4u {
+        row_store(out_row, ow0 + 16u, acc.s4);
+    }
+    if ROW_BLOCKS > 5u {
+        row_store(out_row, ow0 + 20u, acc.s5);
+    }
+    if ROW_BLOCKS > 6u {
+        row_store(out_row, ow0 + 24u, acc.s6);
+    }
+}
+
 // ---- Pixel-quad filters. A conv with one output channel would fill 1 of the 4 columns of
 // every tile above; when its output width is a multiple of 4, src/kernels/conv.rs computes it
 // instead as a conv whose 4 output channels are 4 neighbouring output pixels: stride 4 * s_w

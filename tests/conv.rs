@@ -298,6 +298,13 @@ fn conv_matches_cpu_twin() {
     // One output channel over a width divisible by 4: computed as 4 pixel channels.
     case("k7 s1 same 5x8x8 -> 1", c(2, (5, 8), 8, 1, (7, 7), (1, 1), Same), false);
     case("k3 s2 same 4x16x5 -> 1", c(9, (4, 16), 5, 1, (3, 3), (2, 2), Same), false);
+    // One output channel at stride 1 along w: one-channel rows (conv_rows_one_channel), whose
+    // row segments end mid-block and mid-row, over channels off and on multiples of 4, the
+    // widest filter it takes, stride 2 along h; a filter one tap wider takes the pixel quads.
+    case("k5 s1 same 7x30x6 -> 1, batch 11", c(11, (7, 30), 6, 1, (5, 5), (1, 1), Same), false);
+    case("k3x8 s2x1 valid 6x9x8 -> 1", c(3, (6, 9), 8, 1, (3, 8), (2, 1), Valid), false);
+    case("k2x9 s1 same 5x12x4 -> 1", c(2, (5, 12), 4, 1, (2, 9), (1, 1), Same), false);
+    case("k1 s1 valid 3x5x4 -> 1", c(2, (3, 5), 4, 1, (1, 1), (1, 1), Valid), false);
     case("k3 s1 same 1x1x5 -> 33, batch 9", c(9, (1, 1), 5, 33, (3, 3), (1, 1), Same), false);
     case("k5 s2 same 1x1x12 -> 20", c(3, (1, 1), 12, 20, (5, 5), (2, 2), Same), false);
     case("k5 s1 same 4x4x12 -> 40, batch 10", c(10, (4, 4), 12, 40, (5, 5), (1, 1), Same), false);
@@ -339,6 +346,11 @@ fn conv_matches_cpu_twin() {
     let batch_20 = t(20, (2, 3), 8, 24, (4, 4), (2, 2), Same, (0, 0), None);
     case("T k4 s2 same 2x3x8 -> 24, batch 20", batch_20, true);
     case("T k2 s2 same 1x1x8 -> 2x2x1", t_to((1, 1), (8, 1), 2, 2, Same, (0, 0), None), true);
+    // From one channel at stride 1: the input gradient is a one-channel rows conv through an
+    // activation's derivative, read 4 outputs at a time where the rows are whole quads.
+    case("T k3 s1 same 5x8x1 -> 6", t_to((5, 8), (1, 6), 3, 1, Same, (0, 0), None), true);
+    case("T k4 s1 same 6x7x1 -> 5", t_to((6, 7), (1, 5), 4, 1, Same, (0, 0), None), true);
+    case("T k5 s1 same 4x7x1 -> 3", t_to((4, 7), (1, 3), 5, 1, Same, (0, 0), None), true);
     // A selection of the presets' layers, at batch 2.
     let keep = [0, 2, 4, 8, 12, 13, 14, 15, 18];
     for (i, (name, g, is_transposed)) in preset_shapes(2).into_iter().enumerate() {

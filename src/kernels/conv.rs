@@ -533,6 +533,79 @@ fn launch(
     }
 }
 
+/// Whether [`conv2d`] runs `g` as one-channel rows (conv.wgsl's `conv_rows_one_channel`): one
+/// output channel, stride 1 along w, and a filter at most MAX_ROWS_FILTER_W wide.
+fn one_channel_rows(g: &Conv2dGeometry) -> bool {
+    g.out_c == 1 && g.stride_w == 1 && g.kernel_w <= MAX_ROWS_FILTER_W
+}
+
+/// The widest filter `conv_rows_one_channel` takes (its taps are written out).
+const MAX_ROWS_FILTER_W: usize = 8;
+
+/// The one-channel rows dispatch of `conv2d` (see [`one_channel_rows`]).
+fn launch_rows(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    g: &Conv2dGeometry,
+    fused: Option<Fused<&Tensor>>,
+) -> Op {
+    let largest = [g.input_len(), g.output_len(), g.weight_len(), g.pad_top, g.pad_left];
+    assert!(largest.iter().all(|&v| v < i32::MAX as usize), "conv too large: {g:?}");
+    assert!(
+        x.len >= g.input_len() && w.len >= g.weight_len() && y.len >= g.output_len(),
+        "conv2d {g:?}: tensors of {}, {}, {} elements",
+        x.len,
+        w.len,
+        y.len
+    );
+    if let Some(bias) = bias {
+        assert!(bias.len >= 1, "conv2d: an empty bias");
+    }
+    let (mirror_x, mirror_w) = (gpu.quad_texture_fits(x), gpu.quad_texture_fits(w));
+    let quads = g.in_c.is_multiple_of(4);
+    // An output row's activation outputs, 4 at a time.
+    let stores = FusedStores::new(gpu, bias, fused, (g.output_len(), g.out_w), x);
+    let [act, alpha, gradient, vec_epilogue] = stores.constants;
+    // The fewest blocks for the fewest segments per row.
+    let segments = g.out_w.div_ceil(4 * MAX_ROW_BLOCKS);
+    let blocks = g.out_w.div_ceil(4 * segments);
+    let constants = [
+        ("FILTER_W", g.kernel_w as f64),
+        ("ROW_BLOCKS", blocks as f64),
+        ("VEC_A", flag(quads && mirror_x)),
+        ("VEC_B", flag(quads && mirror_w)),
+        ("MIRROR_A", flag(mirror_x)),
+        ("MIRROR_B", flag(mirror_w)),
+        act,
+        alpha,
+        gradient,
+        vec_epilogue,
+    ];
+    let pipeline = gpu.pipeline(&module(&gpu.caps), "conv_rows_one_channel", &constants);
+    let params = gpu.uniform(&Params::new(g, false, bias.is_some(), 1, false, (1, g.batch)));
+    let (x4, w4) = (gpu.quad_texture(x, mirror_x), gpu.quad_texture(w, mirror_w));
+    let bindings = [
+        params.as_entire_binding(),
+        x.binding(),
+        x4.binding(),
+        w.binding(),
+        w4.binding(),
+        y.binding(),
+        stores.epilogue.binding(),
+        stores.e4.binding(),
+    ];
+    let invocations = g.batch * g.out_h * g.out_w.div_ceil(4 * blocks);
+    gpu.dispatch("conv2d", &pipeline, &bindings, gpu.grid(invocations, 64))
+        .reading(&[&x4, &w4, &stores.e4])
+        .into()
+}
+
+/// The most blocks of 4 outputs one invocation of `conv_rows_one_channel` computes.
+const MAX_ROW_BLOCKS: usize = 7;
+
 /// Workgroups for `cols` column tiles by `rows` row tiles, the rows folded into z past the
 /// per-dimension limit (the kernels read the tile as y + z * num_workgroups.y).
 fn grid(gpu: &Gpu, cols: usize, rows: usize) -> [u32; 3] {
@@ -640,6 +713,9 @@ pub fn conv2d(
     g: &Conv2dGeometry,
     fused: Option<Fused<&Tensor>>,
 ) -> Vec<Op> {
+    if one_channel_rows(g) {
+        return vec![launch_rows(gpu, x, w, bias, y, g, fused)];
+    }
     let epilogue = |bias| Epilogue { bias, fused, accumulate: false };
     let Some(quad) = pixel_quad_geometry(g) else {
         return launch(gpu, Pass::Forward, x, w, y, g, epilogue(bias));
