@@ -649,23 +649,20 @@ fn tap(acc: Sums, win: Window, w: vec4<f32>) -> Sums {
                 acc.s6 + w * win.x6);
 }
 
-// The next tap along w: the window moves one pixel right (`next` enters after the last
-// block) and adds that tap's weights `w`.
+// The window one pixel to the right along w: `next` enters after the last block.
+fn slide(win: Window, next: vec4<f32>) -> Window {
+    return Window(mat4x4(win.x0[1], win.x0[2], win.x0[3], select(next, win.x1[0], ROW_BLOCKS > 1u)),
+                  mat4x4(win.x1[1], win.x1[2], win.x1[3], select(next, win.x2[0], ROW_BLOCKS > 2u)),
+                  mat4x4(win.x2[1], win.x2[2], win.x2[3], select(next, win.x3[0], ROW_BLOCKS > 3u)),
+                  mat4x4(win.x3[1], win.x3[2], win.x3[3], select(next, win.x4[0], ROW_BLOCKS > 4u)),
+                  mat4x4(win.x4[1], win.x4[2], win.x4[3], select(next, win.x5[0], ROW_BLOCKS > 5u)),
+                  mat4x4(win.x5[1], win.x5[2], win.x5[3], select(next, win.x6[0], ROW_BLOCKS > 6u)),
+                  mat4x4(win.x6[1], win.x6[2], win.x6[3], next));
+}
+
+// The next tap along w: the window slides (see slide) and adds that tap's weights `w`.
 fn slide_tap(r: Rows, next: vec4<f32>, w: vec4<f32>) -> Rows {
-    let win = Window(mat4x4(r.win.x0[1], r.win.x0[2], r.win.x0[3],
-                            select(next, r.win.x1[0], ROW_BLOCKS > 1u)),
-                     mat4x4(r.win.x1[1], r.win.x1[2], r.win.x1[3],
-                            select(next, r.win.x2[0], ROW_BLOCKS > 2u)),
-                     mat4x4(r.win.x2[1], r.win.x2[2], r.win.x2[3],
-                            select(next, r.win.x3[0], ROW_BLOCKS > 3u)),
-                     mat4x4(r.win.x3[1], r.win.x3[2], r.win.x3[3],
-                            select(next, r.win.x4[0], ROW_BLOCKS > 4u)),
-                     mat4x4(r.win.x4[1], r.win.x4[2], r.win.x4[3],
-                            select(next, r.win.x5[0], ROW_BLOCKS > 5u)),
-                     mat4x4(r.win.x5[1], r.win.x5[2], r.win.x5[3],
-                            select(next, r.win.x6[0], ROW_BLOCKS > 6u)),
-                     mat4x4(r.win.x6[1], r.win.x6[2], r.win.x6[3],
-                            next));
+    let win = slide(r.win, next);
     return Rows(win, tap(r.acc, win, w));
 }
 
@@ -739,7 +736,7 @@ fn conv_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
         let row_base = (n * p.x_h + ih) * p.x_w * p.x_c;
         for (var c0 = 0u; c0 < p.x_c; c0 += 4u) {
             let win = Window(
-                window_block(row_base, col0 + 0, c0),
+                window_block(row_base, col0, c0),
                 window_block(row_base, col0 + 4, c0),
                 window_block(row_base, col0 + 8, c0),
                 window_block(row_base, col0 + 12, c0),
@@ -751,7 +748,7 @@ fn conv_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
             let next = col0 + i32(ROW_BLOCKS * 4u);
             var r = Rows(win, tap(acc, win, weight_quad(w_row, 0u, c0)));
             if FILTER_W > 1u {
-                r = slide_tap(r, window_quad(row_base, next + 0, c0), weight_quad(w_row, 1u, c0));
+                r = slide_tap(r, window_quad(row_base, next, c0), weight_quad(w_row, 1u, c0));
             }
             if FILTER_W > 2u {
                 r = slide_tap(r, window_quad(row_base, next + 1, c0), weight_quad(w_row, 2u, c0));
@@ -793,6 +790,161 @@ fn conv_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     if ROW_BLOCKS > 6u {
         row_store(out_row, ow0 + 24u, acc.s6);
+    }
+}
+
+// One-channel rows' weight gradient: dW[kh, kw, c] = the sum over images and output pixels
+// of x[n, oh*s_h + kh - pad_top, ow + kw - pad_left, c] dy[n, oh, ow]. An invocation owns one
+// tap row and channel quad of one batch slice (Params.slice_images, as conv_weight_grad's)
+// and walks the slice's output rows in segments of ROW_BLOCKS blocks with the forward's
+// window: at tap kw, the sum over b of x_b * dy_b adds the segment to that tap's 4 channels.
+// Channel quads vary fastest, so the lanes of a SIMD vector share their tap row and slice and
+// with them every loop bound.
+
+// dy at outputs ow0..ow0+3 of the row at `row_base`, zero past the row's end (VEC_B only
+// where the rows are whole quads: b_quad's clamped read would shift a partial one).
+fn dy_row_quad(row_base: u32, ow0: u32) -> vec4<f32> {
+    let live = vec4(ow0) + vec4(0u, 1u, 2u, 3u) < vec4(p.y_w);
+    return select(vec4(0.0), b_quad(row_base, ow0, p.y_w), live);
+}
+
+// The segment's contribution to one tap: the window's quads weighted by their outputs' dy.
+fn window_sum(win: Window, dy: Sums) -> vec4<f32> {
+    var sum = win.x0 * dy.s0;
+    if ROW_BLOCKS > 1u {
+        sum += win.x1 * dy.s1;
+    }
+    if ROW_BLOCKS > 2u {
+        sum += win.x2 * dy.s2;
+    }
+    if ROW_BLOCKS > 3u {
+        sum += win.x3 * dy.s3;
+    }
+    if ROW_BLOCKS > 4u {
+        sum += win.x4 * dy.s4;
+    }
+    if ROW_BLOCKS > 5u {
+        sum += win.x5 * dy.s5;
+    }
+    if ROW_BLOCKS > 6u {
+        sum += win.x6 * dy.s6;
+    }
+    return sum;
+}
+
+// Adds channels c0..c0+3 of tap `tap` (kh * k_w + kw) to dW, or to its batch slice's partial
+// dW; on dW itself, to its values when Params.accumulate.
+fn tap_grad_store(n_begin: u32, tap: u32, c0: u32, v: vec4<f32>) {
+    let len = p.k_h * p.k_w * p.x_c;
+    let start = n_begin / p.slice_images * len + tap * p.x_c;
+    for (var q = 0u; q < 4u; q++) {
+        if c0 + q < p.x_c {
+            let e = start + c0 + q;
+            c[e] = v[q] + select(0.0, c[e], p.accumulate != 0u);
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv_weight_grad_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
+                                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let quads = (p.x_c + 3u) / 4u;
+    let slices = (p.batch + p.slice_images - 1u) / p.slice_images;
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= quads * p.k_h * slices {
+        return;
+    }
+    let c0 = i % quads * 4u;
+    let kh = i / quads % p.k_h;
+    let n_begin = i / (quads * p.k_h) * p.slice_images;
+    let n_end = min(n_begin + p.slice_images, p.batch);
+    let rows = out_range(kh, p.x_h, p.y_h, p.s_h, p.pad_top);
+    let seg = ROW_BLOCKS * 4u;
+    var t0 = vec4(0.0);
+    var t1 = vec4(0.0);
+    var t2 = vec4(0.0);
+    var t3 = vec4(0.0);
+    var t4 = vec4(0.0);
+    var t5 = vec4(0.0);
+    var t6 = vec4(0.0);
+    var t7 = vec4(0.0);
+    for (var n = n_begin; n < n_end; n++) {
+        for (var oh = rows.x; oh <= rows.y; oh++) {
+            let ih = u32(oh) * p.s_h + kh - p.pad_top;
+            let x_row = (n * p.x_h + ih) * p.x_w * p.x_c;
+            let dy_row = (n * p.y_h + u32(oh)) * p.y_w;
+            for (var ow0 = 0u; ow0 < p.y_w; ow0 += seg) {
+                let col0 = i32(ow0) - i32(p.pad_left);
+                let dy = Sums(dy_row_quad(dy_row, ow0),
+                               dy_row_quad(dy_row, ow0 + 4u),
+                               dy_row_quad(dy_row, ow0 + 8u),
+                               dy_row_quad(dy_row, ow0 + 12u),
+                               dy_row_quad(dy_row, ow0 + 16u),
+                               dy_row_quad(dy_row, ow0 + 20u),
+                               dy_row_quad(dy_row, ow0 + 24u),
+                );
+                var win = Window(window_block(x_row, col0, c0),
+                              window_block(x_row, col0 + 4, c0),
+                              window_block(x_row, col0 + 8, c0),
+                              window_block(x_row, col0 + 12, c0),
+                              window_block(x_row, col0 + 16, c0),
+                              window_block(x_row, col0 + 20, c0),
+                              window_block(x_row, col0 + 24, c0),
+                );
+                let next = col0 + i32(seg);
+                t0 += window_sum(win, dy);
+                if FILTER_W > 1u {
+                    win = slide(win, window_quad(x_row, next, c0));
+                    t1 += window_sum(win, dy);
+                }
+                if FILTER_W > 2u {
+                    win = slide(win, window_quad(x_row, next + 1, c0));
+                    t2 += window_sum(win, dy);
+                }
+                if FILTER_W > 3u {
+                    win = slide(win, window_quad(x_row, next + 2, c0));
+                    t3 += window_sum(win, dy);
+                }
+                if FILTER_W > 4u {
+                    win = slide(win, window_quad(x_row, next + 3, c0));
+                    t4 += window_sum(win, dy);
+                }
+                if FILTER_W > 5u {
+                    win = slide(win, window_quad(x_row, next + 4, c0));
+                    t5 += window_sum(win, dy);
+                }
+                if FILTER_W > 6u {
+                    win = slide(win, window_quad(x_row, next + 5, c0));
+                    t6 += window_sum(win, dy);
+                }
+                if FILTER_W > 7u {
+                    win = slide(win, window_quad(x_row, next + 6, c0));
+                    t7 += window_sum(win, dy);
+                }
+            }
+        }
+    }
+    tap_grad_store(n_begin, kh * FILTER_W, c0, t0);
+    if FILTER_W > 1u {
+        tap_grad_store(n_begin, kh * FILTER_W + 1u, c0, t1);
+    }
+    if FILTER_W > 2u {
+        tap_grad_store(n_begin, kh * FILTER_W + 2u, c0, t2);
+    }
+    if FILTER_W > 3u {
+        tap_grad_store(n_begin, kh * FILTER_W + 3u, c0, t3);
+    }
+    if FILTER_W > 4u {
+        tap_grad_store(n_begin, kh * FILTER_W + 4u, c0, t4);
+    }
+    if FILTER_W > 5u {
+        tap_grad_store(n_begin, kh * FILTER_W + 5u, c0, t5);
+    }
+    if FILTER_W > 6u {
+        tap_grad_store(n_begin, kh * FILTER_W + 6u, c0, t6);
+    }
+    if FILTER_W > 7u {
+        tap_grad_store(n_begin, kh * FILTER_W + 7u, c0, t7);
     }
 }
 

@@ -298,11 +298,12 @@ fn conv_matches_cpu_twin() {
     // One output channel over a width divisible by 4: computed as 4 pixel channels.
     case("k7 s1 same 5x8x8 -> 1", c(2, (5, 8), 8, 1, (7, 7), (1, 1), Same), false);
     case("k3 s2 same 4x16x5 -> 1", c(9, (4, 16), 5, 1, (3, 3), (2, 2), Same), false);
-    // One output channel at stride 1 along w: one-channel rows (conv_rows_one_channel), whose
-    // row segments end mid-block and mid-row, over channels off and on multiples of 4, the
-    // widest filter it takes, stride 2 along h; a filter one tap wider takes the pixel quads.
-    case("k5 s1 same 7x30x6 -> 1, batch 11", c(11, (7, 30), 6, 1, (5, 5), (1, 1), Same), false);
+    // One output channel at stride 1 along w: one-channel rows (conv_rows_one_channel and its
+    // weight gradient), with the widest filter it takes and stride 2 along h, row segments
+    // that end mid-block and mid-row over channels off multiples of 4, and a weight gradient
+    // in two batch slices; a filter one tap wider takes the pixel quads.
     case("k3x8 s2x1 valid 6x9x8 -> 1", c(3, (6, 9), 8, 1, (3, 8), (2, 1), Valid), false);
+    case("k5 s1 same 7x30x6 -> 1, batch 11", c(11, (7, 30), 6, 1, (5, 5), (1, 1), Same), false);
     case("k2x9 s1 same 5x12x4 -> 1", c(2, (5, 12), 4, 1, (2, 9), (1, 1), Same), false);
     case("k1 s1 valid 3x5x4 -> 1", c(2, (3, 5), 4, 1, (1, 1), (1, 1), Valid), false);
     case("k3 s1 same 1x1x5 -> 33, batch 9", c(9, (1, 1), 5, 33, (3, 3), (1, 1), Same), false);

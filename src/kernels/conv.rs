@@ -349,11 +349,10 @@ const SLICE_PIXELS: usize = 1024;
 /// The most floats the weight gradient's slices may take together.
 const SLICE_FLOATS: usize = 4 << 20;
 
-/// Batch slices for a weight gradient over `g` whose dW tiles fill `vectors` SIMD vectors:
-/// enough to reach WEIGHT_GRAD_VECTORS, each summing at least SLICE_PIXELS pixels, SLICE_FLOATS
-/// in all, every slice the same whole number of images but the last.
-fn batch_slices(g: &Conv2dGeometry, vectors: usize) -> usize {
-    let wanted = WEIGHT_GRAD_VECTORS.div_ceil(vectors);
+/// Batch slices for a weight gradient over `g`: `wanted`, as far as each sums at least
+/// SLICE_PIXELS pixels and all take SLICE_FLOATS at most, every slice the same whole number of
+/// images but the last.
+fn batch_slices(g: &Conv2dGeometry, wanted: usize) -> usize {
     let most = (g.batch * g.out_h * g.out_w / SLICE_PIXELS).min(SLICE_FLOATS / g.weight_len());
     let slices = wanted.min(most).max(1);
     g.batch.div_ceil(g.batch.div_ceil(slices))
@@ -482,8 +481,14 @@ fn launch(
     let row_groups = row_tiles.div_ceil(tiles_per_group);
     let slices = match pass {
         // A subgroup tile is one vector; portable tiles are one invocation each.
-        Pass::BackwardWeight if subgroup => batch_slices(g, row_tiles * col_tiles),
-        Pass::BackwardWeight => batch_slices(g, (row_tiles * cols.div_ceil(4)).div_ceil(8)),
+        // Enough to reach WEIGHT_GRAD_VECTORS.
+        Pass::BackwardWeight if subgroup => {
+            batch_slices(g, WEIGHT_GRAD_VECTORS.div_ceil(row_tiles * col_tiles))
+        }
+        Pass::BackwardWeight => {
+            let vectors = (row_tiles * cols.div_ceil(4)).div_ceil(8);
+            batch_slices(g, WEIGHT_GRAD_VECTORS.div_ceil(vectors))
+        }
         _ => 1,
     };
     let slice_images = g.batch.div_ceil(slices);
@@ -552,29 +557,15 @@ fn launch_rows(
     g: &Conv2dGeometry,
     fused: Option<Fused<&Tensor>>,
 ) -> Op {
-    let largest = [g.input_len(), g.output_len(), g.weight_len(), g.pad_top, g.pad_left];
-    assert!(largest.iter().all(|&v| v < i32::MAX as usize), "conv too large: {g:?}");
-    assert!(
-        x.len >= g.input_len() && w.len >= g.weight_len() && y.len >= g.output_len(),
-        "conv2d {g:?}: tensors of {}, {}, {} elements",
-        x.len,
-        w.len,
-        y.len
-    );
-    if let Some(bias) = bias {
-        assert!(bias.len >= 1, "conv2d: an empty bias");
-    }
+    check_rows_operands(g, "conv2d", [x, w, y], [g.input_len(), g.weight_len(), g.output_len()]);
     let (mirror_x, mirror_w) = (gpu.quad_texture_fits(x), gpu.quad_texture_fits(w));
     let quads = g.in_c.is_multiple_of(4);
     // An output row's activation outputs, 4 at a time.
     let stores = FusedStores::new(gpu, bias, fused, (g.output_len(), g.out_w), x);
     let [act, alpha, gradient, vec_epilogue] = stores.constants;
-    // The fewest blocks for the fewest segments per row.
-    let segments = g.out_w.div_ceil(4 * MAX_ROW_BLOCKS);
-    let blocks = g.out_w.div_ceil(4 * segments);
     let constants = [
         ("FILTER_W", g.kernel_w as f64),
-        ("ROW_BLOCKS", blocks as f64),
+        ("ROW_BLOCKS", row_blocks(g) as f64),
         ("VEC_A", flag(quads && mirror_x)),
         ("VEC_B", flag(quads && mirror_w)),
         ("MIRROR_A", flag(mirror_x)),
@@ -597,10 +588,85 @@ fn launch_rows(
         stores.epilogue.binding(),
         stores.e4.binding(),
     ];
-    let invocations = g.batch * g.out_h * g.out_w.div_ceil(4 * blocks);
+    let invocations = g.batch * g.out_h * g.out_w.div_ceil(4 * row_blocks(g));
     gpu.dispatch("conv2d", &pipeline, &bindings, gpu.grid(invocations, 64))
         .reading(&[&x4, &w4, &stores.e4])
         .into()
+}
+
+/// The weight gradient of a one-channel rows conv (conv.wgsl's
+/// `conv_weight_grad_rows_one_channel`), cut into batch slices as [`launch`]'s are where its
+/// invocations (one per tap row and channel quad) are too few to fill the device.
+fn launch_rows_weight_grad(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    g: &Conv2dGeometry,
+    accumulate: bool,
+) -> Vec<Op> {
+    let label = "conv2d_backward_weight";
+    check_rows_operands(g, label, [x, dy, dw], [g.input_len(), g.output_len(), g.weight_len()]);
+    let (mirror_x, mirror_dy) = (gpu.quad_texture_fits(x), gpu.quad_texture_fits(dy));
+    let constants = [
+        ("FILTER_W", g.kernel_w as f64),
+        ("ROW_BLOCKS", row_blocks(g) as f64),
+        ("VEC_A", flag(g.in_c.is_multiple_of(4) && mirror_x)),
+        // dy's rows are read 4 outputs at a time (see dy_row_quad).
+        ("VEC_B", flag(g.out_w.is_multiple_of(4) && mirror_dy)),
+        ("MIRROR_A", flag(mirror_x)),
+        ("MIRROR_B", flag(mirror_dy)),
+    ];
+    let entry = "conv_weight_grad_rows_one_channel";
+    let pipeline = gpu.pipeline(&module(&gpu.caps), entry, &constants);
+    let tiles = g.kernel_h * g.in_c.div_ceil(4);
+    let slices = batch_slices(g, ROWS_WEIGHT_GRAD_INVOCATIONS.div_ceil(tiles));
+    let slice_images = g.batch.div_ceil(slices);
+    let params = Params::new(g, false, false, 1, accumulate && slices == 1, (1, slice_images));
+    let params = gpu.uniform(&params);
+    let partials = (slices > 1).then(|| gpu.zeros(slices * g.weight_len()));
+    let out = partials.as_ref().unwrap_or(dw);
+    let (x4, dy4) = (gpu.quad_texture(x, mirror_x), gpu.quad_texture(dy, mirror_dy));
+    let bindings = [
+        params.as_entire_binding(),
+        x.binding(),
+        x4.binding(),
+        dy.binding(),
+        dy4.binding(),
+        out.binding(),
+    ];
+    let groups = gpu.grid(tiles * slices, 64);
+    let mut ops =
+        vec![gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&x4, &dy4]).into()];
+    if let Some(partials) = partials {
+        // dW is the column sums of the [slices, dW] matrix of partials.
+        ops.extend(super::bias::bias_grad(gpu, &partials, dw, slices, g.weight_len(), accumulate));
+    }
+    ops
+}
+
+/// Invocations the one-channel rows weight gradient is cut into batch slices to reach: each
+/// walks its slice alone, and llvmpipe runs a workgroup of 64 on one thread, so 16 workgroups
+/// keep the cores busy where one per tap row and channel quad would leave most idle (D's 5x5
+/// 32 -> 1 conv has 40).
+const ROWS_WEIGHT_GRAD_INVOCATIONS: usize = 1024;
+
+/// Blocks of 4 outputs per invocation of the one-channel rows kernels: the fewest for the
+/// fewest segments per output row.
+fn row_blocks(g: &Conv2dGeometry) -> usize {
+    let segments = g.out_w.div_ceil(4 * MAX_ROW_BLOCKS);
+    g.out_w.div_ceil(4 * segments)
+}
+
+/// The one-channel rows kernels index with u32 and do tap arithmetic with i32.
+fn check_rows_operands(g: &Conv2dGeometry, label: &str, tensors: [&Tensor; 3], lens: [usize; 3]) {
+    let largest = [g.input_len(), g.output_len(), g.weight_len(), g.pad_top, g.pad_left];
+    assert!(largest.iter().all(|&v| v < i32::MAX as usize), "conv too large: {g:?}");
+    assert!(
+        tensors.iter().zip(lens).all(|(t, len)| t.len >= len),
+        "{label} {g:?}: tensors of {:?} elements for {lens:?}",
+        tensors.map(|t| t.len)
+    );
 }
 
 /// The most blocks of 4 outputs one invocation of `conv_rows_one_channel` computes.
@@ -772,6 +838,9 @@ pub fn conv2d_backward_weight(
         let epilogue = Epilogue { accumulate, ..Epilogue::default() };
         launch(gpu, Pass::BackwardWeight, x, dy, dw, g, epilogue)
     };
+    if one_channel_rows(g) {
+        return launch_rows_weight_grad(gpu, x, dy, dw, g, accumulate);
+    }
     let Some(quad) = pixel_quad_geometry(g) else {
         return backward(dw, g, accumulate);
     };
