@@ -948,6 +948,197 @@ fn conv_weight_grad_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u3
     }
 }
 
+// ---- Rows from one channel: the gathers whose gathered image has one channel, at stride 1
+// along w: a forward conv of a one-channel input, or the input gradient of a conv to one
+// channel (and so a transposed conv from one). Their reduction is over the taps alone, 4 at a
+// step in conv_gather's PACK_TAPS, with a load per image and tap. Here an invocation computes
+// 4 output channels of ROW_BLOCKS blocks of 4 neighbouring pixels of one image row: for each
+// tap row it loads the one-channel values under them once and slides them along the taps,
+// as the one-channel rows above slide their quads. Output channel quads vary fastest, so the
+// lanes of a SIMD vector share their row, segment and loop bounds. The accumulators are a
+// Window (block b's column j: pixel 4b + j's 4 channels), the values a Sums (block b holds
+// those under pixels 4b..4b+3).
+
+// Value col of the one-channel src row at `row` (its first element), zero outside the row.
+fn src_value(row: u32, col: i32, src_w: u32) -> f32 {
+    if col < 0 || col >= i32(src_w) {
+        return 0.0;
+    }
+    return a_at(row + u32(col));
+}
+
+fn src_values(row: u32, col: i32, src_w: u32) -> vec4<f32> {
+    return vec4(src_value(row, col, src_w), src_value(row, col + 1, src_w),
+                src_value(row, col + 2, src_w), src_value(row, col + 3, src_w));
+}
+
+// The 4 channels w times each of the 4 values d: column j is w * d[j].
+fn outer(w: vec4<f32>, d: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4(w * d.x, w * d.y, w * d.z, w * d.w);
+}
+
+// acc plus one tap, whose weights to the output channel quad are w.
+fn spread_tap(acc: Window, d: Sums, w: vec4<f32>) -> Window {
+    return Window(acc.x0 + outer(w, d.s0),
+                  acc.x1 + outer(w, d.s1),
+                  acc.x2 + outer(w, d.s2),
+                  acc.x3 + outer(w, d.s3),
+                  acc.x4 + outer(w, d.s4),
+                  acc.x5 + outer(w, d.s5),
+                  acc.x6 + outer(w, d.s6));
+}
+
+// The values one pixel to the right: `next` enters after the last block.
+fn slide_values(d: Sums, next: f32) -> Sums {
+    return Sums(vec4(d.s0.yzw, select(next, d.s1.x, ROW_BLOCKS > 1u)),
+                vec4(d.s1.yzw, select(next, d.s2.x, ROW_BLOCKS > 2u)),
+                vec4(d.s2.yzw, select(next, d.s3.x, ROW_BLOCKS > 3u)),
+                vec4(d.s3.yzw, select(next, d.s4.x, ROW_BLOCKS > 4u)),
+                vec4(d.s4.yzw, select(next, d.s5.x, ROW_BLOCKS > 5u)),
+                vec4(d.s5.yzw, select(next, d.s6.x, ROW_BLOCKS > 6u)),
+                vec4(d.s6.yzw, next));
+}
+
+// Weights from the one channel to output channels c0..c0+3 at tap (kh, kw) of the filter,
+// W [kh, kw, ...] with `len` output channels per tap.
+fn tap_weights(kh: i32, kw: u32, c0: u32, len: u32) -> vec4<f32> {
+    return b_quad((u32(kh) * p.k_w + kw) * len, c0, len);
+}
+
+// The tap along w of slide step t (see conv_rows_from_one_channel).
+fn slide_tap_index(t: u32, backward: bool) -> u32 {
+    return select(t, FILTER_W - 1u - t, backward);
+}
+
+// Stores channels c0..c0+3 of the pixel whose elements start at `base`.
+fn channels_store(base: u32, c0: u32, len: u32, v: vec4<f32>) {
+    var slope = vec4(1.0);
+    if GRADIENT && VEC_EPILOGUE {
+        let o = textureLoad(e4, texel((base + c0) / 4u));
+        slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
+    }
+    for (var q = 0u; q < 4u; q++) {
+        if c0 + q < len {
+            let e = base + c0 + q;
+            if GRADIENT && VEC_EPILOGUE {
+                c[e] = v[q] * slope[q];
+            } else if GRADIENT {
+                c[e] = v[q] * derivative(epilogue[e]);
+            } else {
+                c[e] = activate(v[q]);
+            }
+        }
+    }
+}
+
+// Stores a block: pixels d0..d0+3 of the row (those inside it), channels c0..c0+3; the first
+// pixel's elements start at `pixel`. The pixels are spelled out: a loop over them indexed the
+// block in memory.
+fn pixels_store(pixel: u32, d0: u32, c0: u32, dst: vec3<u32>, v: mat4x4<f32>) {
+    if d0 < dst.y {
+        channels_store(pixel, c0, dst.z, v[0]);
+    }
+    if d0 + 1u < dst.y {
+        channels_store(pixel + dst.z, c0, dst.z, v[1]);
+    }
+    if d0 + 2u < dst.y {
+        channels_store(pixel + 2u * dst.z, c0, dst.z, v[2]);
+    }
+    if d0 + 3u < dst.y {
+        channels_store(pixel + 3u * dst.z, c0, dst.z, v[3]);
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv_rows_from_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
+                              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let dst = dst_dims();
+    let src = src_dims();
+    let quads = (dst.z + 3u) / 4u;
+    let segs = (dst.y + ROW_BLOCKS * 4u - 1u) / (ROW_BLOCKS * 4u);
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.batch * dst.x * segs * quads {
+        return;
+    }
+    let c0 = i % quads * 4u;
+    let d0 = i / quads % segs * ROW_BLOCKS * 4u;
+    let dh = i / (quads * segs) % dst.x;
+    let n = i / (quads * segs * dst.x);
+    let th = taps(dh, src.x, p.k_h, p.s_h, p.pad_top);
+    // Step t of the slide along w reads src column b0 + j + t for pixel d0 + j, which is tap
+    // t (forward: d + t - pad) or k_w - 1 - t (backward data: d + pad - tap).
+    let backward = p.backward_data != 0u;
+    let b0 = select(i32(d0) - i32(p.pad_left), i32(d0 + p.pad_left) - i32(p.k_w - 1u), backward);
+    let src_w = src.y;
+    var bias = vec4(0.0);
+    if p.has_bias != 0u {
+        bias = gather_bias(c0, dst.z)[0];
+    }
+    var acc = Window(mat4x4(bias, bias, bias, bias), mat4x4(bias, bias, bias, bias),
+                     mat4x4(bias, bias, bias, bias), mat4x4(bias, bias, bias, bias),
+                     mat4x4(bias, bias, bias, bias), mat4x4(bias, bias, bias, bias),
+                     mat4x4(bias, bias, bias, bias));
+    for (var kh = th.first; kh <= th.last; kh += th.step) {
+        let row = (n * src.x + src_coord(dh, kh, p.s_h, p.pad_top)) * src_w;
+        var d = Sums(src_values(row, b0 + 0, src_w),
+                src_values(row, b0 + 4, src_w),
+                src_values(row, b0 + 8, src_w),
+                src_values(row, b0 + 12, src_w),
+                src_values(row, b0 + 16, src_w),
+                src_values(row, b0 + 20, src_w),
+                src_values(row, b0 + 24, src_w));
+        acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(0u, backward), c0, dst.z));
+            if FILTER_W > 1u {
+                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 0, src_w));
+                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(1u, backward), c0, dst.z));
+            }
+            if FILTER_W > 2u {
+                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 1, src_w));
+                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(2u, backward), c0, dst.z));
+            }
+            if FILTER_W > 3u {
+                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 2, src_w));
+                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(3u, backward), c0, dst.z));
+            }
+            if FILTER_W > 4u {
+                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 3, src_w));
+                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(4u, backward), c0, dst.z));
+            }
+            if FILTER_W > 5u {
+                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 4, src_w));
+                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(5u, backward), c0, dst.z));
+            }
+            if FILTER_W > 6u {
+                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 5, src_w));
+                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(6u, backward), c0, dst.z));
+            }
+            if FILTER_W > 7u {
+                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 6, src_w));
+                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(7u, backward), c0, dst.z));
+            }
+    }
+    let out_pixel = ((n * dst.x + dh) * dst.y + d0) * dst.z;
+    pixels_store(out_pixel, d0, c0, dst, acc.x0);
+    if ROW_BLOCKS > 1u {
+        pixels_store(out_pixel + 4u * dst.z, d0 + 4u, c0, dst, acc.x1);
+    }
+    if ROW_BLOCKS > 2u {
+        pixels_store(out_pixel + 8u * dst.z, d0 + 8u, c0, dst, acc.x2);
+    }
+    if ROW_BLOCKS > 3u {
+        pixels_store(out_pixel + 12u * dst.z, d0 + 12u, c0, dst, acc.x3);
+    }
+    if ROW_BLOCKS > 4u {
+        pixels_store(out_pixel + 16u * dst.z, d0 + 16u, c0, dst, acc.x4);
+    }
+    if ROW_BLOCKS > 5u {
+        pixels_store(out_pixel + 20u * dst.z, d0 + 20u, c0, dst, acc.x5);
+    }
+    if ROW_BLOCKS > 6u {
+        pixels_store(out_pixel + 24u * dst.z, d0 + 24u, c0, dst, acc.x6);
+    }
+}
+
 // ---- Pixel-quad filters. A conv with one output channel would fill 1 of the 4 columns of
 // every tile above; when its output width is a multiple of 4, src/kernels/conv.rs computes it
 // instead as a conv whose 4 output channels are 4 neighbouring output pixels: stride 4 * s_w

@@ -347,11 +347,16 @@ fn conv_matches_cpu_twin() {
     let batch_20 = t(20, (2, 3), 8, 24, (4, 4), (2, 2), Same, (0, 0), None);
     case("T k4 s2 same 2x3x8 -> 24, batch 20", batch_20, true);
     case("T k2 s2 same 1x1x8 -> 2x2x1", t_to((1, 1), (8, 1), 2, 2, Same, (0, 0), None), true);
-    // From one channel at stride 1: the input gradient is a one-channel rows conv through an
-    // activation's derivative, read 4 outputs at a time where the rows are whole quads.
+    // From one channel at stride 1: the forward gathers one channel (rows from one channel),
+    // the input gradient is a one-channel rows conv through an activation's derivative, read 4
+    // outputs at a time where the rows are whole quads.
     case("T k3 s1 same 5x8x1 -> 6", t_to((5, 8), (1, 6), 3, 1, Same, (0, 0), None), true);
     case("T k4 s1 same 6x7x1 -> 5", t_to((6, 7), (1, 5), 4, 1, Same, (0, 0), None), true);
     case("T k5 s1 same 4x7x1 -> 3", t_to((4, 7), (1, 3), 5, 1, Same, (0, 0), None), true);
+    // To one channel at stride 1: the input gradient gathers one channel (rows from one
+    // channel, through an activation's derivative in the second).
+    case("T k5 s1 valid 4x5x7 -> 1", t_to((4, 5), (7, 1), 5, 1, Valid, (0, 0), None), true);
+    case("T k3 s1 same 5x6x8 -> 1", t_to((5, 6), (8, 1), 3, 1, Same, (0, 0), None), true);
     // A selection of the presets' layers, at batch 2.
     let keep = [0, 2, 4, 8, 12, 13, 14, 15, 18];
     for (i, (name, g, is_transposed)) in preset_shapes(2).into_iter().enumerate() {

@@ -594,6 +594,72 @@ fn launch_rows(
         .into()
 }
 
+/// Whether the gather of `pass` (forward or backward data) over `g` runs as rows from one
+/// channel (conv.wgsl's `conv_rows_from_one_channel`): the gathered image has one channel, the
+/// stride along w is 1 and the filter at most MAX_ROWS_FILTER_W wide.
+fn rows_from_one_channel(pass: Pass, g: &Conv2dGeometry) -> bool {
+    let gathered = if pass == Pass::Forward { g.in_c } else { g.out_c };
+    gathered == 1 && g.stride_w == 1 && g.kernel_w <= MAX_ROWS_FILTER_W
+}
+
+/// The rows-from-one-channel dispatch of a gather (see [`rows_from_one_channel`]): `src` is the
+/// gathered image, `dst` the output.
+#[allow(clippy::too_many_arguments)]
+fn launch_rows_from_one_channel(
+    gpu: &Gpu,
+    pass: Pass,
+    src: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    dst: &Tensor,
+    g: &Conv2dGeometry,
+    fused: Option<Fused<&Tensor>>,
+) -> Op {
+    let backward = pass == Pass::BackwardData;
+    let (label, src_len, dst_len, dst_c, dst_w) = if backward {
+        ("conv2d_backward_data", g.output_len(), g.input_len(), g.in_c, g.in_w)
+    } else {
+        ("conv2d", g.input_len(), g.output_len(), g.out_c, g.out_w)
+    };
+    check_rows_operands(g, label, [src, w, dst], [src_len, g.weight_len(), dst_len]);
+    if let Some(bias) = bias {
+        assert!(bias.len >= dst_c, "{label}: bias of {} elements for {dst_c} channels", bias.len);
+    }
+    let (mirror_src, mirror_w) = (gpu.quad_texture_fits(src), gpu.quad_texture_fits(w));
+    let stores = FusedStores::new(gpu, bias, fused, (dst_len, dst_c), src);
+    let [act, alpha, gradient, vec_epilogue] = stores.constants;
+    let blocks = row_blocks_over(dst_w);
+    let constants = [
+        ("FILTER_W", g.kernel_w as f64),
+        ("ROW_BLOCKS", blocks as f64),
+        ("VEC_B", flag(dst_c.is_multiple_of(4) && mirror_w)),
+        ("MIRROR_A", flag(mirror_src)),
+        ("MIRROR_B", flag(mirror_w)),
+        act,
+        alpha,
+        gradient,
+        vec_epilogue,
+    ];
+    let pipeline = gpu.pipeline(&module(&gpu.caps), "conv_rows_from_one_channel", &constants);
+    let params = gpu.uniform(&Params::new(g, backward, bias.is_some(), 1, false, (1, g.batch)));
+    let (src4, w4) = (gpu.quad_texture(src, mirror_src), gpu.quad_texture(w, mirror_w));
+    let bindings = [
+        params.as_entire_binding(),
+        src.binding(),
+        src4.binding(),
+        w.binding(),
+        w4.binding(),
+        dst.binding(),
+        stores.epilogue.binding(),
+        stores.e4.binding(),
+    ];
+    let dst_h = dst_len / (g.batch * dst_w * dst_c);
+    let invocations = g.batch * dst_h * dst_w.div_ceil(4 * blocks) * dst_c.div_ceil(4);
+    gpu.dispatch(label, &pipeline, &bindings, gpu.grid(invocations, 64))
+        .reading(&[&src4, &w4, &stores.e4])
+        .into()
+}
+
 /// The weight gradient of a one-channel rows conv (conv.wgsl's
 /// `conv_weight_grad_rows_one_channel`), cut into batch slices as [`launch`]'s are where its
 /// invocations (one per tap row and channel quad) are too few to fill the device.
@@ -654,8 +720,13 @@ const ROWS_WEIGHT_GRAD_INVOCATIONS: usize = 1024;
 /// Blocks of 4 outputs per invocation of the one-channel rows kernels: the fewest for the
 /// fewest segments per output row.
 fn row_blocks(g: &Conv2dGeometry) -> usize {
-    let segments = g.out_w.div_ceil(4 * MAX_ROW_BLOCKS);
-    g.out_w.div_ceil(4 * segments)
+    row_blocks_over(g.out_w)
+}
+
+/// Blocks of 4 pixels per invocation of a rows kernel over rows of `width` pixels.
+fn row_blocks_over(width: usize) -> usize {
+    let segments = width.div_ceil(4 * MAX_ROW_BLOCKS);
+    width.div_ceil(4 * segments)
 }
 
 /// The one-channel rows kernels index with u32 and do tap arithmetic with i32.
@@ -782,6 +853,9 @@ pub fn conv2d(
     if one_channel_rows(g) {
         return vec![launch_rows(gpu, x, w, bias, y, g, fused)];
     }
+    if rows_from_one_channel(Pass::Forward, g) {
+        return vec![launch_rows_from_one_channel(gpu, Pass::Forward, x, w, bias, y, g, fused)];
+    }
     let epilogue = |bias| Epilogue { bias, fused, accumulate: false };
     let Some(quad) = pixel_quad_geometry(g) else {
         return launch(gpu, Pass::Forward, x, w, y, g, epilogue(bias));
@@ -820,6 +894,10 @@ pub fn conv2d_backward_data(
     // The pixel-quad form does not pay here: with one gathered channel the kernel already
     // packs 4 taps per step (measured 20 ms plain against 22-25 ms as pixel quads, for dcgan's
     // 7x7 conv at batch 16).
+    if rows_from_one_channel(Pass::BackwardData, g) {
+        let pass = Pass::BackwardData;
+        return vec![launch_rows_from_one_channel(gpu, pass, dy, w, bias, dx, g, fused)];
+    }
     let epilogue = Epilogue { bias, fused, accumulate: false };
     launch(gpu, Pass::BackwardData, dy, w, dx, g, epilogue)
 }
