@@ -8,6 +8,11 @@
 //   the derivative of the activation before the layer (GRADIENT). Both are "each pixel of one
 //   image = Σ over taps of a pixel of the other image times that tap's [in_c, out_c] slice of W".
 // - conv_weight_grad_*: dW = im2col(x)ᵀ·dy, rows (kh, kw, in_c), reduced over the output pixels.
+// - One-channel rows: where one side of a conv has a single channel and the stride along w is
+//   1, the GEMM view wastes most of a tile (one live column) or loads each value once per tap.
+//   conv_rows_one_channel (one output channel), conv_weight_grad_rows_one_channel (its dW) and
+//   conv_rows_from_one_channel (a one-channel gathered image) instead walk rows of up to 28
+//   pixels and slide the values under them along the filter's taps (see there).
 //
 // Written for lavapipe as matmul.wgsl is (see there): each invocation keeps 8 x 4 (portable) or
 // up to 32 x 4 (subgroup) outputs in 4x4 accumulator blocks, loads 4 channels at once (one vec4

@@ -8,8 +8,16 @@
 //! that conv's [`Conv2dGeometry`] and runs on the same three kernels with roles swapped.
 //!
 //! Two variants, as for matmul: `subgroup` for devices with 8-lane subgroups and `portable` for
-//! every device, chosen by `Gpu::variants` (measured by [`crate::tune`]). Outputs with 16 channels or fewer take the portable kernel on every device, with
-//! a narrow workgroup: an 8-lane tile is 32 channels wide, and most of it would idle.
+//! every device, chosen by `Gpu::variants` (measured by [`crate::tune`]). Outputs with 16
+//! channels or fewer take the portable kernel on every device, with a narrow workgroup: an
+//! 8-lane tile is 32 channels wide, and most of it would idle.
+//!
+//! Convs with a one-channel side at stride 1 along w and filters at most 8 wide take the
+//! one-channel rows kernels on every device instead (chosen by shape, not measured: they were
+//! 1.4-3.9x faster than the GEMM tiles on lavapipe): [`conv2d`] with one output channel, its
+//! weight gradient, and the gathers of a one-channel image (a conv of a one-channel input,
+//! and the input gradient of a conv to one channel). Other one-output-channel convs with
+//! widths divisible by 4 run as four pixel channels ([`pixel_quad_geometry`]).
 //!
 //! [`bias_grad`]: crate::kernels::bias::bias_grad
 
