@@ -374,7 +374,7 @@ fn conv_matches_cpu_twin() {
 /// Past 65535 workgroups in a dimension the grid folds: the subgroup gather's flat count into
 /// y (65792 tiles, with the 17 channels that choose it), the portable kernels' row blocks into z
 /// (4.2M two-channel tiles, 64 to a workgroup), and the one-channel rows kernels' invocations
-/// into y (4.2M rows of one pixel). Two input channels keep the first two off the one-channel
+/// into y (8.4M rows of one pixel, two to an invocation). Two input channels keep the first two off the one-channel
 /// rows kernels.
 #[test]
 fn conv_covers_folded_grids() {
@@ -383,8 +383,8 @@ fn conv_covers_folded_grids() {
     let wide = Call::new(&mut rng, "1x1 over 257x256x2 pixels to 17", Conv2d, wide, true);
     let narrow = conv(1, (2048, 2049), (2, 2), 1, 1, Padding::Same);
     let narrow = Call::new(&mut rng, "1x1 over 2048x2049x2 pixels to 2", Conv2d, narrow, true);
-    let rows = conv(1, (65536 * 64 + 1, 1), (1, 1), 1, 1, Padding::Same);
-    let rows = Call::new(&mut rng, "1x1 over 4194305x1x1 pixels to 1", Conv2d, rows, true);
+    let rows = conv(1, (65536 * 128 + 1, 1), (1, 1), 1, 1, Padding::Same);
+    let rows = Call::new(&mut rng, "1x1 over 8388609x1x1 pixels to 1", Conv2d, rows, true);
     let grid = |ops: &[Op]| match ops {
         [Op::Dispatch(d)] => d.workgroups,
         _ => panic!("one dispatch expected, got {}", ops.len()),

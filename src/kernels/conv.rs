@@ -596,7 +596,7 @@ fn launch_rows(
         stores.epilogue.binding(),
         stores.e4.binding(),
     ];
-    let invocations = g.batch * g.out_h * g.out_w.div_ceil(4 * row_blocks(g));
+    let invocations = g.batch * g.out_h.div_ceil(2) * g.out_w.div_ceil(4 * row_blocks(g));
     gpu.dispatch("conv2d", &pipeline, &bindings, gpu.grid(invocations, 64))
         .reading(&[&x4, &w4, &stores.e4])
         .into()
