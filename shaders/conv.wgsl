@@ -720,6 +720,15 @@ fn row_store(row_base: u32, ow0: u32, v: vec4<f32>) {
 // SIMD vector share their row and segment and with them every loop bound and padding test.
 // The window is four 4x4 blocks whose columns are texels: w * X is the 4 dot products of w
 // with them, and sliding one tap along moves every column one place down.
+// The slide's step to tap kw > 0 (see slide_tap), for the rows of the filter at `w_rows` with
+// the weights of each row times `live`; `next` is the column after the window at tap 0.
+fn next_tap(r: RowPair, row_base: u32, next: i32, c0: u32, w_rows: vec2<u32>, live: vec2<f32>,
+            kw: u32) -> RowPair {
+    return slide_tap(r, window_quad(row_base, next + i32(kw) - 1, c0),
+                     weight_quad(w_rows.x, kw, c0) * live.x,
+                     weight_quad(w_rows.y, kw, c0) * live.y);
+}
+
 // Stores the blocks of a segment (outputs ow0.. of the row at `row_base`).
 fn sums_store(row_base: u32, ow0: u32, v: Sums) {
     row_store(row_base, ow0, v.s0);
@@ -792,39 +801,25 @@ fn conv_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
             var r = RowPair(win, tap(first, win, weight_quad(w_rows.x, 0u, c0) * live.x),
                             tap(second, win, weight_quad(w_rows.y, 0u, c0) * live.y));
             if FILTER_W > 1u {
-                r = slide_tap(r, window_quad(row_base, next, c0),
-                              weight_quad(w_rows.x, 1u, c0) * live.x,
-                              weight_quad(w_rows.y, 1u, c0) * live.y);
+                r = next_tap(r, row_base, next, c0, w_rows, live, 1u);
             }
             if FILTER_W > 2u {
-                r = slide_tap(r, window_quad(row_base, next + 1, c0),
-                              weight_quad(w_rows.x, 2u, c0) * live.x,
-                              weight_quad(w_rows.y, 2u, c0) * live.y);
+                r = next_tap(r, row_base, next, c0, w_rows, live, 2u);
             }
             if FILTER_W > 3u {
-                r = slide_tap(r, window_quad(row_base, next + 2, c0),
-                              weight_quad(w_rows.x, 3u, c0) * live.x,
-                              weight_quad(w_rows.y, 3u, c0) * live.y);
+                r = next_tap(r, row_base, next, c0, w_rows, live, 3u);
             }
             if FILTER_W > 4u {
-                r = slide_tap(r, window_quad(row_base, next + 3, c0),
-                              weight_quad(w_rows.x, 4u, c0) * live.x,
-                              weight_quad(w_rows.y, 4u, c0) * live.y);
+                r = next_tap(r, row_base, next, c0, w_rows, live, 4u);
             }
             if FILTER_W > 5u {
-                r = slide_tap(r, window_quad(row_base, next + 4, c0),
-                              weight_quad(w_rows.x, 5u, c0) * live.x,
-                              weight_quad(w_rows.y, 5u, c0) * live.y);
+                r = next_tap(r, row_base, next, c0, w_rows, live, 5u);
             }
             if FILTER_W > 6u {
-                r = slide_tap(r, window_quad(row_base, next + 5, c0),
-                              weight_quad(w_rows.x, 6u, c0) * live.x,
-                              weight_quad(w_rows.y, 6u, c0) * live.y);
+                r = next_tap(r, row_base, next, c0, w_rows, live, 6u);
             }
             if FILTER_W > 7u {
-                r = slide_tap(r, window_quad(row_base, next + 6, c0),
-                              weight_quad(w_rows.x, 7u, c0) * live.x,
-                              weight_quad(w_rows.y, 7u, c0) * live.y);
+                r = next_tap(r, row_base, next, c0, w_rows, live, 7u);
             }
             first = r.first;
             second = r.second;
@@ -1054,6 +1049,22 @@ fn slide_tap_index(t: u32, backward: bool) -> u32 {
     return select(t, FILTER_W - 1u - t, backward);
 }
 
+// The values under the pixels and their sums so far.
+struct Spread {
+    values: Sums,
+    acc: Window,
+}
+
+// The slide's step t > 0 along the taps of the src row at `row` (see
+// conv_rows_from_one_channel): the values move one pixel right and add that tap's weights to
+// output channels c0..c0+3 (of `len`).
+fn next_spread(r: Spread, row: u32, b0: i32, src_w: u32, kh: i32, t: u32, c0: u32, len: u32,
+               backward: bool) -> Spread {
+    let values = slide_values(r.values, src_value(row, b0 + i32(ROW_BLOCKS * 4u + t) - 1, src_w));
+    let w = tap_weights(kh, slide_tap_index(t, backward), c0, len);
+    return Spread(values, spread_tap(r.acc, values, w));
+}
+
 // Stores channels c0..c0+3 of the pixel whose elements start at `base`.
 fn channels_store(base: u32, c0: u32, len: u32, v: vec4<f32>) {
     var slope = vec4(1.0);
@@ -1124,42 +1135,37 @@ fn conv_rows_from_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
                      mat4x4(bias, bias, bias, bias));
     for (var kh = th.first; kh <= th.last; kh += th.step) {
         let row = (n * src.x + src_coord(dh, kh, p.s_h, p.pad_top)) * src_w;
-        var d = Sums(src_values(row, b0 + 0, src_w),
-                src_values(row, b0 + 4, src_w),
-                src_values(row, b0 + 8, src_w),
-                src_values(row, b0 + 12, src_w),
-                src_values(row, b0 + 16, src_w),
-                src_values(row, b0 + 20, src_w),
-                src_values(row, b0 + 24, src_w));
-        acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(0u, backward), c0, dst.z));
-            if FILTER_W > 1u {
-                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 0, src_w));
-                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(1u, backward), c0, dst.z));
-            }
-            if FILTER_W > 2u {
-                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 1, src_w));
-                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(2u, backward), c0, dst.z));
-            }
-            if FILTER_W > 3u {
-                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 2, src_w));
-                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(3u, backward), c0, dst.z));
-            }
-            if FILTER_W > 4u {
-                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 3, src_w));
-                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(4u, backward), c0, dst.z));
-            }
-            if FILTER_W > 5u {
-                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 4, src_w));
-                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(5u, backward), c0, dst.z));
-            }
-            if FILTER_W > 6u {
-                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 5, src_w));
-                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(6u, backward), c0, dst.z));
-            }
-            if FILTER_W > 7u {
-                d = slide_values(d, src_value(row, b0 + i32(ROW_BLOCKS * 4u) + 6, src_w));
-                acc = spread_tap(acc, d, tap_weights(kh, slide_tap_index(7u, backward), c0, dst.z));
-            }
+        let d = Sums(src_values(row, b0, src_w),
+                     src_values(row, b0 + 4, src_w),
+                     src_values(row, b0 + 8, src_w),
+                     src_values(row, b0 + 12, src_w),
+                     src_values(row, b0 + 16, src_w),
+                     src_values(row, b0 + 20, src_w),
+                     src_values(row, b0 + 24, src_w));
+        let w = tap_weights(kh, slide_tap_index(0u, backward), c0, dst.z);
+        var r = Spread(d, spread_tap(acc, d, w));
+        if FILTER_W > 1u {
+            r = next_spread(r, row, b0, src_w, kh, 1u, c0, dst.z, backward);
+        }
+        if FILTER_W > 2u {
+            r = next_spread(r, row, b0, src_w, kh, 2u, c0, dst.z, backward);
+        }
+        if FILTER_W > 3u {
+            r = next_spread(r, row, b0, src_w, kh, 3u, c0, dst.z, backward);
+        }
+        if FILTER_W > 4u {
+            r = next_spread(r, row, b0, src_w, kh, 4u, c0, dst.z, backward);
+        }
+        if FILTER_W > 5u {
+            r = next_spread(r, row, b0, src_w, kh, 5u, c0, dst.z, backward);
+        }
+        if FILTER_W > 6u {
+            r = next_spread(r, row, b0, src_w, kh, 6u, c0, dst.z, backward);
+        }
+        if FILTER_W > 7u {
+            r = next_spread(r, row, b0, src_w, kh, 7u, c0, dst.z, backward);
+        }
+        acc = r.acc;
     }
     let out_pixel = ((n * dst.x + dh) * dst.y + d0) * dst.z;
     pixels_store(out_pixel, d0, c0, dst, acc.x0);

@@ -566,40 +566,15 @@ fn launch_rows(
     fused: Option<Fused<&Tensor>>,
 ) -> Op {
     check_rows_operands(g, "conv2d", [x, w, y], [g.input_len(), g.weight_len(), g.output_len()]);
-    let (mirror_x, mirror_w) = (gpu.quad_texture_fits(x), gpu.quad_texture_fits(w));
-    let quads = g.in_c.is_multiple_of(4);
     // An output row's activation outputs, 4 at a time.
     let stores = FusedStores::new(gpu, bias, fused, (g.output_len(), g.out_w), x);
-    let [act, alpha, gradient, vec_epilogue] = stores.constants;
-    let constants = [
-        ("FILTER_W", g.kernel_w as f64),
-        ("ROW_BLOCKS", row_blocks(g) as f64),
-        ("VEC_A", flag(quads && mirror_x)),
-        ("VEC_B", flag(quads && mirror_w)),
-        ("MIRROR_A", flag(mirror_x)),
-        ("MIRROR_B", flag(mirror_w)),
-        act,
-        alpha,
-        gradient,
-        vec_epilogue,
-    ];
-    let pipeline = gpu.pipeline(&module(&gpu.caps), "conv_rows_one_channel", &constants);
-    let params = gpu.uniform(&Params::new(g, false, bias.is_some(), 1, false, (1, g.batch)));
-    let (x4, w4) = (gpu.quad_texture(x, mirror_x), gpu.quad_texture(w, mirror_w));
-    let bindings = [
-        params.as_entire_binding(),
-        x.binding(),
-        x4.binding(),
-        w.binding(),
-        w4.binding(),
-        y.binding(),
-        stores.epilogue.binding(),
-        stores.e4.binding(),
-    ];
+    let quads = g.in_c.is_multiple_of(4);
+    // Two output rows per invocation.
     let invocations = g.batch * g.out_h.div_ceil(2) * g.out_w.div_ceil(4 * row_blocks(g));
-    gpu.dispatch("conv2d", &pipeline, &bindings, gpu.grid(invocations, 64))
-        .reading(&[&x4, &w4, &stores.e4])
-        .into()
+    let params = Params::new(g, false, bias.is_some(), 1, false, (1, g.batch));
+    let rows =
+        RowsGather { entry: "conv_rows_one_channel", label: "conv2d", blocks: row_blocks(g) };
+    rows.dispatch(gpu, [x, w, y], (quads, quads), stores, params, invocations)
 }
 
 /// Whether the gather of `pass` (forward or backward data) over `g` runs as rows from one
@@ -633,39 +608,68 @@ fn launch_rows_from_one_channel(
     if let Some(bias) = bias {
         assert!(bias.len >= dst_c, "{label}: bias of {} elements for {dst_c} channels", bias.len);
     }
-    let (mirror_src, mirror_w) = (gpu.quad_texture_fits(src), gpu.quad_texture_fits(w));
     let stores = FusedStores::new(gpu, bias, fused, (dst_len, dst_c), src);
-    let [act, alpha, gradient, vec_epilogue] = stores.constants;
     let blocks = row_blocks_over(dst_w);
-    let constants = [
-        ("FILTER_W", g.kernel_w as f64),
-        ("ROW_BLOCKS", blocks as f64),
-        ("VEC_B", flag(dst_c.is_multiple_of(4) && mirror_w)),
-        ("MIRROR_A", flag(mirror_src)),
-        ("MIRROR_B", flag(mirror_w)),
-        act,
-        alpha,
-        gradient,
-        vec_epilogue,
-    ];
-    let pipeline = gpu.pipeline(&module(&gpu.caps), "conv_rows_from_one_channel", &constants);
-    let params = gpu.uniform(&Params::new(g, backward, bias.is_some(), 1, false, (1, g.batch)));
-    let (src4, w4) = (gpu.quad_texture(src, mirror_src), gpu.quad_texture(w, mirror_w));
-    let bindings = [
-        params.as_entire_binding(),
-        src.binding(),
-        src4.binding(),
-        w.binding(),
-        w4.binding(),
-        dst.binding(),
-        stores.epilogue.binding(),
-        stores.e4.binding(),
-    ];
     let dst_h = dst_len / (g.batch * dst_w * dst_c);
     let invocations = g.batch * dst_h * dst_w.div_ceil(4 * blocks) * dst_c.div_ceil(4);
-    gpu.dispatch(label, &pipeline, &bindings, gpu.grid(invocations, 64))
-        .reading(&[&src4, &w4, &stores.e4])
-        .into()
+    let params = Params::new(g, backward, bias.is_some(), 1, false, (1, g.batch));
+    // The one-channel values are read one at a time, the weights 4 output channels at a time.
+    let quads = (false, dst_c.is_multiple_of(4));
+    let rows = RowsGather { entry: "conv_rows_from_one_channel", label, blocks };
+    rows.dispatch(gpu, [src, w, dst], quads, stores, params, invocations)
+}
+
+/// A dispatch of one of the rows gathers, which bind what conv_gather binds.
+struct RowsGather {
+    entry: &'static str,
+    label: &'static str,
+    /// ROW_BLOCKS.
+    blocks: usize,
+}
+
+impl RowsGather {
+    /// `src` is gathered through `w` into `dst`; `quads` says whether the rows of `src` and `w`
+    /// are whole quads (read 4 floats at a time from their mirrors).
+    fn dispatch(
+        &self,
+        gpu: &Gpu,
+        [src, w, dst]: [&Tensor; 3],
+        quads: (bool, bool),
+        stores: FusedStores,
+        params: Params,
+        invocations: usize,
+    ) -> Op {
+        let (mirror_src, mirror_w) = (gpu.quad_texture_fits(src), gpu.quad_texture_fits(w));
+        let [act, alpha, gradient, vec_epilogue] = stores.constants;
+        let constants = [
+            ("FILTER_W", f64::from(params.k_w)),
+            ("ROW_BLOCKS", self.blocks as f64),
+            ("VEC_A", flag(quads.0 && mirror_src)),
+            ("VEC_B", flag(quads.1 && mirror_w)),
+            ("MIRROR_A", flag(mirror_src)),
+            ("MIRROR_B", flag(mirror_w)),
+            act,
+            alpha,
+            gradient,
+            vec_epilogue,
+        ];
+        let pipeline = gpu.pipeline(&module(&gpu.caps), self.entry, &constants);
+        let params = gpu.uniform(&params);
+        let (src4, w4) = (gpu.quad_texture(src, mirror_src), gpu.quad_texture(w, mirror_w));
+        let bindings = [
+            params.as_entire_binding(),
+            src.binding(),
+            src4.binding(),
+            w.binding(),
+            w4.binding(),
+            dst.binding(),
+            stores.epilogue.binding(),
+            stores.e4.binding(),
+        ];
+        gpu.dispatch(self.label, &pipeline, &bindings, gpu.grid(invocations, 64))
+            .reading(&[&src4, &w4, &stores.e4])
+            .into()
+    }
 }
 
 /// The weight gradient of a one-channel rows conv (conv.wgsl's
