@@ -716,10 +716,6 @@ fn row_store(row_base: u32, ow0: u32, v: vec4<f32>) {
     }
 }
 
-// One invocation per (image, output row, segment), images fastest, so that the 8 lanes of a
-// SIMD vector share their row and segment and with them every loop bound and padding test.
-// The window is four 4x4 blocks whose columns are texels: w * X is the 4 dot products of w
-// with them, and sliding one tap along moves every column one place down.
 // The slide's step to tap kw > 0 (see slide_tap), for the rows of the filter at `w_rows` with
 // the weights of each row times `live`; `next` is the column after the window at tap 0.
 fn next_tap(r: RowPair, row_base: u32, next: i32, c0: u32, w_rows: vec2<u32>, live: vec2<f32>,
@@ -756,7 +752,8 @@ fn sums_store(row_base: u32, ow0: u32, v: Sums) {
 // of a SIMD vector share their rows and segment and with them every loop bound and padding
 // test. Input row ih meets the first row at tap row ih - top and the second s_h rows later;
 // a tap row outside the filter gets zero weights (of 16 row taps a 7-row filter at stride 1
-// wastes 2). 1.15x faster than one output row per invocation on dcgan's 7x7.
+// wastes 2). 1.15x faster than one output row per invocation on dcgan's 7x7. The slide along
+// the taps moves each block's columns one place down (see slide).
 @compute @workgroup_size(64)
 fn conv_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -552,8 +552,11 @@ fn one_channel_rows(g: &Conv2dGeometry) -> bool {
     g.out_c == 1 && g.stride_w == 1 && g.kernel_w <= MAX_ROWS_FILTER_W
 }
 
-/// The widest filter `conv_rows_one_channel` takes (its taps are written out).
+/// The widest filter the rows kernels take (their taps are written out).
 const MAX_ROWS_FILTER_W: usize = 8;
+
+/// The most blocks of 4 pixels one invocation of a rows kernel computes (ROW_BLOCKS).
+const MAX_ROW_BLOCKS: usize = 7;
 
 /// The one-channel rows dispatch of `conv2d` (see [`one_channel_rows`]).
 fn launch_rows(
@@ -752,9 +755,6 @@ fn check_rows_operands(g: &Conv2dGeometry, label: &str, tensors: [&Tensor; 3], l
     );
 }
 
-/// The most blocks of 4 outputs one invocation of `conv_rows_one_channel` computes.
-const MAX_ROW_BLOCKS: usize = 7;
-
 /// Workgroups for `cols` column tiles by `rows` row tiles, the rows folded into z past the
 /// per-dimension limit (the kernels read the tile as y + z * num_workgroups.y).
 fn grid(gpu: &Gpu, cols: usize, rows: usize) -> [u32; 3] {
@@ -903,13 +903,13 @@ pub fn conv2d_backward_data(
     g: &Conv2dGeometry,
     fused: Option<Fused<&Tensor>>,
 ) -> Vec<Op> {
-    // The pixel-quad form does not pay here: with one gathered channel the kernel already
-    // packs 4 taps per step (measured 20 ms plain against 22-25 ms as pixel quads, for dcgan's
-    // 7x7 conv at batch 16).
     if rows_from_one_channel(Pass::BackwardData, g) {
         let pass = Pass::BackwardData;
         return vec![launch_rows_from_one_channel(gpu, pass, dy, w, bias, dx, g, fused)];
     }
+    // The pixel-quad form does not pay here: with one gathered channel the kernel already
+    // packs 4 taps per step (measured 20 ms plain against 22-25 ms as pixel quads, for dcgan's
+    // 7x7 conv at batch 16, before that conv took the rows kernels).
     let epilogue = Epilogue { bias, fused, accumulate: false };
     launch(gpu, Pass::BackwardData, dy, w, dx, g, epilogue)
 }
