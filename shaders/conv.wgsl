@@ -336,23 +336,19 @@ fn gather_bias(j: u32, n: u32) -> mat4x4<f32> {
     return mat4x4(start, start, start, start);
 }
 
-// Writes the tile's row for image n, columns j..j+3 (through the activation ACT of
-// activate.wgsl, or times its derivative at `epilogue` with GRADIENT), skipping what lies
-// outside.
-fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
-    if n >= p.batch {
-        return;
-    }
-    let base = (n * t.dst.x * t.dst.y + t.pix) * t.dst.z;
-    // One texel load rather than 4 scalar ones, as in matmul.wgsl's store_row.
+// Writes elements k0..k0+3 of the `len`-element row at `base` (those inside it) through the
+// activation ACT of activate.wgsl, or times its derivative at `epilogue` with GRADIENT: the
+// stores of every gather kernel. With VEC_EPILOGUE the 4 activation outputs are one texel
+// load rather than 4 scalar ones, as in matmul.wgsl's store_row (the rows are whole quads).
+fn quad_store(base: u32, k0: u32, len: u32, v: vec4<f32>) {
     var slope = vec4(1.0);
     if GRADIENT && VEC_EPILOGUE {
-        let o = textureLoad(e4, texel((base + j) / 4u));
+        let o = textureLoad(e4, texel((base + k0) / 4u));
         slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
     }
     for (var q = 0u; q < 4u; q++) {
-        if j + q < t.dst.z {
-            let e = base + j + q;
+        if k0 + q < len {
+            let e = base + k0 + q;
             if GRADIENT && VEC_EPILOGUE {
                 c[e] = v[q] * slope[q];
             } else if GRADIENT {
@@ -362,6 +358,15 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
             }
         }
     }
+}
+
+// Writes the tile's row for image n, columns j..j+3 (see quad_store), skipping what lies
+// outside.
+fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
+    if n >= p.batch {
+        return;
+    }
+    quad_store((n * t.dst.x * t.dst.y + t.pix) * t.dst.z, j, t.dst.z, v);
 }
 
 // gather_store for images n..n+3, from an accumulator block.
@@ -694,26 +699,12 @@ fn window_block(row_base: u32, col: i32, c0: u32) -> mat4x4<f32> {
                   window_quad(row_base, col + 2, c0), window_quad(row_base, col + 3, c0));
 }
 
-// Stores a block (outputs ow0..ow0+3 of the row at `row_base`) where it lies inside the row;
-// with VEC_EPILOGUE (rows of whole quads) the activation outputs of a gradient are one texel.
-fn row_store(row_base: u32, ow0: u32, v: vec4<f32>) {
-    var slope = vec4(1.0);
-    if GRADIENT && VEC_EPILOGUE {
-        let o = textureLoad(e4, texel((row_base + ow0) / 4u));
-        slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
-    }
-    for (var j = 0u; j < 4u; j++) {
-        if ow0 + j < p.y_w {
-            let e = row_base + ow0 + j;
-            if GRADIENT && VEC_EPILOGUE {
-                c[e] = v[j] * slope[j];
-            } else if GRADIENT {
-                c[e] = v[j] * derivative(epilogue[e]);
-            } else {
-                c[e] = activate(v[j]);
-            }
-        }
-    }
+// The window at tap 0 of outputs starting at column col0 + pad_left of the row at `row_base`.
+fn window_at(row_base: u32, col0: i32, c0: u32) -> Window {
+    return Window(window_block(row_base, col0, c0), window_block(row_base, col0 + 4, c0),
+                  window_block(row_base, col0 + 8, c0), window_block(row_base, col0 + 12, c0),
+                  window_block(row_base, col0 + 16, c0), window_block(row_base, col0 + 20, c0),
+                  window_block(row_base, col0 + 24, c0));
 }
 
 // The slide's step to tap kw > 0 (see slide_tap), for the rows of the filter at `w_rows` with
@@ -725,26 +716,27 @@ fn next_tap(r: RowPair, row_base: u32, next: i32, c0: u32, w_rows: vec2<u32>, li
                      weight_quad(w_rows.y, kw, c0) * live.y);
 }
 
-// Stores the blocks of a segment (outputs ow0.. of the row at `row_base`).
+// Stores the blocks of a segment (outputs ow0.. of the row at `row_base`, those inside it; with
+// VEC_EPILOGUE the rows are whole quads).
 fn sums_store(row_base: u32, ow0: u32, v: Sums) {
-    row_store(row_base, ow0, v.s0);
+    quad_store(row_base, ow0, p.y_w, v.s0);
     if ROW_BLOCKS > 1u {
-        row_store(row_base, ow0 + 4u, v.s1);
+        quad_store(row_base, ow0 + 4u, p.y_w, v.s1);
     }
     if ROW_BLOCKS > 2u {
-        row_store(row_base, ow0 + 8u, v.s2);
+        quad_store(row_base, ow0 + 8u, p.y_w, v.s2);
     }
     if ROW_BLOCKS > 3u {
-        row_store(row_base, ow0 + 12u, v.s3);
+        quad_store(row_base, ow0 + 12u, p.y_w, v.s3);
     }
     if ROW_BLOCKS > 4u {
-        row_store(row_base, ow0 + 16u, v.s4);
+        quad_store(row_base, ow0 + 16u, p.y_w, v.s4);
     }
     if ROW_BLOCKS > 5u {
-        row_store(row_base, ow0 + 20u, v.s5);
+        quad_store(row_base, ow0 + 20u, p.y_w, v.s5);
     }
     if ROW_BLOCKS > 6u {
-        row_store(row_base, ow0 + 24u, v.s6);
+        quad_store(row_base, ow0 + 24u, p.y_w, v.s6);
     }
 }
 
@@ -785,15 +777,7 @@ fn conv_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u32>,
         let w_rows = vec2<u32>(clamp(kh, vec2(0), vec2(i32(p.k_h) - 1))) * FILTER_W * p.x_c;
         let row_base = (n * p.x_h + u32(ih)) * p.x_w * p.x_c;
         for (var c0 = 0u; c0 < p.x_c; c0 += 4u) {
-            let win = Window(
-                window_block(row_base, col0, c0),
-                window_block(row_base, col0 + 4, c0),
-                window_block(row_base, col0 + 8, c0),
-                window_block(row_base, col0 + 12, c0),
-                window_block(row_base, col0 + 16, c0),
-                window_block(row_base, col0 + 20, c0),
-                window_block(row_base, col0 + 24, c0),
-            );
+            let win = window_at(row_base, col0, c0);
             let next = col0 + i32(ROW_BLOCKS * 4u);
             var r = RowPair(win, tap(first, win, weight_quad(w_rows.x, 0u, c0) * live.x),
                             tap(second, win, weight_quad(w_rows.y, 0u, c0) * live.y));
@@ -919,14 +903,7 @@ fn conv_weight_grad_rows_one_channel(@builtin(global_invocation_id) gid: vec3<u3
                                dy_row_quad(dy_row, ow0 + 20u),
                                dy_row_quad(dy_row, ow0 + 24u),
                 );
-                var win = Window(window_block(x_row, col0, c0),
-                              window_block(x_row, col0 + 4, c0),
-                              window_block(x_row, col0 + 8, c0),
-                              window_block(x_row, col0 + 12, c0),
-                              window_block(x_row, col0 + 16, c0),
-                              window_block(x_row, col0 + 20, c0),
-                              window_block(x_row, col0 + 24, c0),
-                );
+                var win = window_at(x_row, col0, c0);
                 let next = col0 + i32(seg);
                 t0 += window_sum(win, dy);
                 if FILTER_W > 1u {
@@ -1062,42 +1039,21 @@ fn next_spread(r: Spread, row: u32, b0: i32, src_w: u32, kh: i32, t: u32, c0: u3
     return Spread(values, spread_tap(r.acc, values, w));
 }
 
-// Stores channels c0..c0+3 of the pixel whose elements start at `base`.
-fn channels_store(base: u32, c0: u32, len: u32, v: vec4<f32>) {
-    var slope = vec4(1.0);
-    if GRADIENT && VEC_EPILOGUE {
-        let o = textureLoad(e4, texel((base + c0) / 4u));
-        slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
-    }
-    for (var q = 0u; q < 4u; q++) {
-        if c0 + q < len {
-            let e = base + c0 + q;
-            if GRADIENT && VEC_EPILOGUE {
-                c[e] = v[q] * slope[q];
-            } else if GRADIENT {
-                c[e] = v[q] * derivative(epilogue[e]);
-            } else {
-                c[e] = activate(v[q]);
-            }
-        }
-    }
-}
-
 // Stores a block: pixels d0..d0+3 of the row (those inside it), channels c0..c0+3; the first
 // pixel's elements start at `pixel`. The pixels are spelled out: a loop over them indexed the
 // block in memory.
 fn pixels_store(pixel: u32, d0: u32, c0: u32, dst: vec3<u32>, v: mat4x4<f32>) {
     if d0 < dst.y {
-        channels_store(pixel, c0, dst.z, v[0]);
+        quad_store(pixel, c0, dst.z, v[0]);
     }
     if d0 + 1u < dst.y {
-        channels_store(pixel + dst.z, c0, dst.z, v[1]);
+        quad_store(pixel + dst.z, c0, dst.z, v[1]);
     }
     if d0 + 2u < dst.y {
-        channels_store(pixel + 2u * dst.z, c0, dst.z, v[2]);
+        quad_store(pixel + 2u * dst.z, c0, dst.z, v[2]);
     }
     if d0 + 3u < dst.y {
-        channels_store(pixel + 3u * dst.z, c0, dst.z, v[3]);
+        quad_store(pixel + 3u * dst.z, c0, dst.z, v[3]);
     }
 }
 

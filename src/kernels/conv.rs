@@ -402,22 +402,13 @@ fn launch(
         g.stride_h, g.stride_w,
     ];
     assert!(sizes.iter().all(|&s| s > 0), "conv with a zero size: {g:?}");
-    // The kernels index with u32, and do tap arithmetic with i32.
-    let largest = [g.input_len(), g.output_len(), g.weight_len(), g.pad_top, g.pad_left];
-    assert!(largest.iter().all(|&v| v < i32::MAX as usize), "conv too large: {g:?}");
     let (x, w, y) = (g.input_len(), g.weight_len(), g.output_len());
     let (label, a_len, b_len, c_len) = match pass {
         Pass::Forward => ("conv2d", x, w, y),
         Pass::BackwardData => ("conv2d_backward_data", y, w, x),
         Pass::BackwardWeight => ("conv2d_backward_weight", x, y, w),
     };
-    assert!(
-        a.len >= a_len && b.len >= b_len && c.len >= c_len,
-        "{label} {g:?}: tensors of {}, {}, {} elements for {a_len}, {b_len}, {c_len}",
-        a.len,
-        b.len,
-        c.len
-    );
+    check_operands(g, label, [a, b, c], [a_len, b_len, c_len]);
     // Output columns and gathered channels per tap.
     let (cols, gathered) = match pass {
         Pass::Forward | Pass::BackwardWeight => (g.out_c, g.in_c),
@@ -535,15 +526,26 @@ fn launch(
     }
     let reads = [&a4, &b4, &stores.e4];
     let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&reads);
-    match partials {
-        None => vec![dispatch.into()],
-        Some(partials) => {
-            // dW is the column sums of the [slices, dW] matrix of partials.
-            let mut ops = vec![dispatch.into()];
-            ops.extend(super::bias::bias_grad(gpu, &partials, c, slices, c_len, accumulate));
-            ops
-        }
+    then_sum_slices(gpu, dispatch.into(), partials.as_ref(), c, (slices, c_len), accumulate)
+}
+
+/// `dispatch`, then for a weight gradient cut into `slices` batch slices (`partials`, each
+/// slice's `len` elements of dW in a row) the sum of the slices into `dw` (added to its values
+/// when `accumulate`).
+fn then_sum_slices(
+    gpu: &Gpu,
+    dispatch: Op,
+    partials: Option<&Tensor>,
+    dw: &Tensor,
+    (slices, len): (usize, usize),
+    accumulate: bool,
+) -> Vec<Op> {
+    let mut ops = vec![dispatch];
+    if let Some(partials) = partials {
+        // dW is the column sums of the [slices, dW] matrix of partials.
+        ops.extend(super::bias::bias_grad(gpu, partials, dw, slices, len, accumulate));
     }
+    ops
 }
 
 /// Whether [`conv2d`] runs `g` as one-channel rows (conv.wgsl's `conv_rows_one_channel`): one
@@ -568,7 +570,7 @@ fn launch_rows(
     g: &Conv2dGeometry,
     fused: Option<Fused<&Tensor>>,
 ) -> Op {
-    check_rows_operands(g, "conv2d", [x, w, y], [g.input_len(), g.weight_len(), g.output_len()]);
+    check_operands(g, "conv2d", [x, w, y], [g.input_len(), g.weight_len(), g.output_len()]);
     // An output row's activation outputs, 4 at a time.
     let stores = FusedStores::new(gpu, bias, fused, (g.output_len(), g.out_w), x);
     let quads = g.in_c.is_multiple_of(4);
@@ -607,7 +609,7 @@ fn launch_rows_from_one_channel(
     } else {
         ("conv2d", g.input_len(), g.output_len(), g.out_c, g.out_w)
     };
-    check_rows_operands(g, label, [src, w, dst], [src_len, g.weight_len(), dst_len]);
+    check_operands(g, label, [src, w, dst], [src_len, g.weight_len(), dst_len]);
     if let Some(bias) = bias {
         assert!(bias.len >= dst_c, "{label}: bias of {} elements for {dst_c} channels", bias.len);
     }
@@ -687,7 +689,7 @@ fn launch_rows_weight_grad(
     accumulate: bool,
 ) -> Vec<Op> {
     let label = "conv2d_backward_weight";
-    check_rows_operands(g, label, [x, dy, dw], [g.input_len(), g.output_len(), g.weight_len()]);
+    check_operands(g, label, [x, dy, dw], [g.input_len(), g.output_len(), g.weight_len()]);
     let (mirror_x, mirror_dy) = (gpu.quad_texture_fits(x), gpu.quad_texture_fits(dy));
     let constants = [
         ("FILTER_W", g.kernel_w as f64),
@@ -717,13 +719,15 @@ fn launch_rows_weight_grad(
         out.binding(),
     ];
     let groups = gpu.grid(tiles * slices, 64);
-    let mut ops =
-        vec![gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&x4, &dy4]).into()];
-    if let Some(partials) = partials {
-        // dW is the column sums of the [slices, dW] matrix of partials.
-        ops.extend(super::bias::bias_grad(gpu, &partials, dw, slices, g.weight_len(), accumulate));
-    }
-    ops
+    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&[&x4, &dy4]);
+    then_sum_slices(
+        gpu,
+        dispatch.into(),
+        partials.as_ref(),
+        dw,
+        (slices, g.weight_len()),
+        accumulate,
+    )
 }
 
 /// Invocations the one-channel rows weight gradient is cut into batch slices to reach: each
@@ -744,8 +748,9 @@ fn row_blocks_over(width: usize) -> usize {
     width.div_ceil(4 * segments)
 }
 
-/// The one-channel rows kernels index with u32 and do tap arithmetic with i32.
-fn check_rows_operands(g: &Conv2dGeometry, label: &str, tensors: [&Tensor; 3], lens: [usize; 3]) {
+/// Asserts that the tensors hold `lens` elements and that `g` fits the kernels, which index
+/// with u32 and do tap arithmetic with i32.
+fn check_operands(g: &Conv2dGeometry, label: &str, tensors: [&Tensor; 3], lens: [usize; 3]) {
     let largest = [g.input_len(), g.output_len(), g.weight_len(), g.pad_top, g.pad_left];
     assert!(largest.iter().all(|&v| v < i32::MAX as usize), "conv too large: {g:?}");
     assert!(
