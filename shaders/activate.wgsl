@@ -61,3 +61,13 @@ fn derivative(o: f32) -> f32 {
         }
     }
 }
+
+// activate() of each component.
+fn activate_quad(v: vec4<f32>) -> vec4<f32> {
+    return vec4(activate(v.x), activate(v.y), activate(v.z), activate(v.w));
+}
+
+// derivative() of each component.
+fn derivative_quad(o: vec4<f32>) -> vec4<f32> {
+    return vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
+}

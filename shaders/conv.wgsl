@@ -50,8 +50,6 @@ struct Params {
     // 64 / wg_cols blocks of 8 rows. Outputs narrower than 32 columns get narrower, taller
     // workgroups instead of idle invocations.
     wg_cols: u32,
-    // conv_weight_grad: add to dW's values (a gradient summed over chunks of a batch).
-    accumulate: u32,
     // conv_weight_grad: workgroups along the rows of dW per batch slice, and images per slice.
     // Where dW has too few tiles to fill the device the batch is cut into slices, each
     // workgroup sums one, and slice s writes its partial dW to c at s * (dW's length); the
@@ -77,9 +75,6 @@ override MIRROR_B: bool = false;
 // conv_gather: the gathered image has one channel, so a reduction step takes 4 taps along w
 // instead of 4 channels of one tap (3 of which would be padding).
 override PACK_TAPS: bool = false;
-// conv_gather with GRADIENT: the output has a multiple of 4 channels, so a store's 4
-// activation outputs are one texel of e4.
-override VEC_EPILOGUE: bool = false;
 // Rows of a tile: images of one pixel in conv_gather, rows of dW in conv_weight_grad. 8 in the
 // portable kernels; 8, 16 or 32 in the subgroup kernels, the fewest that cover the batch or dW
 // (more rows per tile share each B load among more FMAs: 1.3-1.7x from 8 to 16 or 32).
@@ -94,7 +89,8 @@ override TILE_ROWS: u32 = 8u;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var b4: texture_storage_2d<rgba32float, read>;
 // y (forward), dx (backward data) or dW (weight gradient).
-@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+// By quads (store.wgsl): element e is c[e / 4][e % 4].
+@group(0) @binding(5) var<storage, read_write> c: array<vec4<f32>>;
 // The bias (Params.has_bias), or with GRADIENT the output of the activation whose gradient c
 // is, shaped as c; one binding for both, as in matmul.wgsl. Last, because only conv_gather has
 // it (a pipeline's layout holds the bindings it uses).
@@ -338,26 +334,9 @@ fn gather_bias(j: u32, n: u32) -> mat4x4<f32> {
 
 // Writes elements k0..k0+3 of the `len`-element row at `base` (those inside it) through the
 // activation ACT of activate.wgsl, or times its derivative at `epilogue` with GRADIENT: the
-// stores of every gather kernel. With VEC_EPILOGUE the 4 activation outputs are one texel
-// load rather than 4 scalar ones, as in matmul.wgsl's store_row (the rows are whole quads).
+// stores of every gather kernel (store.wgsl).
 fn quad_store(base: u32, k0: u32, len: u32, v: vec4<f32>) {
-    var slope = vec4(1.0);
-    if GRADIENT && VEC_EPILOGUE {
-        let o = textureLoad(e4, texel((base + k0) / 4u));
-        slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
-    }
-    for (var q = 0u; q < 4u; q++) {
-        if k0 + q < len {
-            let e = base + k0 + q;
-            if GRADIENT && VEC_EPILOGUE {
-                c[e] = v[q] * slope[q];
-            } else if GRADIENT {
-                c[e] = v[q] * derivative(epilogue[e]);
-            } else {
-                c[e] = activate(v[q]);
-            }
-        }
-    }
+    store_quad(base, k0, len, fused_quad(base + k0, v));
 }
 
 // Writes the tile's row for image n, columns j..j+3 (see quad_store), skipping what lies
@@ -558,13 +537,7 @@ fn weight_store(n0: u32, i: u32, j: u32, v: vec4<f32>) {
     if i >= rows || n0 >= p.batch {
         return;
     }
-    let slice_start = n0 / p.slice_images * rows * p.y_c;
-    for (var q = 0u; q < 4u; q++) {
-        if j + q < p.y_c {
-            let e = slice_start + i * p.y_c + j + q;
-            c[e] = v[q] + select(0.0, c[e], p.accumulate != 0u);
-        }
-    }
+    store_quad((n0 / p.slice_images * rows + i) * p.y_c, j, p.y_c, v);
 }
 
 // weight_store for rows i..i+3, from an accumulator block.
@@ -716,8 +689,7 @@ fn next_tap(r: RowPair, row_base: u32, next: i32, c0: u32, w_rows: vec2<u32>, li
                      weight_quad(w_rows.y, kw, c0) * live.y);
 }
 
-// Stores the blocks of a segment (outputs ow0.. of the row at `row_base`, those inside it; with
-// VEC_EPILOGUE the rows are whole quads).
+// Stores the blocks of a segment (outputs ow0.. of the row at `row_base`, those inside it).
 fn sums_store(row_base: u32, ow0: u32, v: Sums) {
     quad_store(row_base, ow0, p.y_w, v.s0);
     if ROW_BLOCKS > 1u {
@@ -853,16 +825,10 @@ fn window_sum(win: Window, dy: Sums) -> vec4<f32> {
 }
 
 // Adds channels c0..c0+3 of tap `tap` (kh * k_w + kw) to dW, or to its batch slice's partial
-// dW; on dW itself, to its values when Params.accumulate.
+// dW; on dW itself, to its values when ACCUMULATE.
 fn tap_grad_store(n_begin: u32, tap: u32, c0: u32, v: vec4<f32>) {
     let len = p.k_h * p.k_w * p.x_c;
-    let start = n_begin / p.slice_images * len + tap * p.x_c;
-    for (var q = 0u; q < 4u; q++) {
-        if c0 + q < p.x_c {
-            let e = start + c0 + q;
-            c[e] = v[q] + select(0.0, c[e], p.accumulate != 0u);
-        }
-    }
+    store_quad(n_begin / p.slice_images * len + tap * p.x_c, c0, p.x_c, v);
 }
 
 @compute @workgroup_size(64)

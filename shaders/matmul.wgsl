@@ -1,7 +1,7 @@
-// Matrix multiply family: C[m,n] = op(A)·op(B), plus bias[n] on every row when HAS_BIAS, plus
-// C's own values when Params.accumulate (a weight gradient summed over chunks of a batch),
+// Matrix multiply family: C[m,n] = op(A)·op(B), plus bias[n] on every row when HAS_BIAS,
 // through the activation ACT (activate.wgsl, before this file) when the layer has one, or
-// times ACT's derivative when C is the gradient at an activation's output (GRADIENT).
+// times ACT's derivative when C is the gradient at an activation's output (GRADIENT), plus C's
+// own values when ACCUMULATE (a weight gradient summed over chunks of a batch).
 // A is stored [m,k] row-major, or [k,m] when TRANS_A; B is stored [k,n], or [n,k] when TRANS_B.
 //
 // Written for lavapipe (llvmpipe), where every storage-buffer load is a scalar loop over the
@@ -18,7 +18,6 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    accumulate: u32,
 }
 
 override TRANS_A: bool = false;
@@ -32,8 +31,6 @@ override HAS_BIAS: bool = false;
 // which also walks the mip-level tables.
 override VEC_A: bool = false;
 override VEC_B: bool = false;
-// With GRADIENT: n is a multiple of 4, so a store's 4 activation outputs are one texel of e4.
-override VEC_EPILOGUE: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -44,10 +41,12 @@ override VEC_EPILOGUE: bool = false;
 // shaped as C (never both: a gradient has no bias). One binding for the two keeps the kernel
 // within 4 storage buffers, downlevel devices' limit.
 @group(0) @binding(5) var<storage, read> epilogue: array<f32>;
-@group(0) @binding(6) var<storage, read_write> c: array<f32>;
+// C by quads (store.wgsl): element e is c[e / 4][e % 4].
+@group(0) @binding(6) var<storage, read_write> c: array<vec4<f32>>;
+// The activation output again, mirrored in a texture, read where VEC_EPILOGUE.
 @group(0) @binding(7) var e4: texture_storage_2d<rgba32float, read>;
 // The *_column_sums entry points: op(B)'s column sums, dy's for a weight gradient xᵀ·dy, which
-// is the bias gradient (plus its values when Params.accumulate). A fifth storage buffer, so
+// is the bias gradient (plus its values when ACCUMULATE). A fifth storage buffer, so
 // only where the device allows it: the other entry points do not use it.
 @group(0) @binding(8) var<storage, read_write> column_sums: array<f32>;
 
@@ -117,34 +116,11 @@ fn bias_quad(j: u32) -> vec4<f32> {
                 epilogue[min(j + 2u, last)], epilogue[min(j + 3u, last)]);
 }
 
-// Writes act(C[i, j..j+3] (plus C when accumulating)), or with GRADIENT those values times
-// act' at the activation output in `epilogue`, skipping what lies outside the matrix.
+// Writes act(C[i, j..j+3]), or with GRADIENT those values times act' at the activation output
+// in `epilogue` (plus C's values when ACCUMULATE), skipping what lies outside the matrix.
 fn store_row(i: u32, j: u32, v: vec4<f32>) {
-    if i >= p.m {
-        return;
-    }
-    // One texel load rather than 4 scalar ones: the scalar loads made the whole kernel 1.3x
-    // slower at 128,784,128 (the store loop is a large share of a short k loop).
-    var slope = vec4(1.0);
-    if GRADIENT && VEC_EPILOGUE {
-        let o = textureLoad(e4, texel((i * p.n + j) / 4u));
-        slope = vec4(derivative(o.x), derivative(o.y), derivative(o.z), derivative(o.w));
-    }
-    for (var q = 0u; q < 4u; q++) {
-        if j + q < p.n {
-            let e = i * p.n + j + q;
-            var x = v[q];
-            if p.accumulate != 0u {
-                x += c[e];
-            }
-            if GRADIENT && VEC_EPILOGUE {
-                c[e] = x * slope[q];
-            } else if GRADIENT {
-                c[e] = x * derivative(epilogue[e]);
-            } else {
-                c[e] = activate(x);
-            }
-        }
+    if i < p.m {
+        store_quad(i * p.n, j, p.n, fused_quad(i * p.n + j, v));
     }
 }
 
@@ -152,7 +128,11 @@ fn store_row(i: u32, j: u32, v: vec4<f32>) {
 fn store_column_sums(j: u32, v: vec4<f32>) {
     for (var q = 0u; q < 4u; q++) {
         if j + q < p.n {
-            column_sums[j + q] = v[q] + select(0.0, column_sums[j + q], p.accumulate != 0u);
+            var sum = v[q];
+            if ACCUMULATE {
+                sum += column_sums[j + q];
+            }
+            column_sums[j + q] = sum;
         }
     }
 }

@@ -4,7 +4,7 @@ use crate::gpu::Shader;
 
 macro_rules! shader {
     // A module, after the shared parts it uses (activate.wgsl's nonlinearities, texel.wgsl's
-    // texture addressing), in that order.
+    // texture addressing, store.wgsl's output stores), in that order.
     ($name:literal $(, $part:literal)*) => {
         Shader {
             name: $name,
@@ -17,9 +17,9 @@ macro_rules! shader {
 }
 
 /// Files that are parts of other modules rather than modules of their own.
-pub const PARTS: &[&str] = &["activate.wgsl", "texel.wgsl"];
+pub const PARTS: &[&str] = &["activate.wgsl", "texel.wgsl", "store.wgsl"];
 
-pub const MATMUL: Shader = shader!("matmul.wgsl", "activate.wgsl", "texel.wgsl");
+pub const MATMUL: Shader = shader!("matmul.wgsl", "activate.wgsl", "texel.wgsl", "store.wgsl");
 pub const BIAS: Shader = shader!("bias.wgsl", "texel.wgsl");
 pub const ACTIVATION: Shader = shader!("activation.wgsl", "activate.wgsl", "texel.wgsl");
 pub const LOSS: Shader = shader!("loss.wgsl");
@@ -27,7 +27,7 @@ pub const OPTIM: Shader = shader!("optim.wgsl", "texel.wgsl");
 pub const RNG: Shader = shader!("rng.wgsl", "texel.wgsl");
 pub const GATHER: Shader = shader!("gather.wgsl");
 pub const METRICS: Shader = shader!("metrics.wgsl");
-pub const CONV: Shader = shader!("conv.wgsl", "activate.wgsl", "texel.wgsl");
+pub const CONV: Shader = shader!("conv.wgsl", "activate.wgsl", "texel.wgsl", "store.wgsl");
 pub const POOL: Shader = shader!("pool.wgsl", "texel.wgsl");
 pub const BATCHNORM: Shader = shader!("batchnorm.wgsl", "texel.wgsl");
 

@@ -2,8 +2,8 @@
 
 use crate::kernels::Fused;
 
-/// C[m,n] = f(op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
-/// `accumulate`)), f what is `fused` when Some (an activation, or the derivative of one at its
+/// C[m,n] = f(op(A)·op(B) (+ bias[n] added to every row when Some)) (+ C's own values when
+/// `accumulate`), f what is `fused` when Some (an activation, or the derivative of one at its
 /// output y, y shaped as C). A is stored [m,k] row-major, or [k,m] when `trans_a`; B is stored
 /// [k,n], or [n,k] when `trans_b`.
 #[allow(clippy::too_many_arguments)]
@@ -31,14 +31,11 @@ pub fn matmul(
         for j in 0..n {
             // f64 so that the judge's own rounding is far below the kernels' f32 rounding.
             let mut sum = bias.map_or(0.0, |bias| bias[j] as f64);
-            if accumulate {
-                sum += c[i * n + j] as f64;
-            }
             for kk in 0..k {
                 sum += a[i * a_row + kk * a_k] as f64 * b[kk * b_k + j * b_col] as f64;
             }
-            let sum = sum as f32;
-            c[i * n + j] = super::activation::fused(sum, i * n + j, fused);
+            let out = super::activation::fused(sum as f32, i * n + j, fused);
+            c[i * n + j] = if accumulate { c[i * n + j] + out } else { out };
         }
     }
 }

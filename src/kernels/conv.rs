@@ -25,7 +25,7 @@ use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
-use super::{Fused, flag};
+use super::{Fused, flag, store_constants};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -303,7 +303,6 @@ struct Params {
     backward_data: u32,
     has_bias: u32,
     wg_cols: u32,
-    accumulate: u32,
     row_groups: u32,
     slice_images: u32,
 }
@@ -314,7 +313,6 @@ impl Params {
         backward_data: bool,
         has_bias: bool,
         wg_cols: usize,
-        accumulate: bool,
         (row_groups, slice_images): (usize, usize),
     ) -> Params {
         // `launch` has checked that every size fits in an i32.
@@ -336,7 +334,6 @@ impl Params {
             backward_data: backward_data.into(),
             has_bias: has_bias.into(),
             wg_cols: u(wg_cols),
-            accumulate: accumulate.into(),
             row_groups: u(row_groups),
             slice_images: u(slice_images),
         }
@@ -453,19 +450,6 @@ fn launch(
     let vec_b = b_row % 4 == 0 && mirror_b;
     let stores = FusedStores::new(gpu, bias, fused, (c_len, cols), a);
     let [act, alpha, gradient, vec_epilogue] = stores.constants;
-    let constants = [
-        ("VEC_A", flag(vec_a)),
-        ("TRANS_B", flag(trans_b)),
-        ("VEC_B", flag(vec_b)),
-        ("MIRROR_A", flag(mirror_a)),
-        ("MIRROR_B", flag(mirror_b)),
-        ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
-        ("TILE_ROWS", tile_rows as f64),
-        act,
-        alpha,
-        gradient,
-        vec_epilogue,
-    ];
     // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
     // weight gradient), or 64 invocations of 4 columns by 8 rows, as few columns wide as the
     // output needs (1, 2, 4 or 8 blocks of 4).
@@ -475,9 +459,7 @@ fn launch(
         (true, _) => 1,
         (false, _) => 64 / wg_cols,
     };
-    let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
     let col_tiles = cols.div_ceil(4 * wg_cols);
-    let row_groups = row_tiles.div_ceil(tiles_per_group);
     let slices = match pass {
         // A subgroup tile is one vector; portable tiles are one invocation each.
         // Enough to reach WEIGHT_GRAD_VECTORS.
@@ -490,8 +472,26 @@ fn launch(
         }
         _ => 1,
     };
+    // Each slice's partial dW is summed into c afterwards, which then accumulates.
+    let [vec_c, accumulates] = store_constants(cols, accumulate && slices == 1);
+    let constants = [
+        ("VEC_A", flag(vec_a)),
+        ("TRANS_B", flag(trans_b)),
+        ("VEC_B", flag(vec_b)),
+        ("MIRROR_A", flag(mirror_a)),
+        ("MIRROR_B", flag(mirror_b)),
+        ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
+        ("TILE_ROWS", tile_rows as f64),
+        act,
+        alpha,
+        gradient,
+        vec_epilogue,
+        vec_c,
+        accumulates,
+    ];
+    let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
+    let row_groups = row_tiles.div_ceil(tiles_per_group);
     let slice_images = g.batch.div_ceil(slices);
-    // Each slice's partial dW, summed into c afterwards.
     let partials = (slices > 1).then(|| gpu.zeros(slices * c_len));
     let out = partials.as_ref().unwrap_or(c);
     let groups = if subgroup && pass != Pass::BackwardWeight {
@@ -501,14 +501,7 @@ fn launch(
         grid(gpu, col_tiles, row_groups * slices)
     };
     let backward_data = pass == Pass::BackwardData;
-    let params = Params::new(
-        g,
-        backward_data,
-        bias.is_some(),
-        wg_cols,
-        accumulate && partials.is_none(),
-        (row_groups, slice_images),
-    );
+    let params = Params::new(g, backward_data, bias.is_some(), wg_cols, (row_groups, slice_images));
     let params = gpu.uniform(&params);
     let (a4, b4) = (gpu.quad_texture(a, mirror_a), gpu.quad_texture(b, mirror_b));
     let mut bindings = vec![
@@ -576,9 +569,13 @@ fn launch_rows(
     let quads = g.in_c.is_multiple_of(4);
     // Two output rows per invocation.
     let invocations = g.batch * g.out_h.div_ceil(2) * g.out_w.div_ceil(4 * row_blocks(g));
-    let params = Params::new(g, false, bias.is_some(), 1, false, (1, g.batch));
-    let rows =
-        RowsGather { entry: "conv_rows_one_channel", label: "conv2d", blocks: row_blocks(g) };
+    let params = Params::new(g, false, bias.is_some(), 1, (1, g.batch));
+    let rows = RowsGather {
+        entry: "conv_rows_one_channel",
+        label: "conv2d",
+        blocks: row_blocks(g),
+        row_len: g.out_w,
+    };
     rows.dispatch(gpu, [x, w, y], (quads, quads), stores, params, invocations)
 }
 
@@ -617,10 +614,10 @@ fn launch_rows_from_one_channel(
     let blocks = row_blocks_over(dst_w);
     let dst_h = dst_len / (g.batch * dst_w * dst_c);
     let invocations = g.batch * dst_h * dst_w.div_ceil(4 * blocks) * dst_c.div_ceil(4);
-    let params = Params::new(g, backward, bias.is_some(), 1, false, (1, g.batch));
+    let params = Params::new(g, backward, bias.is_some(), 1, (1, g.batch));
     // The one-channel values are read one at a time, the weights 4 output channels at a time.
     let quads = (false, dst_c.is_multiple_of(4));
-    let rows = RowsGather { entry: "conv_rows_from_one_channel", label, blocks };
+    let rows = RowsGather { entry: "conv_rows_from_one_channel", label, blocks, row_len: dst_c };
     rows.dispatch(gpu, [src, w, dst], quads, stores, params, invocations)
 }
 
@@ -630,6 +627,8 @@ struct RowsGather {
     label: &'static str,
     /// ROW_BLOCKS.
     blocks: usize,
+    /// The length of the rows its stores run along (store.wgsl).
+    row_len: usize,
 }
 
 impl RowsGather {
@@ -646,6 +645,7 @@ impl RowsGather {
     ) -> Op {
         let (mirror_src, mirror_w) = (gpu.quad_texture_fits(src), gpu.quad_texture_fits(w));
         let [act, alpha, gradient, vec_epilogue] = stores.constants;
+        let [vec_c, accumulates] = store_constants(self.row_len, false);
         let constants = [
             ("FILTER_W", f64::from(params.k_w)),
             ("ROW_BLOCKS", self.blocks as f64),
@@ -657,6 +657,8 @@ impl RowsGather {
             alpha,
             gradient,
             vec_epilogue,
+            vec_c,
+            accumulates,
         ];
         let pipeline = gpu.pipeline(&module(&gpu.caps), self.entry, &constants);
         let params = gpu.uniform(&params);
@@ -691,6 +693,10 @@ fn launch_rows_weight_grad(
     let label = "conv2d_backward_weight";
     check_operands(g, label, [x, dy, dw], [g.input_len(), g.output_len(), g.weight_len()]);
     let (mirror_x, mirror_dy) = (gpu.quad_texture_fits(x), gpu.quad_texture_fits(dy));
+    let tiles = g.kernel_h * g.in_c.div_ceil(4);
+    let slices = batch_slices(g, ROWS_WEIGHT_GRAD_INVOCATIONS.div_ceil(tiles));
+    // Stores run along dW's taps of in_c channels.
+    let [vec_c, accumulates] = store_constants(g.in_c, accumulate && slices == 1);
     let constants = [
         ("FILTER_W", g.kernel_w as f64),
         ("ROW_BLOCKS", row_blocks(g) as f64),
@@ -699,13 +705,13 @@ fn launch_rows_weight_grad(
         ("VEC_B", flag(g.out_w.is_multiple_of(4) && mirror_dy)),
         ("MIRROR_A", flag(mirror_x)),
         ("MIRROR_B", flag(mirror_dy)),
+        vec_c,
+        accumulates,
     ];
     let entry = "conv_weight_grad_rows_one_channel";
     let pipeline = gpu.pipeline(&module(&gpu.caps), entry, &constants);
-    let tiles = g.kernel_h * g.in_c.div_ceil(4);
-    let slices = batch_slices(g, ROWS_WEIGHT_GRAD_INVOCATIONS.div_ceil(tiles));
     let slice_images = g.batch.div_ceil(slices);
-    let params = Params::new(g, false, false, 1, accumulate && slices == 1, (1, slice_images));
+    let params = Params::new(g, false, false, 1, (1, slice_images));
     let params = gpu.uniform(&params);
     let partials = (slices > 1).then(|| gpu.zeros(slices * g.weight_len()));
     let out = partials.as_ref().unwrap_or(dw);

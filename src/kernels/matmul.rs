@@ -10,7 +10,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
-use super::{Fused, flag};
+use super::{Fused, flag, store_constants};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -39,11 +39,10 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    accumulate: u32,
 }
 
-/// C[m,n] = f(op(A)·op(B) (+ bias[n] added to every row when Some) (+ C's own values when
-/// `accumulate`)), f what is `fused` into the stores when Some: the activation after a dense
+/// C[m,n] = f(op(A)·op(B) (+ bias[n] added to every row when Some)) (+ C's own values when
+/// `accumulate`), f what is `fused` into the stores when Some: the activation after a dense
 /// layer (the layer and its activation in one pass), or the derivative of the one before it,
 /// when C is the gradient at that activation's output. A is stored [m,k] row-major, or [k,m]
 /// when `trans_a`; B is stored [k,n], or [n,k] when `trans_b`. `c` must be a tensor of its own
@@ -147,6 +146,7 @@ fn launch(
     let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
     let stores = FusedStores::new(gpu, bias, fused, (m * n, n), a);
     let [act, alpha, gradient, vec_epilogue] = stores.constants;
+    let [vec_c, accumulates] = store_constants(n, accumulate);
     // Workgroups covering C in tiles of (rows, columns).
     let tiles = |(tile_m, tile_n): (usize, usize)| {
         let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
@@ -180,14 +180,11 @@ fn launch(
             alpha,
             gradient,
             vec_epilogue,
+            vec_c,
+            accumulates,
         ],
     );
-    let params = gpu.uniform(&Params {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        accumulate: accumulate.into(),
-    });
+    let params = gpu.uniform(&Params { m: m as u32, n: n as u32, k: k as u32 });
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
     let mut bindings = vec![
         params.as_entire_binding(),

@@ -21,6 +21,13 @@ fn flag(on: bool) -> f64 {
     if on { 1.0 } else { 0.0 }
 }
 
+/// store.wgsl's constants for a kernel whose stores run along rows of `row_len` elements of
+/// its output: VEC_C (whole vec4 stores where the rows are whole quads) and ACCUMULATE (add
+/// to the output's values).
+fn store_constants(row_len: usize, accumulate: bool) -> [(&'static str, f64); 2] {
+    [("VEC_C", flag(row_len.is_multiple_of(4))), ("ACCUMULATE", flag(accumulate))]
+}
+
 /// The textures mirroring `tensors` for a kernel's TEXTURES variant, which reads its operands
 /// through them (llvmpipe fetches a texel in a small fraction of a storage load's time), and
 /// whether that variant runs: when every tensor fits a texture (else 1-texel stand-ins, and
