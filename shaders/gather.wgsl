@@ -14,10 +14,16 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> images: array<u32>;
 @group(0) @binding(1) var<storage, read> indices: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+// By quads: element e is out[e / 4][e % 4].
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 const WG: u32 = 256u;
+
+// Rows are whole words (row_len % 4 == 0): each thread's four pixels are one word, stored as
+// one vec4, which lavapipe writes in one loop over the SIMD lanes where four scalar stores
+// take four (and a loop over a variable count of pixels runs masked).
+override WHOLE_WORDS: bool = false;
 
 // One thread per four consecutive pixels of an output row, so that one word load (two when
 // rows are not whole words and the four straddle a boundary) serves four outputs.
@@ -38,17 +44,23 @@ fn gather_rows(
         return;
     }
     let j = (q - i * quads_per_row) * 4u;
-    let n = min(4u, p.row_len - j);
     // Byte address of pixel j of the chosen image, and where it sits in its word.
     let start = row * p.row_len + j;
+    let base = i * p.row_len + j;
+    if WHOLE_WORDS {
+        // unpack4x8unorm gives byte / 255.
+        out[base / 4u] = unpack4x8unorm(images[start / 4u]) * (255.0 * p.scale) + p.offset;
+        return;
+    }
+    let n = min(4u, p.row_len - j);
     let shift = (start & 3u) * 8u;
     var bytes = images[start >> 2u] >> shift;
     if shift + 8u * n > 32u {
         bytes |= images[(start >> 2u) + 1u] << (32u - shift);
     }
-    let base = i * p.row_len + j;
     for (var b = 0u; b < n; b++) {
-        out[base + b] = f32((bytes >> (8u * b)) & 0xFFu) * p.scale + p.offset;
+        let e = base + b;
+        out[e / 4u][e % 4u] = f32((bytes >> (8u * b)) & 0xFFu) * p.scale + p.offset;
     }
 }
 

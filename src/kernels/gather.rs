@@ -4,6 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::flag;
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::shaders;
 
@@ -46,7 +47,8 @@ pub fn gather_rows(
         first_row: u32::try_from(first_row).unwrap(),
         rows: rows as u32,
     });
-    let pipeline = gpu.pipeline(&shaders::GATHER, "gather_rows", &[]);
+    let whole_words = [("WHOLE_WORDS", flag(row_len.is_multiple_of(4)))];
+    let pipeline = gpu.pipeline(&shaders::GATHER, "gather_rows", &whole_words);
     gpu.dispatch(
         "gather_rows",
         &pipeline,
