@@ -78,6 +78,11 @@ pub enum Variant {
     Subgroup,
     /// Needs no optional feature: runs on every adapter.
     Portable,
+    /// One-channel convs: conv.wgsl's rows kernels, which slide a row of an image along the
+    /// filter's taps, where the shape allows (portable, so on every adapter).
+    Rows,
+    /// One-channel convs: the GEMM tiles of the conv family's variant, like every other conv.
+    Tiles,
 }
 
 impl Variant {
@@ -85,8 +90,13 @@ impl Variant {
         match self {
             Variant::Subgroup => "subgroup",
             Variant::Portable => "portable",
+            Variant::Rows => "rows",
+            Variant::Tiles => "tiles",
         }
     }
+
+    /// The ways a one-channel conv can run, on every adapter, the default first.
+    pub const ONE_CHANNEL: &[Variant] = &[Variant::Rows, Variant::Tiles];
 
     /// The variants an adapter with these capabilities can run, the feature-based default first.
     pub fn candidates(caps: &KernelCaps) -> &'static [Variant] {
@@ -104,12 +114,15 @@ pub struct Variants {
     pub matmul: Variant,
     /// conv2d and transposed conv, every pass.
     pub conv: Variant,
+    /// The passes of convs with a one-channel side that the rows kernels can take (stride 1
+    /// along w, filters at most 8 wide; see src/kernels/conv.rs): Rows or Tiles.
+    pub one_channel_conv: Variant,
 }
 
 impl Variants {
-    /// Every family on `variant`.
+    /// matmul and conv on `variant` (Subgroup or Portable), one-channel convs as rows.
     pub fn all(variant: Variant) -> Variants {
-        Variants { matmul: variant, conv: variant }
+        Variants { matmul: variant, conv: variant, one_channel_conv: Variant::Rows }
     }
 
     /// The choice without measuring: the subgroup kernels wherever the adapter has them.
@@ -117,9 +130,14 @@ impl Variants {
         Variants::all(Variant::candidates(caps)[0])
     }
 
-    /// "matmul: subgroup, conv: subgroup".
+    /// "matmul: subgroup, conv: subgroup, one-channel conv: rows".
     pub fn describe(&self) -> String {
-        format!("matmul: {}, conv: {}", self.matmul.name(), self.conv.name())
+        format!(
+            "matmul: {}, conv: {}, one-channel conv: {}",
+            self.matmul.name(),
+            self.conv.name(),
+            self.one_channel_conv.name()
+        )
     }
 }
 
@@ -140,7 +158,8 @@ pub struct AdapterReport {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_storage_buffers_per_shader_stage: u32,
     pub max_compute_workgroups_per_dimension: u32,
-    /// The variants the kernel families can choose among here (see [`crate::tune`]).
+    /// The variants matmul and conv can choose among here (see [`crate::tune`]; convs with a
+    /// one-channel side choose between rows and tiles on every adapter).
     pub kernel_variants: Vec<String>,
     #[serde(skip)]
     pub info: wgpu::AdapterInfo,
@@ -361,9 +380,10 @@ impl Gpu {
 
     /// Makes ops recorded from now on use `variants` (ops already recorded keep theirs).
     pub fn set_variants(&self, variants: Variants) {
-        for v in [variants.matmul, variants.conv] {
-            assert!(Variant::candidates(&self.caps).contains(&v), "{v:?} on {}", self.describe());
-        }
+        let runnable = Variant::candidates(&self.caps).contains(&variants.matmul)
+            && Variant::candidates(&self.caps).contains(&variants.conv)
+            && Variant::ONE_CHANNEL.contains(&variants.one_channel_conv);
+        assert!(runnable, "{variants:?} on {}", self.describe());
         *self.variants.lock().unwrap() = variants;
     }
 

@@ -674,13 +674,12 @@ fn tune_variants(args: &GpuArgs, json: bool) -> Result<()> {
             (Some(ms), _) => format!("{ms:10.3} ms"),
             (None, error) => format!("excluded: {}", error.as_deref().unwrap_or("?")),
         };
-        println!("  {:<8} {:<10} {result}", t.family.name(), t.variant.name());
+        println!("  {:<16} {:<8} {result}", t.family.name(), t.variant.name());
     }
     println!("chosen: {}", choice.variants.describe());
-    match (&choice.source, &cache) {
-        (tune::Source::Only, _) => println!("(the only variants this adapter can run)"),
-        (_, Some(dir)) => println!("cached in {}", dir.display()),
-        (_, None) => println!("not cached: no cache directory (set GAN_GPU_CACHE_DIR)"),
+    match &cache {
+        Some(dir) => println!("cached in {}", dir.display()),
+        None => println!("not cached: no cache directory (set GAN_GPU_CACHE_DIR)"),
     }
     Ok(())
 }

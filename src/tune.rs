@@ -1,7 +1,8 @@
 //! Kernel variants chosen by measurement. Where an adapter can run more than one variant of a
-//! kernel family (subgroup and portable matmul and conv on an adapter with 8-lane subgroups),
-//! the first command that opens it times each variant on shapes the presets run, after
-//! checking it against the CPU twin, and keeps the fastest. The choice is cached per adapter,
+//! kernel family (subgroup and portable matmul and conv on an adapter with 8-lane subgroups;
+//! rows or GEMM tiles for one-channel convs on every adapter), the first command that opens it
+//! times each variant on shapes the presets run, after checking it against the CPU twin, and
+//! keeps the fastest. The choice is cached per adapter,
 //! driver and kernel source, so later commands start at once and an edited shader or a new
 //! driver is measured again.
 
@@ -24,15 +25,26 @@ use crate::shaders;
 pub enum Family {
     Matmul,
     Conv,
+    /// The passes of one-channel convs that the rows kernels can take (Variants::one_channel_conv).
+    OneChannelConv,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::Matmul, Family::Conv];
+    pub const ALL: [Family; 3] = [Family::Matmul, Family::Conv, Family::OneChannelConv];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Matmul => "matmul",
             Family::Conv => "conv",
+            Family::OneChannelConv => "one-channel conv",
+        }
+    }
+
+    /// The variants of this family an adapter with these capabilities can run.
+    pub fn candidates(self, caps: &KernelCaps) -> &'static [Variant] {
+        match self {
+            Family::Matmul | Family::Conv => Variant::candidates(caps),
+            Family::OneChannelConv => Variant::ONE_CHANNEL,
         }
     }
 
@@ -40,12 +52,14 @@ impl Family {
         match self {
             Family::Matmul => Variants { matmul: variant, ..variants },
             Family::Conv => Variants { conv: variant, ..variants },
+            Family::OneChannelConv => Variants { one_channel_conv: variant, ..variants },
         }
     }
 
     /// The shapes a variant is timed on (`gan-gpu bench` syntax): mlp's largest dense layer
     /// forward, backward data and weight gradient; dcgan's second D conv and its G's transposed
-    /// convs, each with every pass.
+    /// convs; dcgan's final 7x7 conv to one channel and dcgan-avgpool's first D conv from one
+    /// (at a small batch, for GL adapters' sake), each conv with every pass.
     fn shapes(self) -> &'static [(Kernel, &'static str)] {
         match self {
             Family::Matmul => &[
@@ -56,6 +70,10 @@ impl Family {
             Family::Conv => &[
                 (Kernel::Conv, "16,14,14,64,64,3,2,same,bias,leaky_relu"),
                 (Kernel::ConvTranspose, "16,7,7,128,128,4,2,same,bias,leaky_relu"),
+            ],
+            Family::OneChannelConv => &[
+                (Kernel::Conv, "8,28,28,128,1,7,1,same,bias,sigmoid"),
+                (Kernel::Conv, "8,28,28,1,8,5,1,valid,bias,relu"),
             ],
         }
     }
@@ -74,8 +92,6 @@ pub struct Timing {
 /// Where a device's variants came from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
-    /// Each family had one candidate on this adapter: nothing to measure.
-    Only,
     /// Measured by an earlier command, read from this file.
     Cached(PathBuf),
     /// Measured now.
@@ -146,17 +162,14 @@ pub fn cached(
     Some((hit.variants, hit.timings))
 }
 
-/// What `gan-gpu devices` can say of an adapter without opening it: the only variants where
-/// there is no choice, else the choice an earlier command cached in `cache_dir`.
+/// What `gan-gpu devices` can say of an adapter without opening it: the choice an earlier
+/// command cached in `cache_dir`.
 pub fn known(
     info: &wgpu::AdapterInfo,
     caps: &KernelCaps,
     cache_dir: Option<&Path>,
 ) -> Option<Variants> {
-    match Variant::candidates(caps) {
-        [only] => Some(Variants::all(*only)),
-        _ => cached(info, caps, cache_dir?).map(|(variants, _)| variants),
-    }
+    cached(info, caps, cache_dir?).map(|(variants, _)| variants)
 }
 
 /// The fastest variant of `family` among `timings`, ignoring excluded ones.
@@ -169,9 +182,8 @@ pub fn fastest(family: Family, timings: &[Timing]) -> Option<Variant> {
         .map(|(v, _)| v)
 }
 
-/// Chooses `gpu`'s variants and sets them: the only ones where there is no choice, else the
-/// cached choice for this adapter in `cache_dir`, else (or when `remeasure`) a measured one,
-/// which is then cached. `on_measure` is called before measuring (for a progress line). A
+/// Chooses `gpu`'s variants and sets them: the cached choice for this adapter in `cache_dir`,
+/// else (or when `remeasure`) a measured one, which is then cached. `on_measure` is called before measuring (for a progress line). A
 /// cache that cannot be read or written costs a measurement, not an error.
 pub fn choose(
     gpu: &Gpu,
@@ -179,12 +191,6 @@ pub fn choose(
     remeasure: bool,
     on_measure: impl FnOnce(),
 ) -> Result<Choice> {
-    let candidates = Variant::candidates(&gpu.caps);
-    if candidates.len() == 1 {
-        let variants = Variants::all(candidates[0]);
-        gpu.set_variants(variants);
-        return Ok(Choice { variants, timings: Vec::new(), source: Source::Only });
-    }
     let key = adapter_key(&gpu.info, &gpu.caps);
     let path = cache_dir.map(|d| d.join(CACHE_FILE));
     let mut cache = path.as_deref().map(read_cache).unwrap_or_default();
@@ -205,15 +211,20 @@ pub fn choose(
     Ok(Choice { variants, timings, source: Source::Measured })
 }
 
-/// Times every candidate variant of every family on `gpu` (each checked against the CPU twin
-/// first; one that disagrees, or fails to run, is excluded) and returns the fastest of each
-/// with all the timings. Leaves `gpu` on the variants it had.
+/// Times every candidate variant of every family with more than one on `gpu` (each checked
+/// against the CPU twin first; one that disagrees, or fails to run, is excluded) and returns
+/// the fastest of each with all the timings. Leaves `gpu` on the variants it had.
 pub fn measure(gpu: &Gpu) -> Result<(Variants, Vec<Timing>)> {
     let before = gpu.variants();
     let mut chosen = before;
     let mut timings = Vec::new();
     for family in Family::ALL {
-        for &variant in Variant::candidates(&gpu.caps) {
+        let candidates = family.candidates(&gpu.caps);
+        if let [only] = candidates {
+            chosen = family.with(chosen, *only);
+            continue;
+        }
+        for &variant in candidates {
             gpu.set_variants(family.with(before, variant));
             let (ms, error) = match time_family(gpu, family) {
                 Ok(ms) => (Some(ms), None),

@@ -4,10 +4,11 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use gan_gpu::check::{REDUCTION, compare};
-use gan_gpu::gpu::{Gpu, Op, Tensor};
+use gan_gpu::gpu::{Gpu, Op, Tensor, Variant, Variants};
 use gan_gpu::kernels::conv::{Conv2dGeometry, Padding};
 use gan_gpu::kernels::{Activation, Fused};
 use gan_gpu::{cpu, kernels};
@@ -365,11 +366,25 @@ fn conv_matches_cpu_twin() {
         }
     }
     let calls = calls(&mut common::rng(1), &cases);
+    let _variant = ONE_CHANNEL_VARIANT.lock().unwrap_or_else(|e| e.into_inner());
     common::on_every_gpu("conv_matches_cpu_twin", |gpu| {
-        let failures: Vec<String> = calls.iter().filter_map(|call| call.check(gpu).err()).collect();
+        let mut failures: Vec<String> =
+            calls.iter().filter_map(|call| call.check(gpu).err()).collect();
+        // The one-channel convs again on their other variant, the GEMM tiles (tune.rs chooses
+        // between the two per adapter).
+        let rows = gpu.variants();
+        gpu.set_variants(Variants { one_channel_conv: Variant::Tiles, ..rows });
+        let one_channel = calls.iter().filter(|c| c.g.in_c == 1 || c.g.out_c == 1);
+        failures
+            .extend(one_channel.filter_map(|call| call.check(gpu).err()).map(|e| e + " (tiles)"));
+        gpu.set_variants(rows);
         assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });
 }
+
+/// Held by the tests that switch one-channel convs between rows and tiles, or need the rows:
+/// the tests of this file share their devices.
+static ONE_CHANNEL_VARIANT: Mutex<()> = Mutex::new(());
 
 /// Past 65535 workgroups in a dimension the grid folds: the subgroup gather's flat count into
 /// y (65792 tiles, with the 17 channels that choose it), the portable kernels' row blocks into z
@@ -378,6 +393,7 @@ fn conv_matches_cpu_twin() {
 /// rows kernels.
 #[test]
 fn conv_covers_folded_grids() {
+    let _rows = ONE_CHANNEL_VARIANT.lock().unwrap_or_else(|e| e.into_inner());
     let mut rng = common::rng(2);
     let wide = conv(1, (257, 256), (2, 17), 1, 1, Padding::Same);
     let wide = Call::new(&mut rng, "1x1 over 257x256x2 pixels to 17", Conv2d, wide, true);

@@ -1,12 +1,12 @@
 //! Kernel variants chosen by measurement (src/tune.rs): the fastest variant that passed its
-//! check wins, the choice is cached per adapter and read back instead of measured again, and an
-//! adapter with one variant per family measures nothing.
+//! check wins, the choice is cached per adapter and read back instead of measured again, and a
+//! family with one variant on an adapter is not timed.
 
 mod common;
 
 use std::process::Command;
 
-use gan_gpu::gpu::{KernelCaps, Variant, Variants};
+use gan_gpu::gpu::{KernelCaps, Variant};
 use gan_gpu::tune::{self, Family, Source, Timing};
 
 fn timing(family: Family, variant: Variant, ms: Option<f64>) -> Timing {
@@ -42,23 +42,29 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
         let before = gpu.variants();
         let mut measured = false;
         let first = tune::choose(gpu, Some(dir.path()), false, || measured = true).unwrap();
-        let candidates = Variant::candidates(&gpu.caps);
-        if candidates.len() == 1 {
-            // Nothing to choose: no measurement, no cache entry.
-            assert!(!measured && first.source == Source::Only, "{}", common::describe(gpu));
-            assert_eq!(first.variants, Variants::all(candidates[0]));
-            assert!(!cache_file.exists());
-            continue;
-        }
         assert!(measured && first.source == Source::Measured, "{}", common::describe(gpu));
-        // Every candidate of every family timed, each passing its check, the fastest chosen.
-        assert_eq!(first.timings.len(), Family::ALL.len() * candidates.len());
+        // Every candidate of every family with more than one timed, each passing its check, the
+        // fastest chosen; a family with one candidate takes it untimed (matmul and conv on an
+        // adapter without subgroups).
+        let timed = |f: Family| first.timings.iter().filter(|t| t.family == f).count();
+        for family in Family::ALL {
+            let candidates = family.candidates(&gpu.caps);
+            let chosen = match family {
+                Family::Matmul => first.variants.matmul,
+                Family::Conv => first.variants.conv,
+                Family::OneChannelConv => first.variants.one_channel_conv,
+            };
+            if let [only] = candidates {
+                assert_eq!((timed(family), chosen), (0, *only), "{}", common::describe(gpu));
+            } else {
+                assert_eq!(timed(family), candidates.len(), "{}", common::describe(gpu));
+                assert_eq!(chosen, tune::fastest(family, &first.timings).unwrap());
+            }
+        }
+        assert_eq!(Variant::ONE_CHANNEL.len(), 2, "one-channel convs choose on every adapter");
         for t in &first.timings {
             assert!(t.ms.is_some_and(|ms| ms > 0.0), "{t:?} on {}", common::describe(gpu));
         }
-        let fastest = |f| tune::fastest(f, &first.timings).unwrap();
-        assert_eq!(first.variants.matmul, fastest(Family::Matmul));
-        assert_eq!(first.variants.conv, fastest(Family::Conv));
         assert_eq!(gpu.variants(), first.variants);
 
         // The next command reads the choice back without measuring.
@@ -116,7 +122,8 @@ fn devices_tune_caches_what_devices_then_reports() {
     let tuned: serde_json::Value =
         serde_json::from_str(run(&["devices", "--tune", "--json"]).trim()).unwrap();
     let chosen = &tuned["variants"];
-    assert!(chosen["matmul"].is_string() && chosen["conv"].is_string(), "{tuned}");
+    let families = ["matmul", "conv", "one_channel_conv"];
+    assert!(families.iter().all(|f| chosen[f].is_string()), "{tuned}");
     // `devices` lists the tuned adapter first (the default pick) with the cached choice.
     let listed = run(&["devices", "--json"]);
     let first: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();

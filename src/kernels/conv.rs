@@ -12,11 +12,11 @@
 //! channels or fewer take the portable kernel on every device, with a narrow workgroup: an
 //! 8-lane tile is 32 channels wide, and most of it would idle.
 //!
-//! Convs with a one-channel side at stride 1 along w and filters at most 8 wide take the
-//! one-channel rows kernels on every device instead (chosen by shape, not measured: they were
-//! 1.4-3.9x faster than the GEMM tiles on lavapipe): [`conv2d`] with one output channel, its
-//! weight gradient, and the gathers of a one-channel image (a conv of a one-channel input,
-//! and the input gradient of a conv to one channel). Other one-output-channel convs with
+//! Convs with a one-channel side at stride 1 along w and filters at most 8 wide can take the
+//! one-channel rows kernels instead, where `Gpu::variants` says Rows (measured against the
+//! tiles by [`crate::tune`]; the rows were 1.4-3.9x faster on lavapipe): [`conv2d`] with one
+//! output channel, its weight gradient, and the gathers of a one-channel image (a conv of a
+//! one-channel input, and the input gradient of a conv to one channel). Other one-output-channel convs with
 //! widths divisible by 4 run as four pixel channels ([`pixel_quad_geometry`]).
 //!
 //! [`bias_grad`]: crate::kernels::bias::bias_grad
@@ -541,10 +541,14 @@ fn then_sum_slices(
     ops
 }
 
-/// Whether [`conv2d`] runs `g` as one-channel rows (conv.wgsl's `conv_rows_one_channel`): one
-/// output channel, stride 1 along w, and a filter at most MAX_ROWS_FILTER_W wide.
-fn one_channel_rows(g: &Conv2dGeometry) -> bool {
-    g.out_c == 1 && g.stride_w == 1 && g.kernel_w <= MAX_ROWS_FILTER_W
+/// Whether [`conv2d`] runs `g` as one-channel rows (conv.wgsl's `conv_rows_one_channel`): on
+/// the Rows variant (see [`crate::tune`]), with one output channel, stride 1 along w, and a
+/// filter at most MAX_ROWS_FILTER_W wide.
+fn one_channel_rows(gpu: &Gpu, g: &Conv2dGeometry) -> bool {
+    gpu.variants().one_channel_conv == Variant::Rows
+        && g.out_c == 1
+        && g.stride_w == 1
+        && g.kernel_w <= MAX_ROWS_FILTER_W
 }
 
 /// The widest filter the rows kernels take (their taps are written out).
@@ -580,11 +584,15 @@ fn launch_rows(
 }
 
 /// Whether the gather of `pass` (forward or backward data) over `g` runs as rows from one
-/// channel (conv.wgsl's `conv_rows_from_one_channel`): the gathered image has one channel, the
-/// stride along w is 1 and the filter at most MAX_ROWS_FILTER_W wide.
-fn rows_from_one_channel(pass: Pass, g: &Conv2dGeometry) -> bool {
+/// channel (conv.wgsl's `conv_rows_from_one_channel`): on the Rows variant, where the gathered
+/// image has one channel, the stride along w is 1 and the filter at most MAX_ROWS_FILTER_W
+/// wide.
+fn rows_from_one_channel(gpu: &Gpu, pass: Pass, g: &Conv2dGeometry) -> bool {
     let gathered = if pass == Pass::Forward { g.in_c } else { g.out_c };
-    gathered == 1 && g.stride_w == 1 && g.kernel_w <= MAX_ROWS_FILTER_W
+    gpu.variants().one_channel_conv == Variant::Rows
+        && gathered == 1
+        && g.stride_w == 1
+        && g.kernel_w <= MAX_ROWS_FILTER_W
 }
 
 /// The rows-from-one-channel dispatch of a gather (see [`rows_from_one_channel`]): `src` is the
@@ -873,10 +881,10 @@ pub fn conv2d(
     g: &Conv2dGeometry,
     fused: Option<Fused<&Tensor>>,
 ) -> Vec<Op> {
-    if one_channel_rows(g) {
+    if one_channel_rows(gpu, g) {
         return vec![launch_rows(gpu, x, w, bias, y, g, fused)];
     }
-    if rows_from_one_channel(Pass::Forward, g) {
+    if rows_from_one_channel(gpu, Pass::Forward, g) {
         return vec![launch_rows_from_one_channel(gpu, Pass::Forward, x, w, bias, y, g, fused)];
     }
     let epilogue = |bias| Epilogue { bias, fused, accumulate: false };
@@ -914,7 +922,7 @@ pub fn conv2d_backward_data(
     g: &Conv2dGeometry,
     fused: Option<Fused<&Tensor>>,
 ) -> Vec<Op> {
-    if rows_from_one_channel(Pass::BackwardData, g) {
+    if rows_from_one_channel(gpu, Pass::BackwardData, g) {
         let pass = Pass::BackwardData;
         return vec![launch_rows_from_one_channel(gpu, pass, dy, w, bias, dx, g, fused)];
     }
@@ -939,7 +947,7 @@ pub fn conv2d_backward_weight(
         let epilogue = Epilogue { accumulate, ..Epilogue::default() };
         launch(gpu, Pass::BackwardWeight, x, dy, dw, g, epilogue)
     };
-    if one_channel_rows(g) {
+    if one_channel_rows(gpu, g) {
         return launch_rows_weight_grad(gpu, x, dy, dw, g, accumulate);
     }
     let Some(quad) = pixel_quad_geometry(g) else {

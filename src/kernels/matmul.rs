@@ -158,6 +158,8 @@ fn launch(
         _ if runs_matvec(n, trans_a) => ("matvec", gpu.grid(m.div_ceil(4), MATVEC_WG)),
         Variant::Subgroup => ("matmul_subgroup", tiles(SUBGROUP_TILE)),
         Variant::Portable => ("matmul_portable", tiles(PORTABLE_TILE)),
+        // Gpu::set_variants lets matmul take only the two above.
+        other => unreachable!("{other:?} is not a matmul variant"),
     };
     if let Some(sums) = column_sums {
         assert!(entry != "matvec", "matmul: column sums of a matvec product");
