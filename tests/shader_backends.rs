@@ -812,13 +812,14 @@ fn spirv_val_rejects_corrupted_spirv() {
         eprintln!("GAN_GPU_SKIP_SHADER_TOOLS=1 without validators: nothing to consult");
         return;
     }
-    let (module, info) = front_end(shaders::GATHER.source).unwrap();
-    let ep_index = module.entry_points.iter().position(|ep| ep.name == "gather_rows").unwrap();
+    // A module without override constants, which this path does not specialise.
+    let (module, info) = front_end(shaders::LOSS.source).unwrap();
+    let ep_index = module.entry_points.iter().position(|ep| ep.name == "bce_with_logits").unwrap();
     let bindings = Bindings::of(&module, &info, ep_index);
-    let mut words = spirv(&module, &info, "gather_rows", (1, 3), false, &bindings).unwrap();
+    let mut words = spirv(&module, &info, "bce_with_logits", (1, 3), false, &bindings).unwrap();
     let bytes = |words: &[u32]| words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
     let env = ["--target-env", "vulkan1.1"];
-    let label = "gather_rows corrupted";
+    let label = "bce_with_logits corrupted";
     assert_eq!(validate_with(&tools, label, "spv", &bytes(&words), "spirv-val", &env), Ok(()));
     // OpCapability (opcode 17, 2 words) Shader (1) -> Kernel (6).
     let shader_capability = (2 << 16) | 17;
