@@ -403,7 +403,9 @@ pub struct KernelTime {
     pub kernel: &'static str,
     pub dispatches: usize,
     pub ms: f64,
-    /// Of the step's time in a run of steps.
+    /// Of the summed time of the step's dispatches, each timed on its own. Not of the step's
+    /// time in a run of steps: that is measured in another run, which on a shared machine can
+    /// differ by a third, and the dispatches overlap in it.
     pub share: f64,
 }
 
@@ -412,8 +414,9 @@ const TIMED_DISPATCHES: usize = 2048;
 
 /// Where the time of `ops` (a recorded step that takes `step_ms` in a run of steps) goes:
 /// the median over [`REPETITIONS`] runs (one for steps over a second, where noise matters
-/// less than the minutes) of each dispatch's time, summed by kernel, longest first. Each dispatch is timed by GPU timestamps around its own compute pass where the
-/// device has them, else by the wall clock around its own submission.
+/// less than the minutes) of each dispatch's time, summed by kernel, longest first, with each
+/// kernel's share of the sum. Each dispatch is timed by GPU timestamps around its own compute
+/// pass where the device has them, else by the wall clock around its own submission.
 pub fn time_by_kernel(gpu: &Gpu, ops: &[Op], step_ms: f64) -> Vec<KernelTime> {
     let repetitions = if step_ms > 1000.0 { 1 } else { REPETITIONS };
     let runs: Vec<Vec<f64>> = (0..repetitions)
@@ -436,8 +439,9 @@ pub fn time_by_kernel(gpu: &Gpu, ops: &[Op], step_ms: f64) -> Vec<KernelTime> {
             None => by_kernel.push(KernelTime { kernel: label, dispatches: 1, ms, share: 0.0 }),
         }
     }
+    let total: f64 = by_kernel.iter().map(|t| t.ms).sum();
     for t in &mut by_kernel {
-        t.share = t.ms / step_ms;
+        t.share = t.ms / total;
     }
     by_kernel.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     by_kernel

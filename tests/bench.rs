@@ -210,10 +210,13 @@ fn a_training_step_is_split_by_kernel() {
             total,
             trainer.iteration().iter().filter(|op| matches!(op, Op::Dispatch(_))).count()
         );
+        let timed: f64 = split.iter().map(|k| k.ms).sum();
         for k in &split {
             assert_eq!(k.dispatches, dispatches(k.kernel), "{}", k.kernel);
-            assert!(k.ms.is_finite() && k.ms >= 0.0 && (k.share - k.ms / ms).abs() < 1e-9);
+            assert!(k.ms.is_finite() && k.ms >= 0.0 && (k.share - k.ms / timed).abs() < 1e-9);
         }
+        let shares: f64 = split.iter().map(|k| k.share).sum();
+        assert!((shares - 1.0).abs() < 1e-9, "shares of the dispatches' time sum to {shares}");
         assert!(split.windows(2).all(|w| w[0].ms >= w[1].ms), "longest first");
         // Four dense layers' forward and backward products dominate the MLP's step.
         assert_eq!(dispatches("matmul"), 16);
