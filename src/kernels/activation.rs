@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Activation, Fused, flag, mirrors};
+use super::{Activation, Fused, flag, mirrors, store_constants};
 use crate::gpu::{Dispatch, Gpu, QuadTexture, Tensor};
 use crate::shaders;
 
@@ -29,11 +29,11 @@ fn constants(act: Option<Activation>) -> [(&'static str, f64); 2] {
 }
 
 /// What a matmul or conv kernel specialises and binds for the `bias` and what is `fused` into
-/// its stores of `out_len` values in rows of `row_len` (activate.wgsl's constants, and the
-/// `epilogue` and `e4` bindings of matmul.wgsl and conv.wgsl).
+/// its stores of `out_len` values in rows of `row_len` (activate.wgsl's and store.wgsl's
+/// constants, and the `epilogue` and `e4` bindings of matmul.wgsl and conv.wgsl).
 pub(crate) struct FusedStores<'a> {
-    /// ACT, ALPHA, GRADIENT and VEC_EPILOGUE.
-    pub constants: [(&'static str, f64); 4],
+    /// ACT, ALPHA, GRADIENT, VEC_EPILOGUE, VEC_C and ACCUMULATE.
+    pub constants: [(&'static str, f64); 6],
     /// The bias, or for a gradient the activation's output (never both), else `unused`.
     pub epilogue: &'a Tensor,
     /// The activation output's texture mirror where its rows are whole quads (VEC_EPILOGUE),
@@ -42,12 +42,14 @@ pub(crate) struct FusedStores<'a> {
 }
 
 impl<'a> FusedStores<'a> {
-    /// `unused`: any read-only tensor of the dispatch, bound where the kernel reads nothing.
+    /// `accumulate`: the stores add to the output's values. `unused`: any read-only tensor of
+    /// the dispatch, bound where the kernel reads nothing.
     pub fn new(
         gpu: &Gpu,
         bias: Option<&'a Tensor>,
         fused: Option<Fused<&'a Tensor>>,
         (out_len, row_len): (usize, usize),
+        accumulate: bool,
         unused: &'a Tensor,
     ) -> FusedStores<'a> {
         let [act, alpha] = constants(fused.map(|f| f.activation()));
@@ -60,12 +62,15 @@ impl<'a> FusedStores<'a> {
             assert!(bias.is_none(), "a gradient with a bias");
         }
         let vec = act_out.is_some_and(|y| row_len.is_multiple_of(4) && gpu.quad_texture_fits(y));
+        let [vec_c, accumulates] = store_constants(row_len, accumulate);
         FusedStores {
             constants: [
                 act,
                 alpha,
                 ("GRADIENT", flag(act_out.is_some())),
                 ("VEC_EPILOGUE", flag(vec)),
+                vec_c,
+                accumulates,
             ],
             epilogue: bias.or(act_out).unwrap_or(unused),
             e4: gpu.quad_texture(act_out.unwrap_or(unused), vec),

@@ -448,8 +448,6 @@ fn launch(
     let (mirror_a, mirror_b) = (gpu.quad_texture_fits(a), gpu.quad_texture_fits(b));
     let vec_a = gathered % 4 == 0 && mirror_a;
     let vec_b = b_row % 4 == 0 && mirror_b;
-    let stores = FusedStores::new(gpu, bias, fused, (c_len, cols), a);
-    let [act, alpha, gradient, vec_epilogue] = stores.constants;
     // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
     // weight gradient), or 64 invocations of 4 columns by 8 rows, as few columns wide as the
     // output needs (1, 2, 4 or 8 blocks of 4).
@@ -473,8 +471,8 @@ fn launch(
         _ => 1,
     };
     // Each slice's partial dW is summed into c afterwards, which then accumulates.
-    let [vec_c, accumulates] = store_constants(cols, accumulate && slices == 1);
-    let constants = [
+    let stores = FusedStores::new(gpu, bias, fused, (c_len, cols), accumulate && slices == 1, a);
+    let mut constants = vec![
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
         ("VEC_B", flag(vec_b)),
@@ -482,13 +480,8 @@ fn launch(
         ("MIRROR_B", flag(mirror_b)),
         ("PACK_TAPS", flag(pass != Pass::BackwardWeight && gathered == 1)),
         ("TILE_ROWS", tile_rows as f64),
-        act,
-        alpha,
-        gradient,
-        vec_epilogue,
-        vec_c,
-        accumulates,
     ];
+    constants.extend(stores.constants);
     let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
     let row_groups = row_tiles.div_ceil(tiles_per_group);
     let slice_images = g.batch.div_ceil(slices);
@@ -569,17 +562,13 @@ fn launch_rows(
 ) -> Op {
     check_operands(g, "conv2d", [x, w, y], [g.input_len(), g.weight_len(), g.output_len()]);
     // An output row's activation outputs, 4 at a time.
-    let stores = FusedStores::new(gpu, bias, fused, (g.output_len(), g.out_w), x);
+    let stores = FusedStores::new(gpu, bias, fused, (g.output_len(), g.out_w), false, x);
     let quads = g.in_c.is_multiple_of(4);
     // Two output rows per invocation.
     let invocations = g.batch * g.out_h.div_ceil(2) * g.out_w.div_ceil(4 * row_blocks(g));
     let params = Params::new(g, false, bias.is_some(), 1, (1, g.batch));
-    let rows = RowsGather {
-        entry: "conv_rows_one_channel",
-        label: "conv2d",
-        blocks: row_blocks(g),
-        row_len: g.out_w,
-    };
+    let rows =
+        RowsGather { entry: "conv_rows_one_channel", label: "conv2d", blocks: row_blocks(g) };
     rows.dispatch(gpu, [x, w, y], (quads, quads), stores, params, invocations)
 }
 
@@ -618,14 +607,14 @@ fn launch_rows_from_one_channel(
     if let Some(bias) = bias {
         assert!(bias.len >= dst_c, "{label}: bias of {} elements for {dst_c} channels", bias.len);
     }
-    let stores = FusedStores::new(gpu, bias, fused, (dst_len, dst_c), src);
+    let stores = FusedStores::new(gpu, bias, fused, (dst_len, dst_c), false, src);
     let blocks = row_blocks_over(dst_w);
     let dst_h = dst_len / (g.batch * dst_w * dst_c);
     let invocations = g.batch * dst_h * dst_w.div_ceil(4 * blocks) * dst_c.div_ceil(4);
     let params = Params::new(g, backward, bias.is_some(), 1, (1, g.batch));
     // The one-channel values are read one at a time, the weights 4 output channels at a time.
     let quads = (false, dst_c.is_multiple_of(4));
-    let rows = RowsGather { entry: "conv_rows_from_one_channel", label, blocks, row_len: dst_c };
+    let rows = RowsGather { entry: "conv_rows_from_one_channel", label, blocks };
     rows.dispatch(gpu, [src, w, dst], quads, stores, params, invocations)
 }
 
@@ -635,8 +624,6 @@ struct RowsGather {
     label: &'static str,
     /// ROW_BLOCKS.
     blocks: usize,
-    /// The length of the rows its stores run along (store.wgsl).
-    row_len: usize,
 }
 
 impl RowsGather {
@@ -652,22 +639,15 @@ impl RowsGather {
         invocations: usize,
     ) -> Op {
         let (mirror_src, mirror_w) = (gpu.quad_texture_fits(src), gpu.quad_texture_fits(w));
-        let [act, alpha, gradient, vec_epilogue] = stores.constants;
-        let [vec_c, accumulates] = store_constants(self.row_len, false);
-        let constants = [
+        let mut constants = vec![
             ("FILTER_W", f64::from(params.k_w)),
             ("ROW_BLOCKS", self.blocks as f64),
             ("VEC_A", flag(quads.0 && mirror_src)),
             ("VEC_B", flag(quads.1 && mirror_w)),
             ("MIRROR_A", flag(mirror_src)),
             ("MIRROR_B", flag(mirror_w)),
-            act,
-            alpha,
-            gradient,
-            vec_epilogue,
-            vec_c,
-            accumulates,
         ];
+        constants.extend(stores.constants);
         let pipeline = gpu.pipeline(&module(&gpu.caps), self.entry, &constants);
         let params = gpu.uniform(&params);
         let (src4, w4) = (gpu.quad_texture(src, mirror_src), gpu.quad_texture(w, mirror_w));

@@ -10,7 +10,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
-use super::{Fused, flag, store_constants};
+use super::{Fused, flag};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -144,9 +144,7 @@ fn launch(
     // operand must fit a texture.
     let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
     let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
-    let stores = FusedStores::new(gpu, bias, fused, (m * n, n), a);
-    let [act, alpha, gradient, vec_epilogue] = stores.constants;
-    let [vec_c, accumulates] = store_constants(n, accumulate);
+    let stores = FusedStores::new(gpu, bias, fused, (m * n, n), accumulate, a);
     // Workgroups covering C in tiles of (rows, columns).
     let tiles = |(tile_m, tile_n): (usize, usize)| {
         let groups = [n.div_ceil(tile_n), m.div_ceil(tile_m), 1];
@@ -169,23 +167,15 @@ fn launch(
         Some(_) => format!("{entry}_column_sums"),
         None => entry.to_string(),
     };
-    let pipeline = gpu.pipeline(
-        &module(&gpu.caps),
-        &entry,
-        &[
-            ("TRANS_A", flag(trans_a)),
-            ("TRANS_B", flag(trans_b)),
-            ("HAS_BIAS", flag(bias.is_some())),
-            ("VEC_A", flag(vec_a)),
-            ("VEC_B", flag(vec_b)),
-            act,
-            alpha,
-            gradient,
-            vec_epilogue,
-            vec_c,
-            accumulates,
-        ],
-    );
+    let mut constants = vec![
+        ("TRANS_A", flag(trans_a)),
+        ("TRANS_B", flag(trans_b)),
+        ("HAS_BIAS", flag(bias.is_some())),
+        ("VEC_A", flag(vec_a)),
+        ("VEC_B", flag(vec_b)),
+    ];
+    constants.extend(stores.constants);
+    let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
     let params = gpu.uniform(&Params { m: m as u32, n: n as u32, k: k as u32 });
     let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
     let mut bindings = vec![
