@@ -2,9 +2,8 @@
 //! kernel family (subgroup and portable matmul and conv on an adapter with 8-lane subgroups;
 //! rows or GEMM tiles for one-channel convs on every adapter), the first command that opens it
 //! times each variant on shapes the presets run, after checking it against the CPU twin, and
-//! keeps the fastest. The choice is cached per adapter,
-//! driver and kernel source, so later commands start at once and an edited shader or a new
-//! driver is measured again.
+//! keeps the fastest. The choice is cached per adapter, driver and kernel source, so later
+//! commands start at once and an edited shader or a new driver is measured again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,8 @@ use crate::shaders;
 pub enum Family {
     Matmul,
     Conv,
-    /// The passes of one-channel convs that the rows kernels can take (Variants::one_channel_conv).
+    /// The passes of one-channel convs that the rows kernels can take
+    /// (Variants::one_channel_conv).
     OneChannelConv,
 }
 
