@@ -9,8 +9,11 @@ median over --rounds is compared; only the ratio means anything, never an absolu
     cargo build --release
     python3 benches/compare.py --data ../shared/data/mnist --models mlp,dcgan-avgpool --iters 50
     python3 benches/compare.py --data ../shared/data/mnist --matmul
+    python3 benches/compare.py --device cuda --matmul --shapes "4096,4096,4096"
 
-Needs PyTorch for the training comparison and numpy for --matmul; says so when they are missing.
+With --device cuda the peer is PyTorch's eager CUDA mode (and its matmul, for --matmul) on the
+GPU that gan-gpu runs on. Needs PyTorch for the training comparison and numpy (or PyTorch, with
+--device cuda) for --matmul; says so when they are missing.
 """
 import argparse
 import json
@@ -43,7 +46,7 @@ def gan_gpu_ms(args, model):
 
 def pytorch_ms(args, model, env):
     cmd = [sys.executable, ROOT / "benches" / "pytorch_gan.py", "--data", args.data, "--models", model,
-           "--iters", str(args.iters), "--threads", str(args.threads)]
+           "--iters", str(args.iters), "--threads", str(args.threads), "--device", args.device]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     (line,) = json_lines(cmd, env)
@@ -90,20 +93,52 @@ def numpy_gflops(np, m, n, k, ta, tb):
     return 2 * m * n * k / best / 1e9
 
 
+def torch_gflops(torch, device, m, n, k, ta, tb):
+    """PyTorch's matmul on the GPU, the same layouts, timed between synchronisations."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn((k, m) if ta else (m, k), device=device, generator=gen)
+    b = torch.randn((n, k) if tb else (k, n), device=device, generator=gen)
+    a, b = (a.T if ta else a), (b.T if tb else b)
+    calls = max(10, int(2e11 / (2 * m * n * k)))
+    best = float("inf")
+    for _ in range(5):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(calls):
+            a @ b
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return 2 * m * n * k / best / 1e9
+
+
 def compare_matmul(args):
-    try:
-        import numpy as np
-    except ImportError:
-        sys.exit("error: numpy is not installed here: pip install numpy")
-    rows = [r for r in json_lines([args.gan_gpu, "bench", "--kernel", "matmul", "--json"]) if r["kernel"] == "matmul"]
+    if args.device == "cpu":
+        try:
+            import numpy as peer
+        except ImportError:
+            sys.exit("error: numpy is not installed here: pip install numpy")
+        peer_name, peer_gflops = "numpy", lambda *shape: numpy_gflops(peer, *shape)
+    else:
+        try:
+            import torch as peer
+        except ImportError:
+            sys.exit("error: PyTorch is not installed here: pip install torch")
+        # fp32 throughout, as gan-gpu: no TF32 tensor cores on the peer's side either.
+        peer.backends.cuda.matmul.allow_tf32 = False
+        peer_name, peer_gflops = "torch", lambda *shape: torch_gflops(peer, args.device, *shape)
+    cmd = [args.gan_gpu, "bench", "--kernel", "matmul", "--json"]
+    if args.shapes:
+        rows = [r for shape in args.shapes.split(";") for r in json_lines(cmd + ["--shape", shape])]
+    else:
+        rows = [r for r in json_lines(cmd) if r["kernel"] == "matmul"]
     width = max([len("shape (m,n,k)")] + [len(r["shape"]) for r in rows])
-    print(f"{'shape (m,n,k)':<{width}} {'gan-gpu GFLOP/s':>16} {'numpy GFLOP/s':>14} {'share':>7}")
+    print(f"{'shape (m,n,k)':<{width}} {'gan-gpu GFLOP/s':>16} {peer_name + ' GFLOP/s':>14} {'share':>7}")
     out = []
     for r in rows:
         fields = r["shape"].split(",")
         m, n, k = map(int, fields[:3])
-        theirs = numpy_gflops(np, m, n, k, "ta" in fields, "tb" in fields)
-        out.append({"shape": r["shape"], "gan_gpu_gflops": r["gflops"], "numpy_gflops": theirs,
+        theirs = peer_gflops(m, n, k, "ta" in fields, "tb" in fields)
+        out.append({"shape": r["shape"], "gan_gpu_gflops": r["gflops"], "peer": peer_name, "peer_gflops": theirs,
                     "share": r["gflops"] / theirs})
         print(f"{r['shape']:<{width}} {r['gflops']:>16.1f} {theirs:>14.1f} {r['gflops'] / theirs:>7.0%}", flush=True)
     return out
@@ -119,7 +154,9 @@ def main():
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch's and BLAS's threads")
-    ap.add_argument("--matmul", action="store_true", help="matmul against numpy instead of training")
+    ap.add_argument("--matmul", action="store_true", help="matmul against numpy (or torch on --device cuda) instead of training")
+    ap.add_argument("--shapes", help="with --matmul: these shapes (as bench --shape, separated by ';') instead of the presets'")
+    ap.add_argument("--device", default="cpu", help="the peer's device: cpu, or cuda for PyTorch's eager CUDA mode")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
     if not pathlib.Path(args.gan_gpu).exists():

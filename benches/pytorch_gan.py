@@ -9,6 +9,9 @@ gan-gpu's does: noise, a random batch of real images, one discriminator update o
 fake, one generator update through the discriminator. Prints one JSON line per preset.
 
     python3 benches/pytorch_gan.py --data ../shared/data/mnist --iters 3000 --threads 2 --models mlp
+
+--device cuda runs the same steps in PyTorch's eager CUDA mode (the GPU peer), timed between
+two synchronisations.
 """
 import argparse
 import gzip
@@ -180,7 +183,7 @@ def write_idx(path, pixels):
         f.write(pixels.tobytes())
 
 
-def run(name, images, iters, samples=None, batch_size=None):
+def run(name, images, iters, samples=None, batch_size=None, device="cpu"):
     model = tomllib.loads((MODELS / f"{name}.toml").read_text())
     r = model["recipe"]
     g = build(model["generator"], model["generator"]["input"])
@@ -190,6 +193,8 @@ def run(name, images, iters, samples=None, batch_size=None):
     d = build(model["discriminator"], model["image"])
     keras_init(g)
     keras_init(d)
+    g.to(device)
+    d.to(device)
     g_opt, g_clip = optimizer(r["g_optimizer"], g.parameters())
     d_opt, d_clip = optimizer(r["d_optimizer"], d.parameters())
     batch, g_batch = r["batch"], r.get("g_batch", r["batch"])
@@ -202,16 +207,16 @@ def run(name, images, iters, samples=None, batch_size=None):
 
     def z(n):
         if noise["kind"] == "uniform":
-            return torch.rand(n, nz) * (noise["high"] - noise["low"]) + noise["low"]
-        return torch.randn(n, nz) * noise["std"] + noise["mean"]
+            return torch.rand(n, nz, device=device) * (noise["high"] - noise["low"]) + noise["low"]
+        return torch.randn(n, nz, device=device) * noise["std"] + noise["mean"]
 
-    real_t = torch.full((batch, 1), r.get("real_label", 1.0))
-    fake_t = torch.zeros(batch, 1)
-    ones = torch.ones(g_batch, 1)
+    real_t = torch.full((batch, 1), r.get("real_label", 1.0), device=device)
+    fake_t = torch.zeros(batch, 1, device=device)
+    ones = torch.ones(g_batch, 1, device=device)
     n = images.shape[0]
 
     def step():
-        idx = torch.randint(0, n, (batch,))
+        idx = torch.randint(0, n, (batch,), device=images.device)
         real = images[idx].float() * ((high - low) / 255) + low
         g.train(r.get("fakes_for_d", "training") == "training")
         with torch.no_grad():
@@ -239,17 +244,20 @@ def run(name, images, iters, samples=None, batch_size=None):
 
     for _ in range(min(5, iters)):  # warm-up: allocator, thread pool
         step()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
     start = time.perf_counter()
     for _ in range(iters):
         d_loss, g_loss = step()
+    sync()
     seconds = time.perf_counter() - start
     if samples:
         g.eval()
         with torch.no_grad():
             out = g(z(1000)).reshape(-1, 28, 28)
-        pixels = ((out - low) / (high - low) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        pixels = ((out - low) / (high - low) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         write_idx(samples.replace("{model}", name), pixels)
-    return {"model": name, "peer": "pytorch", "batch": batch, "iters": iters, "seconds": round(seconds, 3),
+    return {"model": name, "peer": "pytorch", "device": device, "batch": batch, "iters": iters, "seconds": round(seconds, 3),
             "ms_per_iter": round(1000 * seconds / iters, 3), "images_per_s": round(iters * batch / seconds, 1),
             "threads": torch.get_num_threads(), "d_loss": d_loss.item(), "g_loss": g_loss.item()}
 
@@ -261,13 +269,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="mlp,mlp-relu,dcgan-avgpool,dcgan,dcgan-upsample")
     ap.add_argument("--batch-size", type=int, help="instead of the recipe's batch, as gan-gpu's --batch-size")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for PyTorch's eager CUDA mode")
     ap.add_argument("--samples", help="write 1000 generated images to this IDX file ({model} is replaced)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    images = load_images(args.data)
+    images = load_images(args.data).to(args.device)
     for name in args.models.split(","):
-        print(json.dumps(run(name, images, args.iters, args.samples, args.batch_size)), flush=True)
+        print(json.dumps(run(name, images, args.iters, args.samples, args.batch_size, args.device)), flush=True)
 
 
 if __name__ == "__main__":

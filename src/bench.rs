@@ -196,6 +196,9 @@ pub struct Check {
     pub got: Tensor,
     pub want: Vec<f32>,
     pub tol: Tolerance,
+    /// (row length, rows): `want` holds only these rows of `got`, where the CPU twin would take
+    /// minutes over the whole output.
+    pub rows: Option<(usize, Vec<usize>)>,
 }
 
 /// One timed thing: the recorded work of one call, its outputs with their expected values,
@@ -267,7 +270,10 @@ fn check_and_time(
 ) -> Result<Row> {
     gpu.run(&case.ops);
     for c in &case.checks {
-        let got = gpu.read(&c.got);
+        let mut got = gpu.read(&c.got);
+        if let Some((len, rows)) = &c.rows {
+            got = rows.iter().flat_map(|&r| got[r * len..(r + 1) * len].to_vec()).collect();
+        }
         check::compare(
             &format!("{} {} {}", case.kernel.name(), case.shape, c.name),
             &got,
@@ -491,10 +497,11 @@ fn wall_each(gpu: &Gpu, ops: &[Op]) -> Vec<f64> {
     each
 }
 
-/// The device's ceilings: bandwidth from a copy of `copy_mib` MiB (bytes read plus bytes
-/// written), arithmetic from the best of the `arithmetic` kernels' first cases (each checked
-/// first), each from its fastest repetition. Returns them with one row per measurement,
-/// kernel "ceiling".
+/// The device's ceilings: bandwidth from the better of a copy of `copy_mib` MiB (bytes read
+/// plus bytes written) and an elementwise kernel over as many floats (on an H200 the copy
+/// moved 0.84 TB/s, where the kernels read and wrote up to 1.7), arithmetic from the best of
+/// the `arithmetic` kernels' first cases (each checked first), each from its fastest
+/// repetition. Returns them with one row per measurement, kernel "ceiling".
 pub fn measure_ceilings(
     gpu: &Gpu,
     copy_mib: usize,
@@ -504,22 +511,25 @@ pub fn measure_ceilings(
     let (src, dst) = (gpu.upload(&vec![1.0; len]), gpu.zeros(len));
     let copy = [Op::Copy { src, src_offset: 0, dst, dst_offset: 0, len }];
     let timing = time_ops(gpu, &copy, true, 0.0);
-    let mut copy_row =
-        row("ceiling", &format!("copy {copy_mib} MiB"), timing, 0.0, 8.0 * len as f64, None);
-    let gbps = copy_row.gbps;
-    copy_row.bandwidth_share = 1.0;
-    let mut rows = vec![copy_row];
+    let mut rows =
+        vec![row("ceiling", &format!("copy {copy_mib} MiB"), timing, 0.0, 8.0 * len as f64, None)];
     let mut rng = StdRng::seed_from_u64(1);
-    for &(kernel, shape) in arithmetic {
-        let case = cases(gpu, kernel, shape, &mut rng)?.remove(0);
+    let stream = (Kernel::Activations, format!("{len},relu"));
+    for (kernel, shape) in std::iter::once(stream)
+        .chain(arithmetic.iter().map(|&(kernel, shape)| (kernel, shape.to_string())))
+    {
+        let case = cases(gpu, kernel, &shape, &mut rng)?.remove(0);
         let mut r = check_and_time(gpu, &case, None, true, 0.0)?;
         r.kernel = "ceiling".into();
         r.shape = format!("{} {}", kernel.name(), r.shape);
-        r.bandwidth_share = r.gbps / gbps;
         rows.push(r);
     }
-    let gflops = rows.iter().fold(0f64, |m, r| m.max(r.gflops));
-    for r in &mut rows[1..] {
+    let gbps = rows[..2].iter().fold(0f64, |m, r| m.max(r.gbps));
+    let gflops = rows[2..].iter().fold(0f64, |m, r| m.max(r.gflops));
+    for r in &mut rows {
+        r.bandwidth_share = r.gbps / gbps;
+    }
+    for r in &mut rows[2..] {
         r.flops_share = r.gflops / gflops;
     }
     Ok((Ceilings { gflops, gbps }, rows))
@@ -534,6 +544,16 @@ pub const CEILING_SHAPES: [(Kernel, &str); 4] = [
     (Kernel::Matmul, "256,1024,512"),
     (Kernel::Conv, "16,7,7,128,256,5,2,same"),
 ];
+
+/// [`CEILING_SHAPES`], and on an adapter that is not a CPU products large enough to fill a
+/// discrete GPU (an H200 ran `512,512,512` at a ninth of `4096,4096,4096`'s rate).
+pub fn ceiling_shapes(gpu: &Gpu) -> Vec<(Kernel, &'static str)> {
+    let mut shapes = CEILING_SHAPES.to_vec();
+    if !gpu.caps.cpu {
+        shapes.extend([(Kernel::Matmul, "2048,2048,2048"), (Kernel::Matmul, "4096,4096,4096")]);
+    }
+    shapes
+}
 
 /// Ceilings, then every case of `kernels` (on `shape`, else their default shapes), each timed
 /// for at least `seconds` and handed to `emit` as soon as it is measured. Stops at the first
@@ -554,7 +574,7 @@ pub fn run(
         }
         None => None,
     };
-    let (ceilings, rows) = measure_ceilings(gpu, 64, &CEILING_SHAPES)?;
+    let (ceilings, rows) = measure_ceilings(gpu, 64, &ceiling_shapes(gpu))?;
     rows.iter().for_each(&mut emit);
     let mut measure_all = |cases: Vec<Case>| -> Result<()> {
         for case in cases {
@@ -632,7 +652,7 @@ fn nums(f: &[&str]) -> Result<Vec<usize>> {
 
 /// One check of `got` against `want`.
 fn expect(name: &str, got: &Tensor, want: Vec<f32>, tol: Tolerance) -> Check {
-    Check { name: name.to_string(), got: got.clone(), want, tol }
+    Check { name: name.to_string(), got: got.clone(), want, tol, rows: None }
 }
 
 /// An activation by its `--shape` name (leaky ReLU with the presets' slope, 0.2).
@@ -678,25 +698,45 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
                 }
             }
             ensure!(!grad || act.is_some(), "matmul flag grad: the gradient of which activation?");
+            let largest = 4 * (m * k).max(k * n).max(m * n) as u64;
+            ensure!(
+                largest <= gpu.limits.max_storage_buffer_binding_size as u64,
+                "matmul {shape}: an operand of {} MiB passes the device's {} MiB storage binding \
+                 (WebGPU's default limit); take smaller sides",
+                largest >> 20,
+                gpu.limits.max_storage_buffer_binding_size >> 20
+            );
             let (a, b) = (random(rng, m * k), random(rng, k * n));
             // With `grad`, C is the gradient at an activation's output y, which its stores
             // multiply by act'(y).
             let y = random(rng, m * n);
             let gy = gpu.upload(&y);
-            let mut want = vec![0.0; m * n];
-            let cpu_fused =
-                act.map(
-                    |act| if grad { Fused::Gradient(act, &y[..]) } else { Fused::Activation(act) },
-                );
+            // The twin computes every row of C up to 2^28 multiply-adds (seconds), else 16 rows
+            // spread over C, first and last among them: op(A)'s rows and y's, then a product
+            // of 16 rows.
+            let rows: Vec<usize> = if m * n * k <= 1 << 28 {
+                (0..m).collect()
+            } else {
+                (0..16).map(|r| r * (m - 1) / 15).collect()
+            };
+            let a_at = |i: usize, kk: usize| if ta { a[kk * m + i] } else { a[i * k + kk] };
+            let op_a: Vec<f32> =
+                rows.iter().flat_map(|&i| (0..k).map(move |kk| a_at(i, kk))).collect();
+            let op_y: Vec<f32> =
+                rows.iter().flat_map(|&i| y[i * n..(i + 1) * n].to_vec()).collect();
+            let mut want = vec![0.0; rows.len() * n];
+            let cpu_fused = act.map(|act| {
+                if grad { Fused::Gradient(act, &op_y[..]) } else { Fused::Activation(act) }
+            });
             cpu::matmul::matmul(
-                &a,
+                &op_a,
                 &b,
                 bias.as_deref(),
                 &mut want,
-                m,
+                rows.len(),
                 n,
                 k,
-                ta,
+                false,
                 tb,
                 false,
                 cpu_fused,
@@ -711,7 +751,10 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             vec![case(
                 "",
                 vec![d.into()],
-                vec![expect("C", &gc, want, check::REDUCTION)],
+                vec![Check {
+                    rows: (rows.len() < m).then_some((n, rows)),
+                    ..expect("C", &gc, want, check::REDUCTION)
+                }],
                 2.0 * (m * n * k) as f64,
                 bytes,
             )]

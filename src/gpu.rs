@@ -68,6 +68,9 @@ pub struct KernelCaps {
     pub timestamps: bool,
     /// Kernels read operands that fit a texture through its mirror ([`GpuOptions`]).
     pub texture_mirrors: bool,
+    /// The adapter is a CPU (lavapipe, llvmpipe), where workgroup memory is ordinary memory
+    /// reached by scalarised loads and barriers cost coroutine switches.
+    pub cpu: bool,
 }
 
 /// The implementations of a kernel family that has more than one.
@@ -83,6 +86,14 @@ pub enum Variant {
     Rows,
     /// One-channel convs: the GEMM tiles of the conv family's variant, like every other conv.
     Tiles,
+    /// matmul: tiles staged in workgroup memory, for discrete GPUs (portable, so on every
+    /// adapter).
+    Tiled,
+    /// Weight and bias gradients cut their long sums (over a batch's pixels) into as few slices
+    /// as keep a CPU adapter's cores busy: each slice's partial sum costs a pass of stores.
+    FewSlices,
+    /// ... into as many as give a discrete GPU's thousands of lanes one short sum each.
+    ManySlices,
 }
 
 impl Variant {
@@ -92,11 +103,21 @@ impl Variant {
             Variant::Portable => "portable",
             Variant::Rows => "rows",
             Variant::Tiles => "tiles",
+            Variant::Tiled => "tiled",
+            Variant::FewSlices => "few-slices",
+            Variant::ManySlices => "many-slices",
         }
     }
 
     /// The ways a one-channel conv can run, on every adapter, the default first.
     pub const ONE_CHANNEL: &[Variant] = &[Variant::Rows, Variant::Tiles];
+
+    fn few_slices() -> Variant {
+        Variant::FewSlices
+    }
+
+    /// The ways to slice weight and bias gradients, on every adapter, the default first.
+    pub const SLICES: &[Variant] = &[Variant::FewSlices, Variant::ManySlices];
 
     /// The variants an adapter with these capabilities can run, the feature-based default first.
     pub fn candidates(caps: &KernelCaps) -> &'static [Variant] {
@@ -105,6 +126,25 @@ impl Variant {
         } else {
             &[Variant::Portable]
         }
+    }
+
+    /// The matmul variants an adapter with these capabilities can run: those of
+    /// [`Variant::candidates`] and the workgroup-memory tiles.
+    pub fn matmul_runnable(caps: &KernelCaps) -> &'static [Variant] {
+        if caps.subgroup_size.is_some() {
+            &[Variant::Subgroup, Variant::Portable, Variant::Tiled]
+        } else {
+            &[Variant::Portable, Variant::Tiled]
+        }
+    }
+
+    /// The matmul variants to choose among by measurement: every runnable one but, on a CPU
+    /// adapter, the workgroup-memory tiles, which lavapipe ran 10x slower than the others at
+    /// every preset shape (0.8 against 7-9 GFLOP/s) and whose pipelines took it 6 s each to
+    /// compile (tests run them there all the same).
+    pub fn matmul_candidates(caps: &KernelCaps) -> &'static [Variant] {
+        let runnable = Variant::matmul_runnable(caps);
+        if caps.cpu { &runnable[..runnable.len() - 1] } else { runnable }
     }
 }
 
@@ -117,12 +157,21 @@ pub struct Variants {
     /// The passes of convs with a one-channel side that the rows kernels can take (stride 1
     /// along w, filters at most 8 wide; see src/kernels/conv.rs): Rows or Tiles.
     pub one_channel_conv: Variant,
+    /// How conv weight gradients and bias gradients slice their sums: FewSlices or ManySlices.
+    #[serde(default = "Variant::few_slices")]
+    pub slices: Variant,
 }
 
 impl Variants {
-    /// matmul and conv on `variant` (Subgroup or Portable), one-channel convs as rows.
+    /// matmul and conv on `variant` (Subgroup or Portable), one-channel convs as rows, few
+    /// slices.
     pub fn all(variant: Variant) -> Variants {
-        Variants { matmul: variant, conv: variant, one_channel_conv: Variant::Rows }
+        Variants {
+            matmul: variant,
+            conv: variant,
+            one_channel_conv: Variant::Rows,
+            slices: Variant::FewSlices,
+        }
     }
 
     /// The choice without measuring: the subgroup kernels wherever the adapter has them.
@@ -130,13 +179,14 @@ impl Variants {
         Variants::all(Variant::candidates(caps)[0])
     }
 
-    /// "matmul: subgroup, conv: subgroup, one-channel conv: rows".
+    /// "matmul: subgroup, conv: subgroup, one-channel conv: rows, slices: few-slices".
     pub fn describe(&self) -> String {
         format!(
-            "matmul: {}, conv: {}, one-channel conv: {}",
+            "matmul: {}, conv: {}, one-channel conv: {}, slices: {}",
             self.matmul.name(),
             self.conv.name(),
-            self.one_channel_conv.name()
+            self.one_channel_conv.name(),
+            self.slices.name()
         )
     }
 }
@@ -158,8 +208,8 @@ pub struct AdapterReport {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_storage_buffers_per_shader_stage: u32,
     pub max_compute_workgroups_per_dimension: u32,
-    /// The variants matmul and conv can choose among here (see [`crate::tune`]; convs with a
-    /// one-channel side choose between rows and tiles on every adapter).
+    /// The variants each kernel family chooses among here by measurement (see
+    /// [`crate::tune`]), as "family: a+b".
     pub kernel_variants: Vec<String>,
     #[serde(skip)]
     pub info: wgpu::AdapterInfo,
@@ -194,6 +244,7 @@ fn caps_for(adapter: &wgpu::Adapter, opts: &GpuOptions) -> KernelCaps {
         subgroup_size,
         timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         texture_mirrors: opts.texture_mirrors,
+        cpu: info.device_type == wgpu::DeviceType::Cpu,
     }
 }
 
@@ -221,7 +272,12 @@ fn report(adapter: &wgpu::Adapter, opts: &GpuOptions) -> AdapterReport {
         max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
         max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
-        kernel_variants: Variant::candidates(&caps).iter().map(|v| v.name().to_string()).collect(),
+        kernel_variants: (crate::tune::Family::ALL.iter())
+            .map(|f| {
+                let names: Vec<&str> = f.candidates(&caps).iter().map(|v| v.name()).collect();
+                format!("{}: {}", f.name(), names.join("+"))
+            })
+            .collect(),
         info,
         caps,
     }
@@ -380,9 +436,10 @@ impl Gpu {
 
     /// Makes ops recorded from now on use `variants` (ops already recorded keep theirs).
     pub fn set_variants(&self, variants: Variants) {
-        let runnable = Variant::candidates(&self.caps).contains(&variants.matmul)
+        let runnable = Variant::matmul_runnable(&self.caps).contains(&variants.matmul)
             && Variant::candidates(&self.caps).contains(&variants.conv)
-            && Variant::ONE_CHANNEL.contains(&variants.one_channel_conv);
+            && Variant::ONE_CHANNEL.contains(&variants.one_channel_conv)
+            && Variant::SLICES.contains(&variants.slices);
         assert!(runnable, "{variants:?} on {}", self.describe());
         *self.variants.lock().unwrap() = variants;
     }

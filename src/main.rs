@@ -215,8 +215,9 @@ struct GpuArgs {
     /// Kernel variants (also GAN_GPU_KERNELS): auto measures which are fastest on the adapter
     /// the first time it is used and caches the choice (in GAN_GPU_CACHE_DIR, else the user's
     /// cache directory; `devices --tune` measures again); portable forces the kernels that need
-    /// no optional GPU feature; subgroup the subgroup ones.
-    #[arg(long, value_parser = ["auto", "portable", "subgroup"])]
+    /// no optional GPU feature; subgroup the subgroup ones; tiled the workgroup-memory matmul
+    /// (for discrete GPUs) with the adapter's default conv kernels.
+    #[arg(long, value_parser = ["auto", "portable", "subgroup", "tiled"])]
     kernels: Option<String>,
     /// Read every kernel operand from its storage buffer, never through a texture mirror (also
     /// GAN_GPU_MIRRORS=off): to measure what the mirrors are worth on an adapter.
@@ -240,6 +241,7 @@ impl GpuArgs {
                 }
                 gpu.set_variants(Variants::all(Variant::Subgroup));
             }
+            "tiled" => gpu.set_variants(Variants { matmul: Variant::Tiled, ..gpu.variants() }),
             _ => {
                 let cache = tune::default_cache_dir();
                 tune::choose(&gpu, cache.as_deref(), false, || {
@@ -648,7 +650,7 @@ fn devices(opts: &GpuOptions, json: bool) -> Result<()> {
                 a.max_compute_invocations_per_workgroup
             );
             let chosen = chosen.map_or("measured on first use".into(), |v| v.describe());
-            println!("  kernel variants: {} ({chosen})", a.kernel_variants.join(", "));
+            println!("  kernel variants: {} ({chosen})", a.kernel_variants.join("; "));
             if !a.caps.texture_mirrors {
                 println!("  operands read from storage buffers, not texture mirrors");
             }

@@ -1,6 +1,7 @@
 //! Kernel variants chosen by measurement. Where an adapter can run more than one variant of a
 //! kernel family (subgroup and portable matmul and conv on an adapter with 8-lane subgroups;
-//! rows or GEMM tiles for one-channel convs on every adapter), the first command that opens it
+//! workgroup-memory tiles for matmul, rows or GEMM tiles for one-channel convs, and few or
+//! many slices for weight gradients' sums on every adapter), the first command that opens it
 //! times each variant on shapes the presets run, after checking it against the CPU twin, and
 //! keeps the fastest. The choice is cached per adapter, driver and kernel source, so later
 //! commands start at once and an edited shader or a new driver is measured again.
@@ -27,24 +28,30 @@ pub enum Family {
     /// The passes of one-channel convs that the rows kernels can take
     /// (Variants::one_channel_conv).
     OneChannelConv,
+    /// How weight and bias gradients slice their sums (Variants::slices).
+    Slices,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::Matmul, Family::Conv, Family::OneChannelConv];
+    pub const ALL: [Family; 4] =
+        [Family::Matmul, Family::Conv, Family::OneChannelConv, Family::Slices];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Matmul => "matmul",
             Family::Conv => "conv",
             Family::OneChannelConv => "one-channel conv",
+            Family::Slices => "slices",
         }
     }
 
     /// The variants of this family an adapter with these capabilities can run.
     pub fn candidates(self, caps: &KernelCaps) -> &'static [Variant] {
         match self {
-            Family::Matmul | Family::Conv => Variant::candidates(caps),
+            Family::Matmul => Variant::matmul_candidates(caps),
+            Family::Conv => Variant::candidates(caps),
             Family::OneChannelConv => Variant::ONE_CHANNEL,
+            Family::Slices => Variant::SLICES,
         }
     }
 
@@ -53,13 +60,16 @@ impl Family {
             Family::Matmul => Variants { matmul: variant, ..variants },
             Family::Conv => Variants { conv: variant, ..variants },
             Family::OneChannelConv => Variants { one_channel_conv: variant, ..variants },
+            Family::Slices => Variants { slices: variant, ..variants },
         }
     }
 
     /// The shapes a variant is timed on (`gan-gpu bench` syntax): mlp's largest dense layer
     /// forward, backward data and weight gradient; dcgan's second D conv and its G's transposed
     /// convs; dcgan's final 7x7 conv to one channel and dcgan-avgpool's first D conv from one
-    /// (at a small batch, for GL adapters' sake), each conv with every pass.
+    /// (at a small batch, for GL adapters' sake), each conv with every pass; for the slices,
+    /// the weight gradients (only) of dcgan's first D conv, of dcgan-upsample's 64 -> 32 conv
+    /// and of dcgan's final conv (the one-channel rows kernel).
     fn shapes(self) -> &'static [(Kernel, &'static str)] {
         match self {
             Family::Matmul => &[
@@ -74,6 +84,11 @@ impl Family {
             Family::OneChannelConv => &[
                 (Kernel::Conv, "8,28,28,128,1,7,1,same,bias,sigmoid"),
                 (Kernel::Conv, "8,28,28,1,8,5,1,valid,bias,relu"),
+            ],
+            Family::Slices => &[
+                (Kernel::Conv, "16,28,28,1,64,3,2,same,bias,leaky_relu"),
+                (Kernel::Conv, "16,28,28,64,32,5,1,same,bias"),
+                (Kernel::Conv, "16,28,28,128,1,7,1,same,bias,sigmoid"),
             ],
         }
     }
@@ -136,7 +151,9 @@ pub fn adapter_key(info: &wgpu::AdapterInfo, caps: &KernelCaps) -> String {
         sources.update(shader.source.as_bytes());
     }
     let digest = sources.finalize();
-    let names: Vec<&str> = Variant::candidates(caps).iter().map(|v| v.name()).collect();
+    let names: Vec<String> = (Family::ALL.iter())
+        .map(|f| f.candidates(caps).iter().map(|v| v.name()).collect::<Vec<_>>().join("+"))
+        .collect();
     let reads = if caps.texture_mirrors { "" } else { " | buffer reads" };
     format!(
         "{} | {:?} | {} {} | {}{reads} | kernels {:02x}{:02x}{:02x}{:02x}",
@@ -144,7 +161,7 @@ pub fn adapter_key(info: &wgpu::AdapterInfo, caps: &KernelCaps) -> String {
         info.backend,
         info.driver,
         info.driver_info,
-        names.join("+"),
+        names.join(" "),
         digest[0],
         digest[1],
         digest[2],
@@ -247,6 +264,10 @@ fn time_family(gpu: &Gpu, family: Family) -> Result<f64> {
     let mut total = 0.0;
     for &(kernel, shape) in family.shapes() {
         for case in bench::cases(gpu, kernel, shape, &mut rng)? {
+            // Slicing changes only the weight gradients.
+            if family == Family::Slices && !case.shape.ends_with(" dw") {
+                continue;
+            }
             total += bench::measure(gpu, &case, None)?.ms;
         }
     }

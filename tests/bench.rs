@@ -62,9 +62,11 @@ fn every_kernel_is_checked_and_timed_on_tiny_shapes() {
     .unwrap();
     finite_positive("copy ceiling", ceilings.gbps);
     finite_positive("arithmetic ceiling", ceilings.gflops);
-    assert_eq!(ceiling_rows.len(), 3);
+    assert_eq!(ceiling_rows.len(), 4);
     assert!(ceiling_rows.iter().all(|r| r.kernel == "ceiling"));
-    let best = ceiling_rows[1..].iter().map(|r| r.flops_share).fold(0.0, f64::max);
+    let fastest = ceiling_rows[..2].iter().map(|r| r.bandwidth_share).fold(0.0, f64::max);
+    assert_eq!(fastest, 1.0, "the copy or the elementwise kernel is the bandwidth ceiling");
+    let best = ceiling_rows[2..].iter().map(|r| r.flops_share).fold(0.0, f64::max);
     assert_eq!(best, 1.0, "the best matmul or conv is the arithmetic ceiling");
     let mut rng = StdRng::seed_from_u64(5);
     let mut seen = Vec::new();
@@ -174,7 +176,7 @@ fn cli_prints_json_lines() {
     let lines: Vec<serde_json::Value> =
         stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     let kernels: Vec<&str> = lines.iter().map(|l| l["kernel"].as_str().unwrap()).collect();
-    let ceilings = bench::CEILING_SHAPES.len() + 1;
+    let ceilings = bench::ceiling_shapes(&gpu()).len() + 2;
     assert_eq!(kernels[..ceilings], vec!["ceiling"; ceilings]);
     assert_eq!(kernels[ceilings..], ["matmul"]);
     let last = &lines[ceilings];

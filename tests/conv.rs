@@ -377,6 +377,15 @@ fn conv_matches_cpu_twin() {
         let one_channel = calls.iter().filter(|c| c.g.in_c == 1 || c.g.out_c == 1);
         failures
             .extend(one_channel.filter_map(|call| call.check(gpu).err()).map(|e| e + " (tiles)"));
+        // The weight gradients again, cut into many batch slices (tune.rs chooses few or many
+        // per adapter).
+        gpu.set_variants(Variants { slices: Variant::ManySlices, ..rows });
+        let weight_grads = calls
+            .iter()
+            .filter(|c| matches!(c.kernel, Conv2dBackwardWeight | ConvTranspose2dBackwardWeight));
+        failures.extend(
+            weight_grads.filter_map(|call| call.check(gpu).err()).map(|e| e + " (many slices)"),
+        );
         gpu.set_variants(rows);
         assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });

@@ -7,7 +7,7 @@ mod common;
 use common::{on_every_gpu, poison, random_vec, rng};
 use gan_gpu::check::{ELEMENTWISE, REDUCTION, Tolerance, compare};
 use gan_gpu::cpu;
-use gan_gpu::gpu::{Gpu, Op};
+use gan_gpu::gpu::{Gpu, Op, Variant, Variants};
 use gan_gpu::kernels::gather::PackedRows;
 use gan_gpu::kernels::{self, AdamParams, StepUniform};
 use rand::Rng;
@@ -28,7 +28,8 @@ fn lengths(r: &mut impl Rng) -> [usize; 4] {
 fn bias_grad_matches_cpu() {
     on_every_gpu("bias_grad", |gpu| {
         let mut r = rng(1);
-        // Tall matrices are summed in slices of 256 rows, the last one shorter.
+        // Tall matrices are summed in slices of 256 rows (32 with many slices), the last one
+        // shorter.
         let shapes = [
             (1, 1),
             (300, 1),
@@ -36,21 +37,28 @@ fn bias_grad_matches_cpu() {
             (r.random_range(2..64), r.random_range(257..900)),
             (256 * 9 + r.random_range(1..256), r.random_range(2..80)),
             (256 * 3, 70),
+            (32 * 5 + r.random_range(1..32), 9),
         ];
         // Overwriting a poisoned output, and accumulating into one with random sums.
-        let accumulate = [false, true, false, true, true, false];
-        for ((rows, cols), accumulate) in shapes.into_iter().zip(accumulate) {
-            let dy = random_vec(&mut r, rows * cols, -1.0, 1.0);
-            let initial =
-                if accumulate { random_vec(&mut r, cols, -1.0, 1.0) } else { poison(cols) };
-            let db = gpu.upload(&initial);
-            let dy_t = gpu.upload(&dy);
-            gpu.run(&kernels::bias::bias_grad(gpu, &dy_t, &db, rows, cols, accumulate));
-            let mut want = initial;
-            cpu::bias::bias_grad(&dy, &mut want, rows, cols, accumulate);
-            let name = format!("bias_grad {rows}x{cols} accumulate={accumulate}");
-            assert_close(&name, &gpu.read(&db), &want, REDUCTION);
+        let accumulate = [false, true, false, true, true, false, true];
+        let chosen = gpu.variants();
+        for &slices in Variant::SLICES {
+            gpu.set_variants(Variants { slices, ..chosen });
+            for ((rows, cols), accumulate) in shapes.into_iter().zip(accumulate) {
+                let dy = random_vec(&mut r, rows * cols, -1.0, 1.0);
+                let initial =
+                    if accumulate { random_vec(&mut r, cols, -1.0, 1.0) } else { poison(cols) };
+                let db = gpu.upload(&initial);
+                let dy_t = gpu.upload(&dy);
+                gpu.run(&kernels::bias::bias_grad(gpu, &dy_t, &db, rows, cols, accumulate));
+                let mut want = initial;
+                cpu::bias::bias_grad(&dy, &mut want, rows, cols, accumulate);
+                let name =
+                    format!("bias_grad {rows}x{cols} accumulate={accumulate} ({})", slices.name());
+                assert_close(&name, &gpu.read(&db), &want, REDUCTION);
+            }
         }
+        gpu.set_variants(chosen);
     });
 }
 

@@ -1,12 +1,13 @@
-//! The matmul family: GPU kernels against the CPU twin on every adapter, the twin against
-//! PyTorch and against finite differences, and an opt-in speed report.
+//! The matmul family: GPU kernels against the CPU twin on every adapter and variant, the twin
+//! against PyTorch and against finite differences, and an opt-in speed report.
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use gan_gpu::check::{REDUCTION, compare};
-use gan_gpu::gpu::{Gpu, Op};
+use gan_gpu::gpu::{Gpu, Op, Variant, Variants};
 use gan_gpu::kernels::Activation;
 use gan_gpu::{cpu, kernels};
 use rand::{Rng, rngs::StdRng};
@@ -121,13 +122,43 @@ fn preset_shapes(b: usize) -> Vec<((usize, usize, usize), bool, bool)> {
     shapes
 }
 
+/// Held by the tests that switch a device's matmul variant, which tests running beside them
+/// on the same devices would otherwise pick up.
+static MATMUL_VARIANT: Mutex<()> = Mutex::new(());
+
+/// Runs `body` on every test GPU with each matmul variant it can run (tune.rs chooses among
+/// them per adapter), naming the variant in its failures. `body` gets the stride of the cases
+/// to check: every one, but every 13th (cycling through the transposes) for the
+/// workgroup-memory tiles on a CPU adapter, which never chooses them and takes 6 s (Vulkan) to
+/// 30 s (GL) to compile each of their pipelines.
+fn on_every_matmul_variant(test: &str, body: impl Fn(&Gpu, usize) -> Vec<String>) {
+    let _variant = MATMUL_VARIANT.lock().unwrap_or_else(|e| e.into_inner());
+    common::on_every_gpu(test, |gpu| {
+        let chosen = gpu.variants();
+        let mut failures = Vec::new();
+        for &matmul in Variant::matmul_runnable(&gpu.caps) {
+            gpu.set_variants(Variants { matmul, ..chosen });
+            let stride = if matmul == Variant::Tiled && gpu.caps.cpu { 13 } else { 1 };
+            let found = body(gpu, stride);
+            failures.extend(found.into_iter().map(|e| format!("{e} ({})", matmul.name())));
+        }
+        gpu.set_variants(chosen);
+        assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
+    });
+}
+
 #[test]
 fn matmul_matches_cpu_twin() {
-    common::on_every_gpu("matmul_matches_cpu_twin", |gpu| {
+    on_every_matmul_variant("matmul_matches_cpu_twin", |gpu, stride| {
         let mut rng = common::rng(1);
         let mut failures = Vec::new();
+        let mut drawn = 0;
+        // Every case is drawn, so that the random ones are the same whatever the stride.
         let mut check = |case: Case| {
-            if let Err(e) = case.check(gpu) {
+            drawn += 1;
+            if (drawn - 1) % stride == 0
+                && let Err(e) = case.check(gpu)
+            {
                 failures.push(e);
             }
         };
@@ -192,16 +223,25 @@ fn matmul_matches_cpu_twin() {
             let act = (!trans_a).then_some(Activation::LeakyRelu { alpha: 0.2 });
             check(Case::new(&mut rng, shape, trans_a, trans_b, forward, trans_a, (act, trans_b)));
         }
-        assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
+        // C large enough for matmul_tiled's tiles of 128 (at least 128 of them), its sides
+        // off every tile size; checked at every stride.
+        for (trans_a, trans_b) in [(false, false), (true, true)] {
+            let act = Some(Activation::Relu);
+            let case =
+                Case::new(&mut rng, (1030, 9, 2050), trans_a, trans_b, true, false, (act, false));
+            failures.extend(case.check(gpu).err());
+        }
+        failures
     });
 }
 
 /// A dense layer's weight and bias gradients in one pass (or two, where the device has too
-/// few storage buffers or the product is a matrix-vector one), against the CPU twin: shapes
-/// off every tile size, one input or output, starting from poison or accumulating.
+/// few storage buffers or the product is a matrix-vector one), against the CPU twin on every
+/// matmul variant: shapes off every tile size, one input or output, starting from poison or
+/// accumulating.
 #[test]
 fn matmul_weight_grad_matches_cpu_twin() {
-    common::on_every_gpu("matmul_weight_grad_matches_cpu_twin", |gpu| {
+    on_every_matmul_variant("matmul_weight_grad_matches_cpu_twin", |gpu, stride| {
         let mut rng = common::rng(3);
         let mut failures = Vec::new();
         let shapes = [
@@ -212,8 +252,14 @@ fn matmul_weight_grad_matches_cpu_twin() {
             (33, 37, 65),
             (64, 100, 128),
             (256, 784, 128),
+            // matmul_tiled's tiles of 128.
+            (9, 1030, 2050),
         ];
         for (i, &(batch, inputs, outputs)) in shapes.iter().enumerate() {
+            // The last (tiles of 128) at every stride.
+            if i % stride != 0 && i + 1 != shapes.len() {
+                continue;
+            }
             let accumulate = i % 2 == 1;
             let x = common::random_vec(&mut rng, batch * inputs, -1.0, 1.0);
             let dy = common::random_vec(&mut rng, batch * outputs, -1.0, 1.0);
@@ -242,7 +288,7 @@ fn matmul_weight_grad_matches_cpu_twin() {
                 }
             }
         }
-        assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
+        failures
     });
 }
 

@@ -44,8 +44,8 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
         let first = tune::choose(gpu, Some(dir.path()), false, || measured = true).unwrap();
         assert!(measured && first.source == Source::Measured, "{}", common::describe(gpu));
         // Every candidate of every family with more than one timed, each passing its check, the
-        // fastest chosen; a family with one candidate takes it untimed (matmul and conv on an
-        // adapter without subgroups).
+        // fastest chosen; a family with one candidate takes it untimed (conv on an adapter
+        // without subgroups).
         let timed = |f: Family| first.timings.iter().filter(|t| t.family == f).count();
         for family in Family::ALL {
             let candidates = family.candidates(&gpu.caps);
@@ -53,6 +53,7 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
                 Family::Matmul => first.variants.matmul,
                 Family::Conv => first.variants.conv,
                 Family::OneChannelConv => first.variants.one_channel_conv,
+                Family::Slices => first.variants.slices,
             };
             if let [only] = candidates {
                 assert_eq!((timed(family), chosen), (0, *only), "{}", common::describe(gpu));
@@ -62,6 +63,7 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
             }
         }
         assert_eq!(Variant::ONE_CHANNEL.len(), 2, "one-channel convs choose on every adapter");
+        assert_eq!(Variant::SLICES.len(), 2, "slicing chooses on every adapter");
         for t in &first.timings {
             assert!(t.ms.is_some_and(|ms| ms > 0.0), "{t:?} on {}", common::describe(gpu));
         }

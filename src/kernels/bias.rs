@@ -4,13 +4,20 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{flag, mirrors};
-use crate::gpu::{Dispatch, Gpu, Op, Tensor};
+use crate::gpu::{Dispatch, Gpu, Op, Tensor, Variant};
 use crate::shaders;
 
 const WG: u32 = 64;
 
-/// Rows one invocation sums: a slice of a tall matrix (see bias.wgsl).
-const SLICE_ROWS: usize = 256;
+/// Rows one invocation sums, a slice of a tall matrix (see bias.wgsl), per slices variant:
+/// enough to keep a CPU adapter's stores of partial sums a small share, and few enough that a
+/// discrete GPU's invocations each wait on a short chain of loads.
+fn slice_rows(gpu: &Gpu) -> usize {
+    match gpu.variants().slices {
+        Variant::ManySlices => 32,
+        _ => 256,
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -22,7 +29,7 @@ struct Params {
 }
 
 /// db[c] = sum over rows of dy[r*cols + c] (+ db[c] when `accumulate`): column sums of a
-/// row-major [rows, cols] matrix. One dispatch, or for more than SLICE_ROWS rows two: the
+/// row-major [rows, cols] matrix. One dispatch, or for more than a slice of rows two: the
 /// slices' partial sums, then their column sums.
 pub fn bias_grad(
     gpu: &Gpu,
@@ -34,7 +41,7 @@ pub fn bias_grad(
 ) -> Vec<Op> {
     assert!(rows * cols <= dy.len && cols <= db.len, "bias_grad: tensors too small");
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let slice_rows = SLICE_ROWS.max(rows.div_ceil(max));
+    let slice_rows = slice_rows(gpu).max(rows.div_ceil(max));
     let slices = rows.div_ceil(slice_rows);
     if slices == 1 {
         return vec![column_sums(gpu, dy, db, rows, cols, rows, accumulate).into()];

@@ -340,25 +340,49 @@ impl Params {
     }
 }
 
-/// SIMD vectors of work (8 lanes, llvmpipe's width) a weight gradient is cut into batch slices
-/// to reach, where dW alone has fewer tiles: D's first conv of one input channel has 25 rows
-/// of dW, one or two vectors, which left a core idle and ran at 0.3 GFLOP/s at
-/// dcgan-upsample's batch of 512. Slicing costs each slice a pass over its dW tiles' stores,
-/// and a sum, so where dW has tiles enough it does not pay: it made dcgan-avgpool's layers
-/// 1.5-3x slower.
-const WEIGHT_GRAD_VECTORS: usize = 8;
+/// How weight gradients are cut into batch slices, each summing its images into a partial dW
+/// that a second dispatch sums: a slice costs a pass of stores over dW and a share of the sum,
+/// and buys parallelism where dW alone has too few tiles.
+struct Slicing {
+    /// SIMD vectors of work (8 lanes) the GEMM-tile weight gradient is cut to reach, where dW
+    /// alone has fewer tiles (a subgroup tile is one vector, a portable tile one lane).
+    tile_vectors: usize,
+    /// Invocations the one-channel rows weight gradient is cut to reach (one per tap row and
+    /// channel quad otherwise: D's 5x5 32 -> 1 conv has 40).
+    rows_invocations: usize,
+    /// The fewest output pixels a batch slice sums over, so that its stores stay a small share.
+    slice_pixels: usize,
+}
 
-/// The fewest output pixels a batch slice sums over, so that its stores stay a small share.
-const SLICE_PIXELS: usize = 1024;
+/// Variant::FewSlices, for a CPU adapter: D's first conv of one input channel has 25 rows of
+/// dW, one or two vectors, which left a core idle and ran at 0.3 GFLOP/s at dcgan-upsample's
+/// batch of 512; more slices made dcgan-avgpool's layers 1.5-3x slower. llvmpipe runs a
+/// workgroup of 64 on one thread, so 16 workgroups of the rows kernel keep its cores busy.
+const FEW_SLICES: Slicing = Slicing { tile_vectors: 8, rows_invocations: 1024, slice_pixels: 1024 };
+
+/// Variant::ManySlices, for a discrete GPU, which wants tens of thousands of invocations in
+/// flight: with few slices an H200 summed dcgan's first D conv's dW (9 x 64) over 25k pixels
+/// per invocation, 2.6 GFLOP/s.
+const MANY_SLICES: Slicing =
+    Slicing { tile_vectors: 8192, rows_invocations: 65536, slice_pixels: 256 };
+
+/// The slicing of `gpu`'s slices variant.
+fn slicing(gpu: &Gpu) -> &'static Slicing {
+    match gpu.variants().slices {
+        Variant::ManySlices => &MANY_SLICES,
+        _ => &FEW_SLICES,
+    }
+}
 
 /// The most floats the weight gradient's slices may take together.
 const SLICE_FLOATS: usize = 4 << 20;
 
 /// Batch slices for a weight gradient over `g`: `wanted`, as far as each sums at least
-/// SLICE_PIXELS pixels and all take SLICE_FLOATS at most, every slice the same whole number of
+/// `slicing`'s pixels and all take SLICE_FLOATS at most, every slice the same whole number of
 /// images but the last.
-fn batch_slices(g: &Conv2dGeometry, wanted: usize) -> usize {
-    let most = (g.batch * g.out_h * g.out_w / SLICE_PIXELS).min(SLICE_FLOATS / g.weight_len());
+fn batch_slices(g: &Conv2dGeometry, wanted: usize, slicing: &Slicing) -> usize {
+    let pixels = g.batch * g.out_h * g.out_w;
+    let most = (pixels / slicing.slice_pixels).min(SLICE_FLOATS / g.weight_len());
     let slices = wanted.min(most).max(1);
     g.batch.div_ceil(g.batch.div_ceil(slices))
 }
@@ -458,15 +482,15 @@ fn launch(
         (false, _) => 64 / wg_cols,
     };
     let col_tiles = cols.div_ceil(4 * wg_cols);
+    let slicing = slicing(gpu);
     let slices = match pass {
         // A subgroup tile is one vector; portable tiles are one invocation each.
-        // Enough to reach WEIGHT_GRAD_VECTORS.
         Pass::BackwardWeight if subgroup => {
-            batch_slices(g, WEIGHT_GRAD_VECTORS.div_ceil(row_tiles * col_tiles))
+            batch_slices(g, slicing.tile_vectors.div_ceil(row_tiles * col_tiles), slicing)
         }
         Pass::BackwardWeight => {
             let vectors = (row_tiles * cols.div_ceil(4)).div_ceil(8);
-            batch_slices(g, WEIGHT_GRAD_VECTORS.div_ceil(vectors))
+            batch_slices(g, slicing.tile_vectors.div_ceil(vectors), slicing)
         }
         _ => 1,
     };
@@ -682,7 +706,8 @@ fn launch_rows_weight_grad(
     check_operands(g, label, [x, dy, dw], [g.input_len(), g.output_len(), g.weight_len()]);
     let (mirror_x, mirror_dy) = (gpu.quad_texture_fits(x), gpu.quad_texture_fits(dy));
     let tiles = g.kernel_h * g.in_c.div_ceil(4);
-    let slices = batch_slices(g, ROWS_WEIGHT_GRAD_INVOCATIONS.div_ceil(tiles));
+    let slicing = slicing(gpu);
+    let slices = batch_slices(g, slicing.rows_invocations.div_ceil(tiles), slicing);
     // Stores run along dW's taps of in_c channels.
     let [vec_c, accumulates] = store_constants(g.in_c, accumulate && slices == 1);
     let constants = [
@@ -723,12 +748,6 @@ fn launch_rows_weight_grad(
         accumulate,
     )
 }
-
-/// Invocations the one-channel rows weight gradient is cut into batch slices to reach: each
-/// walks its slice alone, and llvmpipe runs a workgroup of 64 on one thread, so 16 workgroups
-/// keep the cores busy where one per tap row and channel quad would leave most idle (D's 5x5
-/// 32 -> 1 conv has 40).
-const ROWS_WEIGHT_GRAD_INVOCATIONS: usize = 1024;
 
 /// Blocks of 4 outputs per invocation of the one-channel rows kernels: the fewest for the
 /// fewest segments per output row.

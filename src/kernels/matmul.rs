@@ -1,9 +1,10 @@
 //! Host side of `shaders/matmul.wgsl`: C = op(A)·op(B) (+ bias), for dense layers.
 //!
-//! Two variants: `matmul_subgroup` for devices with 8-lane subgroups (lavapipe on AVX2), which
-//! shares loaded A rows across lanes with subgroupBroadcast, and `matmul_portable` for every
-//! device (GL and WebGPU without subgroups have only this one). `Gpu::variants` says which
-//! runs; [`crate::tune`] measures both where both can. A product with one column (n = 1) and A
+//! Three variants: `matmul_subgroup` for devices with 8-lane subgroups (lavapipe on AVX2), which
+//! shares loaded A rows across lanes with subgroupBroadcast, and for every device
+//! `matmul_portable`, which blocks registers without sharing, and `matmul_tiled`, which stages
+//! tiles in workgroup memory (for discrete GPUs). `Gpu::variants` says which
+//! runs; [`crate::tune`] measures each where more than one can. A product with one column (n = 1) and A
 //! stored [m,k] runs `matvec` on every device instead. Transposes, bias and vec4 loads are WGSL
 //! override constants, so each combination is its own specialised pipeline.
 
@@ -21,6 +22,13 @@ pub const SUBGROUP_SIZES: &[u32] = &[8];
 /// `matmul_subgroup`, 8 x 8 invocations of 8 x 4 in `matmul_portable`).
 const SUBGROUP_TILE: (usize, usize) = (32, 32);
 const PORTABLE_TILE: (usize, usize) = (64, 32);
+/// `matmul_tiled`'s TILED_WG for C of m x n: tiles of 128 (16 x 16 invocations of 8 x 8) where
+/// there are enough of them to give a large GPU's every multiprocessor one (H100: 132), else
+/// tiles of 64 (8 x 8 invocations), four times as many.
+fn tiled_workgroup_side(m: usize, n: usize) -> u32 {
+    if m.div_ceil(128) * n.div_ceil(128) >= 128 { 16 } else { 8 }
+}
+
 /// Invocations per workgroup of `matvec` (4 rows of C each; MATVEC_WG in matmul.wgsl).
 const MATVEC_WG: u32 = 64;
 
@@ -152,11 +160,13 @@ fn launch(
         assert!(groups[0] <= max && groups[1] <= max, "matmul {m}x{n}: too many workgroups");
         groups.map(|g| g as u32)
     };
+    let tiled_wg = tiled_workgroup_side(m, n);
     let (entry, groups) = match gpu.variants().matmul {
         _ if runs_matvec(n, trans_a) => ("matvec", gpu.grid(m.div_ceil(4), MATVEC_WG)),
         Variant::Subgroup => ("matmul_subgroup", tiles(SUBGROUP_TILE)),
         Variant::Portable => ("matmul_portable", tiles(PORTABLE_TILE)),
-        // Gpu::set_variants lets matmul take only the two above.
+        Variant::Tiled => ("matmul_tiled", tiles((8 * tiled_wg as usize, 8 * tiled_wg as usize))),
+        // Gpu::set_variants lets matmul take only the three above.
         other => unreachable!("{other:?} is not a matmul variant"),
     };
     if let Some(sums) = column_sums {
@@ -174,6 +184,9 @@ fn launch(
         ("VEC_A", flag(vec_a)),
         ("VEC_B", flag(vec_b)),
     ];
+    if entry.starts_with("matmul_tiled") {
+        constants.push(("TILED_WG", tiled_wg as f64));
+    }
     constants.extend(stores.constants);
     let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
     let params = gpu.uniform(&Params { m: m as u32, n: n as u32, k: k as u32 });
