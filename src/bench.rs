@@ -700,7 +700,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             ensure!(!grad || act.is_some(), "matmul flag grad: the gradient of which activation?");
             let largest = 4 * (m * k).max(k * n).max(m * n) as u64;
             ensure!(
-                largest <= gpu.limits.max_storage_buffer_binding_size as u64,
+                largest <= gpu.limits.max_storage_buffer_binding_size,
                 "matmul {shape}: an operand of {} MiB passes the device's {} MiB storage binding \
                  (WebGPU's default limit); take smaller sides",
                 largest >> 20,

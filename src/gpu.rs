@@ -112,14 +112,24 @@ impl Variant {
     /// The ways a one-channel conv can run, on every adapter, the default first.
     pub const ONE_CHANNEL: &[Variant] = &[Variant::Rows, Variant::Tiles];
 
+    /// The ways to slice weight and bias gradients, on every adapter, the default first.
+    pub const SLICES: &[Variant] = &[Variant::FewSlices, Variant::ManySlices];
+
+    /// The slicings to choose among by measurement: both, but few on a CPU adapter. At the
+    /// tuner's batch of 16 lavapipe ran them within noise of each other (58-69 against 63-75
+    /// ms, three runs, and one chose many), while at the presets' own batches more slices
+    /// made `dcgan-avgpool`'s layers 1.5-3x slower there.
+    pub fn slices_candidates(caps: &KernelCaps) -> &'static [Variant] {
+        if caps.cpu { &Variant::SLICES[..1] } else { Variant::SLICES }
+    }
+
+    /// The slices a cached choice from before the slices family had (serde's default).
     fn few_slices() -> Variant {
         Variant::FewSlices
     }
 
-    /// The ways to slice weight and bias gradients, on every adapter, the default first.
-    pub const SLICES: &[Variant] = &[Variant::FewSlices, Variant::ManySlices];
-
-    /// The variants an adapter with these capabilities can run, the feature-based default first.
+    /// The conv variants an adapter with these capabilities can run, the feature-based default
+    /// first.
     pub fn candidates(caps: &KernelCaps) -> &'static [Variant] {
         if caps.subgroup_size.is_some() {
             &[Variant::Subgroup, Variant::Portable]

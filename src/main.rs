@@ -681,7 +681,7 @@ fn tune_variants(args: &GpuArgs, json: bool) -> Result<()> {
             (Some(ms), _) => format!("{ms:10.3} ms"),
             (None, error) => format!("excluded: {}", error.as_deref().unwrap_or("?")),
         };
-        println!("  {:<16} {:<8} {result}", t.family.name(), t.variant.name());
+        println!("  {:<16} {:<11} {result}", t.family.name(), t.variant.name());
     }
     println!("chosen: {}", choice.variants.describe());
     match &cache {

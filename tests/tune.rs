@@ -45,7 +45,7 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
         assert!(measured && first.source == Source::Measured, "{}", common::describe(gpu));
         // Every candidate of every family with more than one timed, each passing its check, the
         // fastest chosen; a family with one candidate takes it untimed (conv on an adapter
-        // without subgroups).
+        // without subgroups, slices on a CPU adapter).
         let timed = |f: Family| first.timings.iter().filter(|t| t.family == f).count();
         for family in Family::ALL {
             let candidates = family.candidates(&gpu.caps);
