@@ -272,7 +272,7 @@ fn check_and_time(
     for c in &case.checks {
         let mut got = gpu.read(&c.got);
         if let Some((len, rows)) = &c.rows {
-            got = rows.iter().flat_map(|&r| got[r * len..(r + 1) * len].to_vec()).collect();
+            got = rows_of(&got, *len, rows);
         }
         check::compare(
             &format!("{} {} {}", case.kernel.name(), case.shape, c.name),
@@ -650,6 +650,11 @@ fn nums(f: &[&str]) -> Result<Vec<usize>> {
     f.iter().map(|s| num(s)).collect()
 }
 
+/// `rows` of a row-major matrix with rows of `len`, one after another.
+fn rows_of(matrix: &[f32], len: usize, rows: &[usize]) -> Vec<f32> {
+    rows.iter().flat_map(|&r| &matrix[r * len..(r + 1) * len]).copied().collect()
+}
+
 /// One check of `got` against `want`.
 fn expect(name: &str, got: &Tensor, want: Vec<f32>, tol: Tolerance) -> Check {
     Check { name: name.to_string(), got: got.clone(), want, tol, rows: None }
@@ -722,8 +727,7 @@ pub fn cases(gpu: &Gpu, kernel: Kernel, shape: &str, rng: &mut StdRng) -> Result
             let a_at = |i: usize, kk: usize| if ta { a[kk * m + i] } else { a[i * k + kk] };
             let op_a: Vec<f32> =
                 rows.iter().flat_map(|&i| (0..k).map(move |kk| a_at(i, kk))).collect();
-            let op_y: Vec<f32> =
-                rows.iter().flat_map(|&i| y[i * n..(i + 1) * n].to_vec()).collect();
+            let op_y = rows_of(&y, n, &rows);
             let mut want = vec![0.0; rows.len() * n];
             let cpu_fused = act.map(|act| {
                 if grad { Fused::Gradient(act, &op_y[..]) } else { Fused::Activation(act) }

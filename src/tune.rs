@@ -1,10 +1,11 @@
 //! Kernel variants chosen by measurement. Where an adapter can run more than one variant of a
 //! kernel family (subgroup and portable matmul and conv on an adapter with 8-lane subgroups;
 //! workgroup-memory tiles for matmul and few or many slices for weight gradients' sums off CPU
-//! adapters; rows or GEMM tiles for one-channel convs on every adapter), the first command that opens it
-//! times each variant on shapes the presets run, after checking it against the CPU twin, and
-//! keeps the fastest. The choice is cached per adapter, driver and kernel source, so later
-//! commands start at once and an edited shader or a new driver is measured again.
+//! adapters; rows or GEMM tiles for one-channel convs on every adapter), the first command
+//! that opens it times each variant on shapes the presets run, after checking it against the
+//! CPU twin, and keeps the fastest. The choice is cached per adapter, driver and kernel
+//! source, so later commands start at once and an edited shader or a new driver is measured
+//! again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

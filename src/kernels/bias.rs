@@ -3,21 +3,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{flag, mirrors};
-use crate::gpu::{Dispatch, Gpu, Op, Tensor, Variant};
+use super::{flag, mirrors, slicing};
+use crate::gpu::{Dispatch, Gpu, Op, Tensor};
 use crate::shaders;
 
 const WG: u32 = 64;
-
-/// Rows one invocation sums, a slice of a tall matrix (see bias.wgsl), per slices variant:
-/// enough to keep a CPU adapter's stores of partial sums a small share, and few enough that a
-/// discrete GPU's invocations each wait on a short chain of loads.
-fn slice_rows(gpu: &Gpu) -> usize {
-    match gpu.variants().slices {
-        Variant::ManySlices => 32,
-        _ => 256,
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -41,7 +31,8 @@ pub fn bias_grad(
 ) -> Vec<Op> {
     assert!(rows * cols <= dy.len && cols <= db.len, "bias_grad: tensors too small");
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let slice_rows = slice_rows(gpu).max(rows.div_ceil(max));
+    // Rows per invocation: the slicing's, or more where the grid would pass its limit.
+    let slice_rows = slicing(gpu).column_rows.max(rows.div_ceil(max));
     let slices = rows.div_ceil(slice_rows);
     if slices == 1 {
         return vec![column_sums(gpu, dy, db, rows, cols, rows, accumulate).into()];

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
-use super::{Fused, flag, store_constants};
+use super::{Fused, Slicing, flag, slicing, store_constants};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -337,40 +337,6 @@ impl Params {
             row_groups: u(row_groups),
             slice_images: u(slice_images),
         }
-    }
-}
-
-/// How weight gradients are cut into batch slices, each summing its images into a partial dW
-/// that a second dispatch sums: a slice costs a pass of stores over dW and a share of the sum,
-/// and buys parallelism where dW alone has too few tiles.
-struct Slicing {
-    /// SIMD vectors of work (8 lanes) the GEMM-tile weight gradient is cut to reach, where dW
-    /// alone has fewer tiles (a subgroup tile is one vector, a portable tile one lane).
-    tile_vectors: usize,
-    /// Invocations the one-channel rows weight gradient is cut to reach (one per tap row and
-    /// channel quad otherwise: D's 5x5 32 -> 1 conv has 40).
-    rows_invocations: usize,
-    /// The fewest output pixels a batch slice sums over, so that its stores stay a small share.
-    slice_pixels: usize,
-}
-
-/// Variant::FewSlices, for a CPU adapter: D's first conv of one input channel has 25 rows of
-/// dW, one or two vectors, which left a core idle and ran at 0.3 GFLOP/s at dcgan-upsample's
-/// batch of 512; more slices made dcgan-avgpool's layers 1.5-3x slower. llvmpipe runs a
-/// workgroup of 64 on one thread, so 16 workgroups of the rows kernel keep its cores busy.
-const FEW_SLICES: Slicing = Slicing { tile_vectors: 8, rows_invocations: 1024, slice_pixels: 1024 };
-
-/// Variant::ManySlices, for a discrete GPU, which wants tens of thousands of invocations in
-/// flight: with few slices an H200 summed dcgan's first D conv's dW (9 x 64) over 25k pixels
-/// per invocation, 2.6 GFLOP/s.
-const MANY_SLICES: Slicing =
-    Slicing { tile_vectors: 8192, rows_invocations: 65536, slice_pixels: 256 };
-
-/// The slicing of `gpu`'s slices variant.
-fn slicing(gpu: &Gpu) -> &'static Slicing {
-    match gpu.variants().slices {
-        Variant::ManySlices => &MANY_SLICES,
-        _ => &FEW_SLICES,
     }
 }
 

@@ -1,11 +1,11 @@
 //! Host side of `shaders/matmul.wgsl`: C = op(A)·op(B) (+ bias), for dense layers.
 //!
-//! Three variants: `matmul_subgroup` for devices with 8-lane subgroups (lavapipe on AVX2), which
-//! shares loaded A rows across lanes with subgroupBroadcast, and for every device
+//! Three variants: `matmul_subgroup` for devices with 8-lane subgroups (lavapipe on AVX2),
+//! which shares loaded A rows across lanes with subgroupBroadcast, and for every device
 //! `matmul_portable`, which blocks registers without sharing, and `matmul_tiled`, which stages
-//! tiles in workgroup memory (for discrete GPUs). `Gpu::variants` says which
-//! runs; [`crate::tune`] measures each where more than one can. A product with one column (n = 1) and A
-//! stored [m,k] runs `matvec` on every device instead. Transposes, bias and vec4 loads are WGSL
+//! tiles in workgroup memory (for discrete GPUs). `Gpu::variants` says which runs;
+//! [`crate::tune`] measures each where more than one can. A product with one column (n = 1)
+//! and A stored [m,k] runs `matvec` on every device instead. Transposes, bias and vec4 loads are WGSL
 //! override constants, so each combination is its own specialised pipeline.
 
 use bytemuck::{Pod, Zeroable};

@@ -2,7 +2,7 @@
 //! once (pipeline, bind group, parameters), which a test runs once and the trainer replays every
 //! step. Each has a twin in [`crate::cpu`] with the same name and argument order.
 
-use crate::gpu::{Gpu, QuadTexture, Tensor};
+use crate::gpu::{Gpu, QuadTexture, Tensor, Variant};
 
 pub mod activation;
 pub mod batchnorm;
@@ -26,6 +26,47 @@ fn flag(on: bool) -> f64 {
 /// to the output's values).
 fn store_constants(row_len: usize, accumulate: bool) -> [(&'static str, f64); 2] {
     [("VEC_C", flag(row_len.is_multiple_of(4))), ("ACCUMULATE", flag(accumulate))]
+}
+
+/// How weight and bias gradients cut their long sums (over a batch's pixels, or a tall
+/// matrix's rows) into slices, summed in parallel into partial sums that a second dispatch
+/// adds up: a slice costs a pass of stores and a share of that sum, and buys parallelism where
+/// the output alone has too few invocations. One per [`Variant`] of the slices family.
+pub(crate) struct Slicing {
+    /// SIMD vectors of work (8 lanes) the GEMM-tile conv weight gradient is cut to reach, where
+    /// dW alone has fewer tiles (a subgroup tile is one vector, a portable tile one lane).
+    pub tile_vectors: usize,
+    /// Invocations the one-channel rows weight gradient is cut to reach (one per tap row and
+    /// channel quad otherwise: D's 5x5 32 -> 1 conv has 40).
+    pub rows_invocations: usize,
+    /// The fewest output pixels a conv's batch slice sums over, so that its stores stay a
+    /// small share.
+    pub slice_pixels: usize,
+    /// Rows one bias_grad invocation sums (bias.wgsl).
+    pub column_rows: usize,
+}
+
+/// Variant::FewSlices, for a CPU adapter: D's first conv of one input channel has 25 rows of
+/// dW, one or two vectors, which left a core idle and ran at 0.3 GFLOP/s at dcgan-upsample's
+/// batch of 512; more slices made dcgan-avgpool's layers 1.5-3x slower. llvmpipe runs a
+/// workgroup of 64 on one thread, so 16 workgroups of the rows kernel keep its cores busy.
+const FEW_SLICES: Slicing =
+    Slicing { tile_vectors: 8, rows_invocations: 1024, slice_pixels: 1024, column_rows: 256 };
+
+/// Variant::ManySlices, for a discrete GPU, which wants tens of thousands of invocations in
+/// flight, each waiting on a short chain of loads: with few slices an H200 summed dcgan's
+/// first D conv's dW (9 x 64) over 25k pixels per invocation, 2.6 GFLOP/s.
+const MANY_SLICES: Slicing =
+    Slicing { tile_vectors: 8192, rows_invocations: 65536, slice_pixels: 256, column_rows: 32 };
+
+/// The slicing of `gpu`'s slices variant.
+pub(crate) fn slicing(gpu: &Gpu) -> &'static Slicing {
+    match gpu.variants().slices {
+        Variant::FewSlices => &FEW_SLICES,
+        Variant::ManySlices => &MANY_SLICES,
+        // Gpu::set_variants lets slices take only the two above.
+        other => unreachable!("{other:?} is not a slicing"),
+    }
 }
 
 /// The textures mirroring `tensors` for a kernel's TEXTURES variant, which reads its operands
