@@ -5,7 +5,8 @@
 // A conv layer's bias sums batch * pixels rows (200k in dcgan), and one invocation per column
 // walking all of them used one core of the device. So the rows are cut into slices of
 // Params.slice_rows, summed in parallel into a [slices, cols] matrix of partial sums, whose
-// column sums (this kernel again, over that matrix) are the gradient.
+// column sums (this kernel again, over that matrix, as many times as it takes) are the
+// gradient.
 
 struct Params {
     rows: u32,

@@ -1171,6 +1171,267 @@ fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
     filter_out[i] = sum;
 }
 
+// ---- Tiled kernels, for discrete GPUs: matmul.wgsl's matmul_tiled with the gathering reads
+// above. TILED_WG x TILED_WG invocations stage 8-deep slices of an A tile and a B tile of side
+// 8 * TILED_WG in workgroup memory, then each computes 8 x 8 outputs from them (rows and
+// columns two blocks of 4, 4 * TILED_WG apart). On lavapipe workgroup memory and barriers only
+// add cost (see the portable kernels), so tune.rs times these off CPU adapters only.
+//
+// A gather tile's rows are dst pixels (n, h, w) rather than images of one pixel, so that a
+// batch of any size fills it; each staged quad checks its own tap. For backward data the
+// dst pixels are split by phase (h mod s_h, w mod s_w), a dispatch's row groups phase by
+// phase: all pixels of a phase take the same taps (d + pad ≡ t mod s), so a strided transposed
+// conv never visits a tap only to mask it. A weight-gradient tile is rows of dW by columns,
+// summed over the output pixels of its batch slice (Params.row_groups, slice_images).
+override TILED_WG: u32 = 16u;
+const TILED_K: u32 = 8u;
+// Slice kk of the tiles: A's rows at tiled_a[kk * side / 4 ..] and B's columns at
+// tiled_b[kk * side / 4 ..], by quads. Sized for the larger tile.
+var<workgroup> tiled_a: array<vec4<f32>, 256>;
+var<workgroup> tiled_b: array<vec4<f32>, 256>;
+
+// The dst pixels of one phase, first + step * (i, j) for i < pixels.x, j < pixels.y, and the
+// taps they take, tap_first + step * (a, b) for a < taps.x, b < taps.y (step 1 forward).
+struct Phase {
+    first: vec2<u32>,
+    step: vec2<u32>,
+    pixels: vec2<u32>,
+    tap_first: vec2<u32>,
+    taps: vec2<u32>,
+    dst: vec3<u32>,
+    src: vec3<u32>,
+}
+
+fn phase(index: u32) -> Phase {
+    var f: Phase;
+    f.dst = dst_dims();
+    f.src = src_dims();
+    let k = vec2(p.k_h, p.k_w);
+    if p.backward_data == 0u {
+        f.step = vec2(1u);
+        f.pixels = f.dst.xy;
+        f.taps = k;
+        return f;
+    }
+    let s = vec2(p.s_h, p.s_w);
+    f.first = vec2(index / p.s_w, index % p.s_w);
+    f.step = s;
+    f.pixels = (max(f.dst.xy, f.first) - f.first + s - 1u) / s;
+    f.tap_first = (f.first + vec2(p.pad_top, p.pad_left)) % s;
+    f.taps = (max(k, f.tap_first) - f.tap_first + s - 1u) / s;
+    return f;
+}
+
+// Row m of a phase as (image, h, w).
+fn phase_pixel(f: Phase, m: u32) -> vec3<u32> {
+    let per_image = f.pixels.x * f.pixels.y;
+    let r = m % per_image;
+    return vec3(m / per_image, f.first + f.step * vec2(r / f.pixels.y, r % f.pixels.y));
+}
+
+// Tap number `tap` of the phase as (kh, kw).
+fn phase_tap(f: Phase, tap: u32) -> vec2<u32> {
+    return f.tap_first + f.step * vec2(tap / f.taps.y, tap % f.taps.y);
+}
+
+// Offset of the src pixel that tap (kh, kw) connects to dst pixel px, or -1 where it lies
+// outside the image (or px past the batch). In a phase, d + pad - t divides exactly by s.
+fn tap_src_pixel(f: Phase, px: vec3<u32>, tap: vec2<u32>) -> i32 {
+    let s = vec2(i32(p.s_h), i32(p.s_w));
+    let pad = vec2(i32(p.pad_top), i32(p.pad_left));
+    var src = vec2<i32>(px.yz) * s + vec2<i32>(tap) - pad;
+    if p.backward_data != 0u {
+        src = (vec2<i32>(px.yz) + pad - vec2<i32>(tap)) / s;
+    }
+    let inside = all(src >= vec2(0)) && all(vec2<u32>(src) < f.src.xy) && px.x < p.batch;
+    return select(-1, i32((px.x * f.src.x + u32(src.x)) * f.src.y + u32(src.y)), inside);
+}
+
+// im2col(src) at row px, reduction steps k0..k0+3 (tap k / src_c, channel k % src_c), zero
+// past the reduction's `len` and where a tap lies outside the image.
+fn gather_quad(f: Phase, px: vec3<u32>, k0: u32, len: u32) -> vec4<f32> {
+    let channels = f.src.z;
+    if channels % 4u == 0u {
+        // One tap, 4 channels.
+        let pixel = tap_src_pixel(f, px, phase_tap(f, k0 / channels));
+        if pixel < 0 || k0 >= len {
+            return vec4(0.0);
+        }
+        return a_quad(u32(pixel) * channels, k0 % channels, channels);
+    }
+    var v = vec4(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        let k = k0 + e;
+        let pixel = tap_src_pixel(f, px, phase_tap(f, k / channels));
+        if pixel >= 0 && k < len {
+            v[e] = a_at(u32(pixel) * channels + k % channels);
+        }
+    }
+    return v;
+}
+
+// Backward data's B: W_tap as [y_c, x_c] (reduced along y_c), column ci at reduction steps
+// k0..k0+3 (tap k / y_c, channel k % y_c), zero past the reduction's `len`.
+fn adjoint_weight_quad(f: Phase, k0: u32, ci: u32, len: u32) -> vec4<f32> {
+    let col = min(ci, p.x_c - 1u);
+    if p.y_c % 4u == 0u {
+        let tap = phase_tap(f, min(k0, len - 1u) / p.y_c);
+        let row = w_slice(i32(tap.x), i32(tap.y)) + col * p.y_c;
+        return select(vec4(0.0), b_quad(row, k0 % p.y_c, p.y_c), k0 < len);
+    }
+    var v = vec4(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        let k = min(k0 + e, len - 1u);
+        let tap = phase_tap(f, k / p.y_c);
+        let value = b_at(w_slice(i32(tap.x), i32(tap.y)) + col * p.y_c + k % p.y_c);
+        v[e] = select(0.0, value, k0 + e < len);
+    }
+    return v;
+}
+
+// Stages reduction steps k0..k0+7 of the gather tile at phase rows row0.. and columns j0..
+fn stage_gather(f: Phase, row0: u32, j0: u32, k0: u32, len: u32, local: u32) {
+    let quads = TILED_WG * 2u;
+    for (var q = local; q < TILED_K * quads; q += TILED_WG * TILED_WG) {
+        // A: a quad is one row across 4 steps, scattered into 4 slices; so is a backward-data
+        // B quad, one column across 4 steps.
+        let r = q / (TILED_K / 4u);
+        let kq = 4u * (q % (TILED_K / 4u));
+        let a = gather_quad(f, phase_pixel(f, row0 + r), k0 + kq, len);
+        for (var c = 0u; c < 4u; c++) {
+            tiled_a[(kq + c) * quads + r / 4u][r % 4u] = a[c];
+        }
+        if p.backward_data != 0u {
+            let b = adjoint_weight_quad(f, k0 + kq, j0 + r, len);
+            for (var c = 0u; c < 4u; c++) {
+                tiled_b[(kq + c) * quads + r / 4u][r % 4u] = b[c];
+            }
+        } else {
+            // Forward, step k is row k of W as stored [taps * x_c, y_c].
+            let k = k0 + q / quads;
+            let b = b_quad(min(k, len - 1u) * p.y_c, j0 + 4u * (q % quads), p.y_c);
+            tiled_b[q] = select(vec4(0.0), b, k < len);
+        }
+    }
+}
+
+// The 8 x 8 outputs of an invocation: rows i.. and i + half.., columns j.. and j + half..
+struct TiledSums {
+    acc00: mat4x4<f32>,
+    acc01: mat4x4<f32>,
+    acc10: mat4x4<f32>,
+    acc11: mat4x4<f32>,
+}
+
+// One staged slice into the sums.
+fn tiled_step(s: TiledSums, lid: vec3<u32>) -> TiledSums {
+    let quads = TILED_WG * 2u;
+    var t = s;
+    for (var kk = 0u; kk < TILED_K; kk++) {
+        let a0 = tiled_a[kk * quads + lid.y];
+        let a1 = tiled_a[kk * quads + lid.y + TILED_WG];
+        let b0 = tiled_b[kk * quads + lid.x];
+        let b1 = tiled_b[kk * quads + lid.x + TILED_WG];
+        // outer(columns, rows): a block whose column q is row i+q.
+        t.acc00 += outer(b0, a0);
+        t.acc01 += outer(b1, a0);
+        t.acc10 += outer(b0, a1);
+        t.acc11 += outer(b1, a1);
+    }
+    return t;
+}
+
+// Writes rows i..i+3 of the phase, columns j..j+3, from an accumulator block.
+fn phase_store_block(f: Phase, i: u32, j: u32, rows: u32, v: mat4x4<f32>) {
+    for (var r = 0u; r < 4u; r++) {
+        if i + r < rows {
+            let px = phase_pixel(f, i + r);
+            quad_store(((px.x * f.dst.x + px.y) * f.dst.y + px.z) * f.dst.z, j, f.dst.z, v[r]);
+        }
+    }
+}
+
+@compute @workgroup_size(TILED_WG, TILED_WG)
+fn conv_gather_tiled(@builtin(workgroup_id) wg: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_id) lid: vec3<u32>,
+                     @builtin(local_invocation_index) local: u32) {
+    let group = row_group(wg, nwg);
+    let f = phase(group / p.row_groups);
+    let rows = p.batch * f.pixels.x * f.pixels.y;
+    let half = TILED_WG * 4u;
+    let row0 = (group % p.row_groups) * 2u * half;
+    // Past this phase's rows, or past the last phase (the grid's fold can add some).
+    let phases = select(1u, p.s_h * p.s_w, p.backward_data != 0u);
+    if row0 >= rows || group / p.row_groups >= phases {
+        return;
+    }
+    let j0 = wg.x * 2u * half;
+    let i = row0 + 4u * lid.y;
+    let j = j0 + 4u * lid.x;
+    let len = f.taps.x * f.taps.y * f.src.z;
+    var s = TiledSums(gather_bias(j, f.dst.z), gather_bias(j + half, f.dst.z),
+                      gather_bias(j, f.dst.z), gather_bias(j + half, f.dst.z));
+    for (var k0 = 0u; k0 < len; k0 += TILED_K) {
+        stage_gather(f, row0, j0, k0, len, local);
+        workgroupBarrier();
+        s = tiled_step(s, lid);
+        workgroupBarrier();
+    }
+    phase_store_block(f, i, j, rows, s.acc00);
+    phase_store_block(f, i, j + half, rows, s.acc01);
+    phase_store_block(f, i + half, j, rows, s.acc10);
+    phase_store_block(f, i + half, j + half, rows, s.acc11);
+}
+
+// Output pixel m of the batch as (image, oh, ow).
+fn out_pixel(m: u32) -> vec3<u32> {
+    let per_image = p.y_h * p.y_w;
+    let r = m % per_image;
+    return vec3(m / per_image, r / p.y_w, r % p.y_w);
+}
+
+// Stages output pixels m0..m0+7 of a weight-gradient tile at dW rows i0.. and columns j0..:
+// A is im2col(x)ᵀ, a quad 4 rows of dW (x_quad) at one pixel, B is dy, zero from m_end on.
+fn stage_weight_grad(i0: u32, j0: u32, m0: u32, m_end: u32, local: u32) {
+    let quads = TILED_WG * 2u;
+    for (var q = local; q < TILED_K * quads; q += TILED_WG * TILED_WG) {
+        let m = m0 + q / quads;
+        let px = out_pixel(min(m, m_end - 1u));
+        tiled_a[q] = x_quad(px, row_quad(i0 + 4u * (q % quads)));
+        tiled_b[q] = dy_quad(px, j0 + 4u * (q % quads), select(0u, p.batch, m < m_end));
+    }
+}
+
+@compute @workgroup_size(TILED_WG, TILED_WG)
+fn conv_weight_grad_tiled(@builtin(workgroup_id) wg: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_id) lid: vec3<u32>,
+                          @builtin(local_invocation_index) local: u32) {
+    let slice = weight_slice(wg, nwg);
+    if slice.x >= p.batch {
+        return;
+    }
+    let half = TILED_WG * 4u;
+    let i0 = slice.z * 2u * half;
+    let j0 = wg.x * 2u * half;
+    let i = i0 + 4u * lid.y;
+    let j = j0 + 4u * lid.x;
+    let per_image = p.y_h * p.y_w;
+    let m_end = slice.y * per_image;
+    var s = TiledSums(mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>());
+    for (var m0 = slice.x * per_image; m0 < m_end; m0 += TILED_K) {
+        stage_weight_grad(i0, j0, m0, m_end, local);
+        workgroupBarrier();
+        s = tiled_step(s, lid);
+        workgroupBarrier();
+    }
+    weight_store_block(slice.x, i, j, s.acc00);
+    weight_store_block(slice.x, i, j + half, s.acc01);
+    weight_store_block(slice.x, i + half, j, s.acc10);
+    weight_store_block(slice.x, i + half, j + half, s.acc11);
+}
+
 // ---- Subgroup variants. Everything below needs Features::SUBGROUP: naga validates a whole
 // module against the device's capabilities, so the portable pipelines are built from the text
 // above this line only (see src/kernels/conv.rs). ----

@@ -86,8 +86,8 @@ pub enum Variant {
     Rows,
     /// One-channel convs: the GEMM tiles of the conv family's variant, like every other conv.
     Tiles,
-    /// matmul: tiles staged in workgroup memory, for discrete GPUs (portable, so on every
-    /// adapter).
+    /// matmul and conv: tiles staged in workgroup memory, for discrete GPUs (portable, so on
+    /// every adapter).
     Tiled,
     /// Weight and bias gradients cut their long sums (over a batch's pixels) into as few slices
     /// as keep a CPU adapter's cores busy: each slice's partial sum costs a pass of stores.
@@ -128,19 +128,9 @@ impl Variant {
         Variant::FewSlices
     }
 
-    /// The conv variants an adapter with these capabilities can run, the feature-based default
-    /// first.
-    pub fn candidates(caps: &KernelCaps) -> &'static [Variant] {
-        if caps.subgroup_size.is_some() {
-            &[Variant::Subgroup, Variant::Portable]
-        } else {
-            &[Variant::Portable]
-        }
-    }
-
-    /// The matmul variants an adapter with these capabilities can run: those of
-    /// [`Variant::candidates`] and the workgroup-memory tiles.
-    pub fn matmul_runnable(caps: &KernelCaps) -> &'static [Variant] {
+    /// The matmul and conv variants an adapter with these capabilities can run, the
+    /// feature-based default first: the workgroup-memory tiles run everywhere.
+    pub fn runnable(caps: &KernelCaps) -> &'static [Variant] {
         if caps.subgroup_size.is_some() {
             &[Variant::Subgroup, Variant::Portable, Variant::Tiled]
         } else {
@@ -148,12 +138,12 @@ impl Variant {
         }
     }
 
-    /// The matmul variants to choose among by measurement: every runnable one but, on a CPU
-    /// adapter, the workgroup-memory tiles, which lavapipe ran 10x slower than the others at
-    /// every preset shape (0.8 against 7-9 GFLOP/s) and whose pipelines took it 6 s each to
-    /// compile (tests run them there all the same).
-    pub fn matmul_candidates(caps: &KernelCaps) -> &'static [Variant] {
-        let runnable = Variant::matmul_runnable(caps);
+    /// The matmul and conv variants to choose among by measurement: every runnable one but,
+    /// on a CPU adapter, the workgroup-memory tiles, which lavapipe ran 10x slower than the
+    /// others at every preset matmul shape (0.8 against 7-9 GFLOP/s) and whose pipelines took
+    /// it 6 s each to compile (tests run them there all the same).
+    pub fn candidates(caps: &KernelCaps) -> &'static [Variant] {
+        let runnable = Variant::runnable(caps);
         if caps.cpu { &runnable[..runnable.len() - 1] } else { runnable }
     }
 }
@@ -446,8 +436,8 @@ impl Gpu {
 
     /// Makes ops recorded from now on use `variants` (ops already recorded keep theirs).
     pub fn set_variants(&self, variants: Variants) {
-        let runnable = Variant::matmul_runnable(&self.caps).contains(&variants.matmul)
-            && Variant::candidates(&self.caps).contains(&variants.conv)
+        let runnable = Variant::runnable(&self.caps).contains(&variants.matmul)
+            && Variant::runnable(&self.caps).contains(&variants.conv)
             && Variant::ONE_CHANNEL.contains(&variants.one_channel_conv)
             && Variant::SLICES.contains(&variants.slices);
         assert!(runnable, "{variants:?} on {}", self.describe());

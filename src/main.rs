@@ -241,7 +241,11 @@ impl GpuArgs {
                 }
                 gpu.set_variants(Variants::all(Variant::Subgroup));
             }
-            "tiled" => gpu.set_variants(Variants { matmul: Variant::Tiled, ..gpu.variants() }),
+            "tiled" => gpu.set_variants(Variants {
+                matmul: Variant::Tiled,
+                conv: Variant::Tiled,
+                ..gpu.variants()
+            }),
             _ => {
                 let cache = tune::default_cache_dir();
                 tune::choose(&gpu, cache.as_deref(), false, || {

@@ -34,8 +34,11 @@ pub enum Family {
 }
 
 impl Family {
+    /// In the order they are measured: each on the choices of those before it, so slices
+    /// before the convs whose weight gradients they cut (few slices slowed an H200's dcgan
+    /// step 2.7x, and would weigh on whichever conv variant they were timed with).
     pub const ALL: [Family; 4] =
-        [Family::Matmul, Family::Conv, Family::OneChannelConv, Family::Slices];
+        [Family::Matmul, Family::Slices, Family::Conv, Family::OneChannelConv];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -49,7 +52,7 @@ impl Family {
     /// The variants of this family an adapter with these capabilities can run.
     pub fn candidates(self, caps: &KernelCaps) -> &'static [Variant] {
         match self {
-            Family::Matmul => Variant::matmul_candidates(caps),
+            Family::Matmul => Variant::candidates(caps),
             Family::Conv => Variant::candidates(caps),
             Family::OneChannelConv => Variant::ONE_CHANNEL,
             Family::Slices => Variant::slices_candidates(caps),
@@ -70,7 +73,8 @@ impl Family {
     /// convs; dcgan's final 7x7 conv to one channel and dcgan-avgpool's first D conv from one
     /// (at a small batch, for GL adapters' sake), each conv with every pass; for the slices,
     /// the weight gradients (only) of dcgan's first D conv, of dcgan-upsample's 64 -> 32 conv
-    /// and of dcgan's final conv (the one-channel rows kernel).
+    /// and of dcgan's final conv (the one-channel rows kernel), and dcgan-upsample's logit
+    /// layer (a matrix-vector product over 8192 features).
     fn shapes(self) -> &'static [(Kernel, &'static str)] {
         match self {
             Family::Matmul => &[
@@ -87,6 +91,7 @@ impl Family {
                 (Kernel::Conv, "8,28,28,1,8,5,1,valid,bias,relu"),
             ],
             Family::Slices => &[
+                (Kernel::Matmul, "512,1,8192,bias"),
                 (Kernel::Conv, "16,28,28,1,64,3,2,same,bias,leaky_relu"),
                 (Kernel::Conv, "16,28,28,64,32,5,1,same,bias"),
                 (Kernel::Conv, "16,28,28,128,1,7,1,same,bias,sigmoid"),
@@ -229,9 +234,10 @@ pub fn choose(
     Ok(Choice { variants, timings, source: Source::Measured })
 }
 
-/// Times every candidate variant of every family with more than one on `gpu` (each checked
-/// against the CPU twin first; one that disagrees, or fails to run, is excluded) and returns
-/// the fastest of each with all the timings. Leaves `gpu` on the variants it had.
+/// Times every candidate variant of every family with more than one on `gpu`, in
+/// [`Family::ALL`]'s order and on the choices made before it (each checked against the CPU
+/// twin first; one that disagrees, or fails to run, is excluded) and returns the fastest of
+/// each with all the timings. Leaves `gpu` on the variants it had.
 pub fn measure(gpu: &Gpu) -> Result<(Variants, Vec<Timing>)> {
     let before = gpu.variants();
     let mut chosen = before;
@@ -243,7 +249,7 @@ pub fn measure(gpu: &Gpu) -> Result<(Variants, Vec<Timing>)> {
             continue;
         }
         for &variant in candidates {
-            gpu.set_variants(family.with(before, variant));
+            gpu.set_variants(family.with(chosen, variant));
             let (ms, error) = match time_family(gpu, family) {
                 Ok(ms) => (Some(ms), None),
                 Err(e) => (None, Some(format!("{e:#}"))),
@@ -265,8 +271,9 @@ fn time_family(gpu: &Gpu, family: Family) -> Result<f64> {
     let mut total = 0.0;
     for &(kernel, shape) in family.shapes() {
         for case in bench::cases(gpu, kernel, shape, &mut rng)? {
-            // Slicing changes only the weight gradients.
-            if family == Family::Slices && !case.shape.ends_with(" dw") {
+            // Slicing changes only the weight gradients (and matrix-vector products).
+            if family == Family::Slices && kernel != Kernel::Matmul && !case.shape.ends_with(" dw")
+            {
                 continue;
             }
             total += bench::measure(gpu, &case, None)?.ms;

@@ -386,10 +386,29 @@ fn conv_matches_cpu_twin() {
         failures.extend(
             weight_grads.filter_map(|call| call.check(gpu).err()).map(|e| e + " (many slices)"),
         );
+        // Every conv again on the workgroup-memory tiles (tune.rs's Tiled, for discrete GPUs;
+        // passes of 16 output columns or fewer keep the other kernels). A CPU adapter compiles
+        // those pipelines slowly (GL 9 s each), so there only the cases of TILED_ON_CPU.
+        gpu.set_variants(Variants { conv: Variant::Tiled, ..rows });
+        let tiled = calls
+            .iter()
+            .filter(|c| !gpu.caps.cpu || TILED_ON_CPU.iter().any(|name| c.name.ends_with(name)));
+        failures.extend(tiled.filter_map(|call| call.check(gpu).err()).map(|e| e + " (tiled)"));
         gpu.set_variants(rows);
         assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });
 }
+
+/// The cases the tiled conv kernels are checked on where a CPU adapter runs them: channels
+/// off multiples of 4 (scalar gathers) through a bias and activation, with a batch and
+/// channels that end mid-tile and a weight gradient accumulating over batch slices; whole
+/// quads of channels (vector gathers), more than 16 in the input gradient; a transposed conv
+/// by the phases of stride 2, through a bias and activation.
+const TILED_ON_CPU: [&str; 3] = [
+    " k3 s2 same 5x5x6 -> 40, batch 37",
+    " k3 s1 same 23x23x40 -> 24",
+    " T k4 s2 same 2x3x8 -> 24, batch 20",
+];
 
 /// Held by the tests that switch one-channel convs between rows and tiles, or need the rows:
 /// the tests of this file share their devices.

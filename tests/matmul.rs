@@ -127,7 +127,7 @@ fn preset_shapes(b: usize) -> Vec<((usize, usize, usize), bool, bool)> {
 static MATMUL_VARIANT: Mutex<()> = Mutex::new(());
 
 /// Runs `body` on every test GPU with each matmul variant it can run (tune.rs chooses among
-/// them per adapter), naming the variant in its failures. `body` gets the stride of the cases
+/// them per adapter), then with many slices, naming the variant in its failures. `body` gets the stride of the cases
 /// to check: every one, but every 13th (cycling through the transposes) for the
 /// workgroup-memory tiles on a CPU adapter, which never chooses them and takes 6 s (Vulkan) to
 /// 30 s (GL) to compile each of their pipelines.
@@ -136,12 +136,17 @@ fn on_every_matmul_variant(test: &str, body: impl Fn(&Gpu, usize) -> Vec<String>
     common::on_every_gpu(test, |gpu| {
         let chosen = gpu.variants();
         let mut failures = Vec::new();
-        for &matmul in Variant::matmul_runnable(&gpu.caps) {
+        for &matmul in Variant::runnable(&gpu.caps) {
             gpu.set_variants(Variants { matmul, ..chosen });
             let stride = if matmul == Variant::Tiled && gpu.caps.cpu { 13 } else { 1 };
             let found = body(gpu, stride);
             failures.extend(found.into_iter().map(|e| format!("{e} ({})", matmul.name())));
         }
+        // Again with the sums of matrix-vector products split across workgroups (the slices
+        // family's many slices; the other products run as before).
+        gpu.set_variants(Variants { slices: Variant::ManySlices, ..chosen });
+        let found = body(gpu, 1);
+        failures.extend(found.into_iter().map(|e| format!("{e} (many slices)")));
         gpu.set_variants(chosen);
         assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });
@@ -178,6 +183,8 @@ fn matmul_matches_cpu_twin() {
             // multiples of 4.
             (33, 37, 1),
             (70, 256, 1),
+            // k over 4 rounds of matvec_split's 64 lanes, ending mid-quad.
+            (9, 1027, 1),
         ];
         for (i, &shape) in small.iter().enumerate() {
             for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {

@@ -4,7 +4,10 @@
 #
 #   bash tools/gpu_session.sh pack    # here: release binary, GPU test binaries, MNIST, fixtures
 #                                     # into the git-ignored .dev/ (about 40 MB)
-#   device run, carry [".dev", ".gl"]: bash tools/gpu_session.sh run
+#   device run, carry [".dev", ".gl"]: bash tools/gpu_session.sh run [STAGE...]
+#
+# STAGES: devices models compare matmul kernels tests (all, in this order, by default);
+# TESTS picks the test binaries, ROUNDS compare.py's rounds.
 #
 # .gl/ holds the Vulkan loader's .deb files (see the device tool's README). Results land in
 # $OUT: devices.txt (adapter, tuned variants), matmul.txt, models.txt, compare.txt,
@@ -12,7 +15,7 @@
 # value, each under its own timeout, so a run cut short still returns the first ones.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-TESTS="matmul kernels conv layer_kernels training tune"
+TESTS=${TESTS:-"matmul kernels conv layer_kernels training tune"}
 
 pack() {
     set -e
@@ -44,22 +47,38 @@ run() {
     local built_at
     built_at=$(cat .dev/built_at)
     [ -e "$built_at" ] || { mkdir -p "$(dirname "$built_at")" && ln -s "$PWD" "$built_at"; }
+    # ... and run the binary from its build path (tests/tune.rs).
+    mkdir -p target/release && ln -sf "$PWD/.dev/bin/gan-gpu" target/release/gan-gpu
     export GAN_GPU_FIXTURES=$PWD/.dev/ops.safetensors GAN_GPU_DATA=$PWD/.dev/mnist
     export XDG_RUNTIME_DIR=/tmp/xdg WGPU_BACKEND=vulkan GAN_GPU_CACHE_DIR=/tmp/gcache PYTHONUNBUFFERED=1
     mkdir -p -m700 "$XDG_RUNTIME_DIR"
-    local B=.dev/bin/gan-gpu log=$OUT/log.txt t0
+    B=.dev/bin/gan-gpu log=$OUT/log.txt
     t0=$(date +%s)
-    stage() { echo "== $(($(date +%s) - t0))s $*" | tee -a "$log"; }
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv >> "$log" 2>&1
-    stage devices
+    for s in "${@:-devices models compare matmul kernels tests}"; do
+        for one in $s; do
+            echo "== $(($(date +%s) - t0))s $one" | tee -a "$log"
+            "stage_$one"
+        done
+    done
+    echo "== $(($(date +%s) - t0))s done" | tee -a "$log"
+}
+
+stage_devices() {
     timeout 40 $B devices > "$OUT/devices.txt" 2>&1
     timeout 90 $B devices --tune >> "$OUT/devices.txt" 2>&1
-    stage models
+}
+
+stage_models() {
     timeout 150 $B bench --iters 200 > "$OUT/models.txt" 2>&1
-    stage compare
+}
+
+stage_compare() {
     timeout 200 python3 benches/compare.py --device cuda --gan-gpu $B --data .dev/mnist \
-        --iters 200 --rounds 2 > "$OUT/compare.txt" 2>&1
-    stage matmul
+        --iters 200 --rounds "${ROUNDS:-2}" > "$OUT/compare.txt" 2>&1
+}
+
+stage_matmul() {
     for s in 1024,1024,1024 4096,4096,4096 4096,4096,4096,ta 4096,4096,4096,tb; do
         for k in tiled portable; do
             timeout 30 $B bench --kernel matmul --kernels $k --shape $s --seconds 0.3 2>&1 \
@@ -68,9 +87,13 @@ run() {
     done > "$OUT/matmul.txt"
     timeout 60 python3 benches/compare.py --device cuda --matmul --gan-gpu $B \
         --shapes "4096,4096,4096;4096,4096,4096,ta" >> "$OUT/matmul.txt" 2>&1
-    stage kernels
+}
+
+stage_kernels() {
     timeout 60 $B bench --kernel all --json > "$OUT/kernels.jsonl" 2>> "$log"
-    stage tests
+}
+
+stage_tests() {
     for t in $TESTS; do
         echo "## $t" >> "$OUT/tests.txt"
         GAN_GPU_TEST_BACKENDS=vulkan timeout 60 ".dev/bin/test-$t" --test-threads 16 \
@@ -78,11 +101,10 @@ run() {
         echo "rc=$?" >> "$OUT/tests.txt"
     done
     grep -E "^test result|rc=|panicked" "$OUT/tests.txt" >> "$log"
-    stage done
 }
 
 case "${1:-}" in
     pack) pack ;;
-    run) run ;;
+    run) shift; run "$@" ;;
     *) echo "usage: $0 pack|run" >&2; exit 2 ;;
 esac

@@ -19,8 +19,9 @@ struct Params {
 }
 
 /// db[c] = sum over rows of dy[r*cols + c] (+ db[c] when `accumulate`): column sums of a
-/// row-major [rows, cols] matrix. One dispatch, or for more than a slice of rows two: the
-/// slices' partial sums, then their column sums.
+/// row-major [rows, cols] matrix. One dispatch, or for more than a slice of rows the slices'
+/// partial sums, then theirs, until one slice is left: a last pass over all of 25k rows' slices
+/// in one workgroup took an H200 0.4 ms (dcgan's D conv biases).
 pub fn bias_grad(
     gpu: &Gpu,
     dy: &Tensor,
@@ -31,17 +32,20 @@ pub fn bias_grad(
 ) -> Vec<Op> {
     assert!(rows * cols <= dy.len && cols <= db.len, "bias_grad: tensors too small");
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    // Rows per invocation: the slicing's, or more where the grid would pass its limit.
-    let slice_rows = slicing(gpu).column_rows.max(rows.div_ceil(max));
-    let slices = rows.div_ceil(slice_rows);
-    if slices == 1 {
-        return vec![column_sums(gpu, dy, db, rows, cols, rows, accumulate).into()];
+    let mut ops = Vec::new();
+    let (mut sums, mut rows) = (dy.clone(), rows);
+    loop {
+        // Rows per invocation: the slicing's, or more where the grid would pass its limit.
+        let slice_rows = slicing(gpu).column_rows.max(rows.div_ceil(max));
+        let slices = rows.div_ceil(slice_rows);
+        if slices == 1 {
+            ops.push(column_sums(gpu, &sums, db, rows, cols, rows, accumulate).into());
+            return ops;
+        }
+        let partials = gpu.zeros(slices * cols);
+        ops.push(column_sums(gpu, &sums, &partials, rows, cols, slice_rows, false).into());
+        (sums, rows) = (partials, slices);
     }
-    let partials = gpu.zeros(slices * cols);
-    vec![
-        column_sums(gpu, dy, &partials, rows, cols, slice_rows, false).into(),
-        column_sums(gpu, &partials, db, slices, cols, slices, accumulate).into(),
-    ]
 }
 
 /// One bias_grad dispatch: the column sums of each `slice_rows` rows of dy into the rows of db.

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
-use super::{Fused, Slicing, flag, slicing, store_constants};
+use super::{Fused, MANY_SLICES, Slicing, flag, slicing, store_constants};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -401,6 +401,9 @@ fn launch(
         Pass::Forward | Pass::BackwardWeight => (g.out_c, g.in_c),
         Pass::BackwardData => (g.in_c, g.out_c),
     };
+    if let Some(slicing) = tiled_slicing(gpu, cols) {
+        return launch_tiled(gpu, pass, [a, b, c], g, epilogue, slicing);
+    }
     let subgroup = gpu.variants().conv == Variant::Subgroup && cols > 16;
     // Rows of a tile (TILE_ROWS in conv.wgsl): images of one pixel in the gather, rows of dW in
     // the weight gradient; in the subgroup kernels the fewest of 8, 16, 32 that cover them.
@@ -496,6 +499,84 @@ fn launch(
         out.binding(),
     ];
     // Only the gather kernels have the epilogue bindings.
+    if pass != Pass::BackwardWeight {
+        bindings.push(stores.epilogue.binding());
+        bindings.push(stores.e4.binding());
+    }
+    let reads = [&a4, &b4, &stores.e4];
+    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&reads);
+    then_sum_slices(gpu, dispatch.into(), partials.as_ref(), c, (slices, c_len), accumulate)
+}
+
+/// The slicing of the tiled kernels where a conv with `cols` output columns takes them (the
+/// Tiled variant; 16 columns or fewer take the portable kernels, as they do the subgroup's):
+/// always many slices, since these kernels are for discrete GPUs.
+fn tiled_slicing(gpu: &Gpu, cols: usize) -> Option<&'static Slicing> {
+    (gpu.variants().conv == Variant::Tiled && cols > 16).then_some(&MANY_SLICES)
+}
+
+/// [`launch`] on conv.wgsl's tiled kernels: tiles of 128 x 128 outputs where the grid has at
+/// least 128 of them, else 64 x 64 (TILED_WG), as for matmul_tiled.
+fn launch_tiled(
+    gpu: &Gpu,
+    pass: Pass,
+    [a, b, c]: [&Tensor; 3],
+    g: &Conv2dGeometry,
+    Epilogue { bias, fused, accumulate }: Epilogue,
+    slicing: &Slicing,
+) -> Vec<Op> {
+    let (label, c_len, cols, gathered) = match pass {
+        Pass::Forward => ("conv2d", g.output_len(), g.out_c, g.in_c),
+        Pass::BackwardData => ("conv2d_backward_data", g.input_len(), g.in_c, g.out_c),
+        Pass::BackwardWeight => ("conv2d_backward_weight", g.weight_len(), g.out_c, g.in_c),
+    };
+    // Rows of the GEMM (of its largest phase, for backward data) and the phases.
+    let (rows, phases) = match pass {
+        Pass::Forward => (g.batch * g.out_h * g.out_w, 1),
+        Pass::BackwardData => (
+            g.batch * g.in_h.div_ceil(g.stride_h) * g.in_w.div_ceil(g.stride_w),
+            g.stride_h * g.stride_w,
+        ),
+        Pass::BackwardWeight => (g.kernel_h * g.kernel_w * g.in_c, 1),
+    };
+    let tiled_wg = if rows.div_ceil(128) * cols.div_ceil(128) * phases >= 128 { 16 } else { 8 };
+    let side = 8 * tiled_wg;
+    let (row_tiles, col_tiles) = (rows.div_ceil(side), cols.div_ceil(side));
+    let slices = if pass == Pass::BackwardWeight {
+        let invocations = row_tiles * col_tiles * tiled_wg * tiled_wg;
+        batch_slices(g, (slicing.tile_vectors * 8).div_ceil(invocations), slicing)
+    } else {
+        1
+    };
+    let stores = FusedStores::new(gpu, bias, fused, (c_len, cols), accumulate && slices == 1, a);
+    let (mirror_a, mirror_b) = (gpu.quad_texture_fits(a), gpu.quad_texture_fits(b));
+    // b's rows (W's, or dy's for the weight gradient) run along y_c.
+    let mut constants = vec![
+        ("VEC_A", flag(gathered % 4 == 0 && mirror_a)),
+        ("VEC_B", flag(g.out_c.is_multiple_of(4) && mirror_b)),
+        ("MIRROR_A", flag(mirror_a)),
+        ("MIRROR_B", flag(mirror_b)),
+        ("TILED_WG", tiled_wg as f64),
+    ];
+    constants.extend(stores.constants);
+    let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
+    let pipeline = gpu.pipeline(&module(&gpu.caps), &format!("{kind}_tiled"), &constants);
+    let partials = (slices > 1).then(|| gpu.zeros(slices * c_len));
+    let out = partials.as_ref().unwrap_or(c);
+    let groups = grid(gpu, col_tiles, row_tiles * phases * slices);
+    let slice_images = g.batch.div_ceil(slices);
+    let backward_data = pass == Pass::BackwardData;
+    let params = Params::new(g, backward_data, bias.is_some(), 0, (row_tiles, slice_images));
+    let params = gpu.uniform(&params);
+    let (a4, b4) = (gpu.quad_texture(a, mirror_a), gpu.quad_texture(b, mirror_b));
+    let mut bindings = vec![
+        params.as_entire_binding(),
+        a.binding(),
+        a4.binding(),
+        b.binding(),
+        b4.binding(),
+        out.binding(),
+    ];
     if pass != Pass::BackwardWeight {
         bindings.push(stores.epilogue.binding());
         bindings.push(stores.e4.binding());

@@ -5,13 +5,14 @@
 //! `matmul_portable`, which blocks registers without sharing, and `matmul_tiled`, which stages
 //! tiles in workgroup memory (for discrete GPUs). `Gpu::variants` says which runs;
 //! [`crate::tune`] measures each where more than one can. A product with one column (n = 1)
-//! and A stored [m,k] runs `matvec` on every device instead. Transposes, bias and vec4 loads are WGSL
+//! and A stored [m,k] runs `matvec` on every device instead (`matvec_split` with the slices
+//! family's many slices). Transposes, bias and vec4 loads are WGSL
 //! override constants, so each combination is its own specialised pipeline.
 
 use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
-use super::{Fused, flag};
+use super::{Fused, flag, slicing};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -162,6 +163,9 @@ fn launch(
     };
     let tiled_wg = tiled_workgroup_side(m, n);
     let (entry, groups) = match gpu.variants().matmul {
+        _ if runs_matvec(n, trans_a) && slicing(gpu).split_matvec => {
+            ("matvec_split", gpu.grid(m.div_ceil(4), 1))
+        }
         _ if runs_matvec(n, trans_a) => ("matvec", gpu.grid(m.div_ceil(4), MATVEC_WG)),
         Variant::Subgroup => ("matmul_subgroup", tiles(SUBGROUP_TILE)),
         Variant::Portable => ("matmul_portable", tiles(PORTABLE_TILE)),
@@ -170,7 +174,7 @@ fn launch(
         other => unreachable!("{other:?} is not a matmul variant"),
     };
     if let Some(sums) = column_sums {
-        assert!(entry != "matvec", "matmul: column sums of a matvec product");
+        assert!(!entry.starts_with("matvec"), "matmul: column sums of a matvec product");
         assert!(sums.len >= n, "matmul: column sums of {} elements for n = {n}", sums.len);
     }
     let entry = match column_sums {

@@ -44,20 +44,33 @@ pub(crate) struct Slicing {
     pub slice_pixels: usize,
     /// Rows one bias_grad invocation sums (bias.wgsl).
     pub column_rows: usize,
+    /// Matrix-vector products split each dot product across a workgroup (matvec_split)
+    /// rather than walk it in one invocation (matvec).
+    pub split_matvec: bool,
 }
 
 /// Variant::FewSlices, for a CPU adapter: D's first conv of one input channel has 25 rows of
 /// dW, one or two vectors, which left a core idle and ran at 0.3 GFLOP/s at dcgan-upsample's
 /// batch of 512; more slices made dcgan-avgpool's layers 1.5-3x slower. llvmpipe runs a
 /// workgroup of 64 on one thread, so 16 workgroups of the rows kernel keep its cores busy.
-const FEW_SLICES: Slicing =
-    Slicing { tile_vectors: 8, rows_invocations: 1024, slice_pixels: 1024, column_rows: 256 };
+const FEW_SLICES: Slicing = Slicing {
+    tile_vectors: 8,
+    rows_invocations: 1024,
+    slice_pixels: 1024,
+    column_rows: 256,
+    split_matvec: false,
+};
 
 /// Variant::ManySlices, for a discrete GPU, which wants tens of thousands of invocations in
 /// flight, each waiting on a short chain of loads: with few slices an H200 summed dcgan's
 /// first D conv's dW (9 x 64) over 25k pixels per invocation, 2.6 GFLOP/s.
-const MANY_SLICES: Slicing =
-    Slicing { tile_vectors: 8192, rows_invocations: 65536, slice_pixels: 256, column_rows: 32 };
+pub(crate) const MANY_SLICES: Slicing = Slicing {
+    tile_vectors: 8192,
+    rows_invocations: 65536,
+    slice_pixels: 256,
+    column_rows: 32,
+    split_matvec: true,
+};
 
 /// The slicing of `gpu`'s slices variant.
 pub(crate) fn slicing(gpu: &Gpu) -> &'static Slicing {
