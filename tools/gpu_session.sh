@@ -6,7 +6,7 @@
 #                                     # into the git-ignored .dev/ (about 40 MB)
 #   device run, carry [".dev", ".gl"]: bash tools/gpu_session.sh run [STAGE...]
 #
-# STAGES: devices models compare matmul kernels tests (all, in this order, by default);
+# STAGES: devices models compare matmul conv kernels tests (all, in this order, by default);
 # TESTS picks the test binaries, ROUNDS compare.py's rounds.
 #
 # .gl/ holds the Vulkan loader's .deb files (see the device tool's README). Results land in
@@ -55,7 +55,7 @@ run() {
     B=.dev/bin/gan-gpu log=$OUT/log.txt
     t0=$(date +%s)
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv >> "$log" 2>&1
-    for s in "${@:-devices models compare matmul kernels tests}"; do
+    for s in "${@:-devices models compare matmul conv kernels tests}"; do
         for one in $s; do
             echo "== $(($(date +%s) - t0))s $one" | tee -a "$log"
             "stage_$one"
@@ -87,6 +87,17 @@ stage_matmul() {
     done > "$OUT/matmul.txt"
     timeout 60 python3 benches/compare.py --device cuda --matmul --gan-gpu $B \
         --shapes "4096,4096,4096;4096,4096,4096,ta" >> "$OUT/matmul.txt" 2>&1
+}
+
+stage_conv() {
+    for s in "conv 128,14,14,64,128,5,2,same,bias,leaky_relu" "conv-transpose 128,7,7,256,128,5,1,same" \
+        "conv-transpose 128,7,7,128,64,5,2,same"; do
+        for k in tiled portable; do
+            set -- $s
+            timeout 30 $B bench --kernel "$1" --kernels $k --shape "$2" --seconds 0.3 2>&1 \
+                | tail -3 | sed "s/^/$k /"
+        done
+    done > "$OUT/conv.txt"
 }
 
 stage_kernels() {
