@@ -49,6 +49,8 @@ def pytorch_ms(args, model, env):
            "--iters", str(args.iters), "--threads", str(args.threads), "--device", args.device]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
+    if args.fp32:
+        cmd += ["--fp32"]
     (line,) = json_lines(cmd, env)
     return line["ms_per_iter"], line["batch"]
 
@@ -59,7 +61,8 @@ def compare_training(args, env):
     except ImportError:
         sys.exit("error: PyTorch is not installed here: pip install torch, or pass --matmul only")
     print(f"{'preset':<16} {'batch':>5} {'gan-gpu ms':>11} {'PyTorch ms':>11} {'ratio':>7}   (median of "
-          f"{args.rounds} alternating rounds, {args.iters} iterations each)")
+          f"{args.rounds} alternating rounds, {args.iters} iterations each"
+          f"{'; PyTorch without TF32' if args.fp32 else ''})")
     rows = []
     for model in args.models.split(","):
         ours, theirs = [], []
@@ -157,6 +160,7 @@ def main():
     ap.add_argument("--matmul", action="store_true", help="matmul against numpy (or torch on --device cuda) instead of training")
     ap.add_argument("--shapes", help="with --matmul: these shapes (as bench --shape, separated by ';') instead of the presets'")
     ap.add_argument("--device", default="cpu", help="the peer's device: cpu, or cuda for PyTorch's eager CUDA mode")
+    ap.add_argument("--fp32", action="store_true", help="the peer without TF32 in cuDNN convolutions (pytorch_gan.py --fp32)")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
     if not pathlib.Path(args.gan_gpu).exists():

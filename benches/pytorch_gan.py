@@ -11,7 +11,9 @@ fake, one generator update through the discriminator. Prints one JSON line per p
     python3 benches/pytorch_gan.py --data ../shared/data/mnist --iters 3000 --threads 2 --models mlp
 
 --device cuda runs the same steps in PyTorch's eager CUDA mode (the GPU peer), timed between
-two synchronisations.
+two synchronisations, with PyTorch's defaults: cuDNN convolutions may round their inputs to
+TF32 on tensor cores. --fp32 turns that off (as for matmuls by default), so that both sides
+compute in fp32 as gan-gpu does.
 """
 import argparse
 import gzip
@@ -270,9 +272,13 @@ def main():
     ap.add_argument("--models", default="mlp,mlp-relu,dcgan-avgpool,dcgan,dcgan-upsample")
     ap.add_argument("--batch-size", type=int, help="instead of the recipe's batch, as gan-gpu's --batch-size")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda for PyTorch's eager CUDA mode")
+    ap.add_argument("--fp32", action="store_true", help="no TF32 in cuDNN convolutions either")
     ap.add_argument("--samples", help="write 1000 generated images to this IDX file ({model} is replaced)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.fp32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
     images = load_images(args.data).to(args.device)
     for name in args.models.split(","):

@@ -44,8 +44,8 @@ pub struct GpuOptions {
     /// Use only the portable kernel variants (no subgroups), even where the adapter has more.
     pub portable_kernels: bool,
     /// Let kernels read their operands through texture mirrors where they fit (the default);
-    /// false (GAN_GPU_MIRRORS=off) reads every operand from its storage buffer, to measure
-    /// what the mirrors are worth on an adapter.
+    /// false (GAN_GPU_TEXTURE_MIRRORS=off) reads every operand from its storage buffer, to
+    /// measure what the mirrors are worth on an adapter.
     pub texture_mirrors: bool,
 }
 
@@ -55,7 +55,7 @@ impl Default for GpuOptions {
             backend: BackendChoice::Auto,
             adapter: None,
             portable_kernels: std::env::var("GAN_GPU_KERNELS").is_ok_and(|v| v == "portable"),
-            texture_mirrors: std::env::var("GAN_GPU_MIRRORS").map_or(true, |v| v != "off"),
+            texture_mirrors: std::env::var("GAN_GPU_TEXTURE_MIRRORS").map_or(true, |v| v != "off"),
         }
     }
 }
@@ -128,6 +128,12 @@ impl Variant {
         Variant::FewSlices
     }
 
+    /// The conv weight gradients' variant in a cached choice from before they had their own
+    /// (serde's default): one every adapter runs.
+    fn portable() -> Variant {
+        Variant::Portable
+    }
+
     /// The matmul and conv variants an adapter with these capabilities can run, the
     /// feature-based default first: the workgroup-memory tiles run everywhere.
     pub fn runnable(caps: &KernelCaps) -> &'static [Variant] {
@@ -152,8 +158,13 @@ impl Variant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Variants {
     pub matmul: Variant,
-    /// conv2d and transposed conv, every pass.
+    /// conv2d and transposed conv: the forward and input-gradient passes (the gathers).
     pub conv: Variant,
+    /// ... and their weight gradients, which want other tiles: on an H200 the tiled weight
+    /// gradient ran 2-5x faster than the portable one at dcgan's shapes, the tiled gathers
+    /// 1.8-2.3x slower.
+    #[serde(default = "Variant::portable")]
+    pub conv_weight_grad: Variant,
     /// The passes of convs with a one-channel side that the rows kernels can take (stride 1
     /// along w, filters at most 8 wide; see src/kernels/conv.rs): Rows or Tiles.
     pub one_channel_conv: Variant,
@@ -169,6 +180,7 @@ impl Variants {
         Variants {
             matmul: variant,
             conv: variant,
+            conv_weight_grad: variant,
             one_channel_conv: Variant::Rows,
             slices: Variant::FewSlices,
         }
@@ -179,12 +191,14 @@ impl Variants {
         Variants::all(Variant::candidates(caps)[0])
     }
 
-    /// "matmul: subgroup, conv: subgroup, one-channel conv: rows, slices: few-slices".
+    /// "matmul: subgroup, conv: subgroup, conv dw: subgroup, one-channel conv: rows, slices:
+    /// few-slices".
     pub fn describe(&self) -> String {
         format!(
-            "matmul: {}, conv: {}, one-channel conv: {}, slices: {}",
+            "matmul: {}, conv: {}, conv dw: {}, one-channel conv: {}, slices: {}",
             self.matmul.name(),
             self.conv.name(),
+            self.conv_weight_grad.name(),
             self.one_channel_conv.name(),
             self.slices.name()
         )
@@ -438,6 +452,7 @@ impl Gpu {
     pub fn set_variants(&self, variants: Variants) {
         let runnable = Variant::runnable(&self.caps).contains(&variants.matmul)
             && Variant::runnable(&self.caps).contains(&variants.conv)
+            && Variant::runnable(&self.caps).contains(&variants.conv_weight_grad)
             && Variant::ONE_CHANNEL.contains(&variants.one_channel_conv)
             && Variant::SLICES.contains(&variants.slices);
         assert!(runnable, "{variants:?} on {}", self.describe());

@@ -216,11 +216,11 @@ struct GpuArgs {
     /// the first time it is used and caches the choice (in GAN_GPU_CACHE_DIR, else the user's
     /// cache directory; `devices --tune` measures again); portable forces the kernels that need
     /// no optional GPU feature; subgroup the subgroup ones; tiled the workgroup-memory matmul
-    /// (for discrete GPUs) with the adapter's default conv kernels.
+    /// and conv kernels (for discrete GPUs).
     #[arg(long, value_parser = ["auto", "portable", "subgroup", "tiled"])]
     kernels: Option<String>,
     /// Read every kernel operand from its storage buffer, never through a texture mirror (also
-    /// GAN_GPU_MIRRORS=off): to measure what the mirrors are worth on an adapter.
+    /// GAN_GPU_TEXTURE_MIRRORS=off): to measure what the mirrors are worth on an adapter.
     #[arg(long)]
     no_texture_mirrors: bool,
 }
@@ -244,6 +244,7 @@ impl GpuArgs {
             "tiled" => gpu.set_variants(Variants {
                 matmul: Variant::Tiled,
                 conv: Variant::Tiled,
+                conv_weight_grad: Variant::Tiled,
                 ..gpu.variants()
             }),
             _ => {

@@ -25,7 +25,10 @@ use crate::shaders;
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Matmul,
+    /// Conv forward and input-gradient passes (Variants::conv).
     Conv,
+    /// Conv weight gradients (Variants::conv_weight_grad).
+    ConvWeightGrad,
     /// The passes of one-channel convs that the rows kernels can take
     /// (Variants::one_channel_conv).
     OneChannelConv,
@@ -37,13 +40,19 @@ impl Family {
     /// In the order they are measured: each on the choices of those before it, so slices
     /// before the convs whose weight gradients they cut (few slices slowed an H200's dcgan
     /// step 2.7x, and would weigh on whichever conv variant they were timed with).
-    pub const ALL: [Family; 4] =
-        [Family::Matmul, Family::Slices, Family::Conv, Family::OneChannelConv];
+    pub const ALL: [Family; 5] = [
+        Family::Matmul,
+        Family::Slices,
+        Family::Conv,
+        Family::ConvWeightGrad,
+        Family::OneChannelConv,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Matmul => "matmul",
             Family::Conv => "conv",
+            Family::ConvWeightGrad => "conv dw",
             Family::OneChannelConv => "one-channel conv",
             Family::Slices => "slices",
         }
@@ -53,7 +62,7 @@ impl Family {
     pub fn candidates(self, caps: &KernelCaps) -> &'static [Variant] {
         match self {
             Family::Matmul => Variant::candidates(caps),
-            Family::Conv => Variant::candidates(caps),
+            Family::Conv | Family::ConvWeightGrad => Variant::candidates(caps),
             Family::OneChannelConv => Variant::ONE_CHANNEL,
             Family::Slices => Variant::slices_candidates(caps),
         }
@@ -63,6 +72,7 @@ impl Family {
         match self {
             Family::Matmul => Variants { matmul: variant, ..variants },
             Family::Conv => Variants { conv: variant, ..variants },
+            Family::ConvWeightGrad => Variants { conv_weight_grad: variant, ..variants },
             Family::OneChannelConv => Variants { one_channel_conv: variant, ..variants },
             Family::Slices => Variants { slices: variant, ..variants },
         }
@@ -82,7 +92,7 @@ impl Family {
                 (Kernel::Matmul, "128,128,784,tb"),
                 (Kernel::Matmul, "784,128,256,ta"),
             ],
-            Family::Conv => &[
+            Family::Conv | Family::ConvWeightGrad => &[
                 (Kernel::Conv, "16,14,14,64,64,3,2,same,bias,leaky_relu"),
                 (Kernel::ConvTranspose, "16,7,7,128,128,4,2,same,bias,leaky_relu"),
             ],
@@ -271,9 +281,16 @@ fn time_family(gpu: &Gpu, family: Family) -> Result<f64> {
     let mut total = 0.0;
     for &(kernel, shape) in family.shapes() {
         for case in bench::cases(gpu, kernel, shape, &mut rng)? {
-            // Slicing changes only the weight gradients (and matrix-vector products).
-            if family == Family::Slices && kernel != Kernel::Matmul && !case.shape.ends_with(" dw")
-            {
+            // Slicing changes only the weight gradients (and matrix-vector products); the conv
+            // family only the other passes.
+            let weight_grad = case.shape.ends_with(" dw");
+            let skip = match family {
+                Family::Slices => kernel != Kernel::Matmul && !weight_grad,
+                Family::ConvWeightGrad => !weight_grad,
+                Family::Conv => weight_grad,
+                Family::Matmul | Family::OneChannelConv => false,
+            };
+            if skip {
                 continue;
             }
             total += bench::measure(gpu, &case, None)?.ms;

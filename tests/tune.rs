@@ -52,6 +52,7 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
             let chosen = match family {
                 Family::Matmul => first.variants.matmul,
                 Family::Conv => first.variants.conv,
+                Family::ConvWeightGrad => first.variants.conv_weight_grad,
                 Family::OneChannelConv => first.variants.one_channel_conv,
                 Family::Slices => first.variants.slices,
             };
@@ -124,7 +125,7 @@ fn devices_tune_caches_what_devices_then_reports() {
     let tuned: serde_json::Value =
         serde_json::from_str(run(&["devices", "--tune", "--json"]).trim()).unwrap();
     let chosen = &tuned["variants"];
-    let families = ["matmul", "conv", "one_channel_conv"];
+    let families = ["matmul", "conv", "conv_weight_grad", "one_channel_conv", "slices"];
     assert!(families.iter().all(|f| chosen[f].is_string()), "{tuned}");
     // `devices` lists the tuned adapter first (the default pick) with the cached choice.
     let listed = run(&["devices", "--json"]);

@@ -361,6 +361,16 @@ enum Pass {
     BackwardWeight,
 }
 
+impl Pass {
+    /// The kernel variant `gpu` runs this pass on.
+    fn variant(self, gpu: &Gpu) -> Variant {
+        match self {
+            Pass::BackwardWeight => gpu.variants().conv_weight_grad,
+            Pass::Forward | Pass::BackwardData => gpu.variants().conv,
+        }
+    }
+}
+
 /// What a conv dispatch does to its sums before storing them: adding a bias and applying an
 /// activation or an activation's derivative (the gathers), or adding them to the output (the
 /// weight gradient).
@@ -401,10 +411,11 @@ fn launch(
         Pass::Forward | Pass::BackwardWeight => (g.out_c, g.in_c),
         Pass::BackwardData => (g.in_c, g.out_c),
     };
-    if let Some(slicing) = tiled_slicing(gpu, cols) {
-        return launch_tiled(gpu, pass, [a, b, c], g, epilogue, slicing);
+    let variant = pass.variant(gpu);
+    if variant == Variant::Tiled && cols > 16 {
+        return launch_tiled(gpu, pass, [a, b, c], g, epilogue);
     }
-    let subgroup = gpu.variants().conv == Variant::Subgroup && cols > 16;
+    let subgroup = variant == Variant::Subgroup && cols > 16;
     // Rows of a tile (TILE_ROWS in conv.wgsl): images of one pixel in the gather, rows of dW in
     // the weight gradient; in the subgroup kernels the fewest of 8, 16, 32 that cover them.
     let weight_rows = g.kernel_h * g.kernel_w * g.in_c;
@@ -508,22 +519,16 @@ fn launch(
     then_sum_slices(gpu, dispatch.into(), partials.as_ref(), c, (slices, c_len), accumulate)
 }
 
-/// The slicing of the tiled kernels where a conv with `cols` output columns takes them (the
-/// Tiled variant; 16 columns or fewer take the portable kernels, as they do the subgroup's):
-/// always many slices, since these kernels are for discrete GPUs.
-fn tiled_slicing(gpu: &Gpu, cols: usize) -> Option<&'static Slicing> {
-    (gpu.variants().conv == Variant::Tiled && cols > 16).then_some(&MANY_SLICES)
-}
-
-/// [`launch`] on conv.wgsl's tiled kernels: tiles of 128 x 128 outputs where the grid has at
-/// least 128 of them, else 64 x 64 (TILED_WG), as for matmul_tiled.
+/// [`launch`] on conv.wgsl's tiled kernels (the Tiled variant, for outputs of more than 16
+/// columns: narrower ones take the portable kernels, as they do the subgroup's): tiles of
+/// 128 x 128 outputs where the grid has at least 128 of them, else 64 x 64 (TILED_WG), as for
+/// matmul_tiled. Weight gradients always take many slices: these kernels are for discrete GPUs.
 fn launch_tiled(
     gpu: &Gpu,
     pass: Pass,
     [a, b, c]: [&Tensor; 3],
     g: &Conv2dGeometry,
     Epilogue { bias, fused, accumulate }: Epilogue,
-    slicing: &Slicing,
 ) -> Vec<Op> {
     let (label, c_len, cols, gathered) = match pass {
         Pass::Forward => ("conv2d", g.output_len(), g.out_c, g.in_c),
@@ -544,7 +549,7 @@ fn launch_tiled(
     let (row_tiles, col_tiles) = (rows.div_ceil(side), cols.div_ceil(side));
     let slices = if pass == Pass::BackwardWeight {
         let invocations = row_tiles * col_tiles * tiled_wg * tiled_wg;
-        batch_slices(g, (slicing.tile_vectors * 8).div_ceil(invocations), slicing)
+        batch_slices(g, (MANY_SLICES.tile_vectors * 8).div_ceil(invocations), &MANY_SLICES)
     } else {
         1
     };
