@@ -56,6 +56,11 @@ struct Params {
     // host then sums them (bias.wgsl's column sums of the [slices, dW] matrix).
     row_groups: u32,
     slice_images: u32,
+    // conv_gather_portable: the same for the gathered channels, where the output has too few
+    // tiles: split s sums channels [s * split_channels, (s + 1) * split_channels) and writes
+    // its partial output at s * split_stride (splits.wgsl sums them). Unsplit, all channels and 0.
+    split_channels: u32,
+    split_stride: u32,
 }
 
 // Override constants select what changes the inner loops; what only changes a tile's setup or
@@ -214,6 +219,8 @@ struct GatherTile {
     src: vec3<u32>,
     // Floats per src image.
     src_image: u32,
+    // Where the tile's split of the output starts (Params.split_stride).
+    out_base: u32,
 }
 
 // Tile number `group` (pixel-major: the image blocks of one pixel are neighbours, so they
@@ -345,7 +352,7 @@ fn gather_store(t: GatherTile, n: u32, j: u32, v: vec4<f32>) {
     if n >= p.batch {
         return;
     }
-    quad_store((n * t.dst.x * t.dst.y + t.pix) * t.dst.z, j, t.dst.z, v);
+    quad_store(t.out_base + (n * t.dst.x * t.dst.y + t.pix) * t.dst.z, j, t.dst.z, v);
 }
 
 // gather_store for images n..n+3, from an accumulator block.
@@ -377,11 +384,17 @@ fn image_taps_block(t: GatherTile, n: u32, taps: TapQuad) -> mat4x4<f32> {
 fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    let blocks = portable_blocks(wg, row_group(wg, nwg), lid);
-    let t = gather_tile(blocks.y);
-    if t.n0 >= p.batch {
+    let group = row_group(wg, nwg);
+    let blocks = portable_blocks(wg, group % p.row_groups, lid);
+    var t = gather_tile(blocks.y);
+    let split = group / p.row_groups;
+    // Past the batch, or a workgroup past the last split (the grid's fold can add some).
+    if t.n0 >= p.batch || split * p.split_channels >= t.src.z {
         return;
     }
+    t.out_base = split * p.split_stride;
+    let first_channel = split * p.split_channels;
+    let end_channel = min(first_channel + p.split_channels, t.src.z);
     let j = blocks.x * 4u;
     var acc0 = gather_bias(j, t.dst.z);
     var acc1 = acc0;
@@ -397,7 +410,7 @@ fn conv_gather_portable(@builtin(workgroup_id) wg: vec3<u32>,
             }
             let pixel = src_pixel(t, kh, kw);
             let slice = w_slice(kh, kw);
-            for (var c0 = 0u; c0 < t.src.z; c0 += 4u) {
+            for (var c0 = first_channel; c0 < end_channel; c0 += 4u) {
                 let b = w_block(slice, c0, j, t.src.z, t.dst.z);
                 acc0 += b * image_block(t, t.n0, pixel, c0);
                 acc1 += b * image_block(t, t.n0 + 4u, pixel, c0);

@@ -30,6 +30,7 @@ pub const METRICS: Shader = shader!("metrics.wgsl");
 pub const CONV: Shader = shader!("conv.wgsl", "activate.wgsl", "texel.wgsl", "store.wgsl");
 pub const POOL: Shader = shader!("pool.wgsl", "texel.wgsl");
 pub const BATCHNORM: Shader = shader!("batchnorm.wgsl", "texel.wgsl");
+pub const SPLITS: Shader = shader!("splits.wgsl", "activate.wgsl", "texel.wgsl", "store.wgsl");
 
 /// Every module, for the validation tests.
 pub const ALL: &[&Shader] = &[
@@ -42,6 +43,7 @@ pub const ALL: &[&Shader] = &[
     &GATHER,
     &METRICS,
     &CONV,
+    &SPLITS,
     &POOL,
     &BATCHNORM,
 ];

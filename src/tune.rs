@@ -80,11 +80,12 @@ impl Family {
 
     /// The shapes a variant is timed on (`gan-gpu bench` syntax): mlp's largest dense layer
     /// forward, backward data and weight gradient; dcgan's second D conv and its G's transposed
-    /// convs; dcgan's final 7x7 conv to one channel and dcgan-avgpool's first D conv from one
-    /// (at a small batch, for GL adapters' sake), each conv with every pass; for the slices,
-    /// the weight gradients (only) of dcgan's first D conv, of dcgan-upsample's 64 -> 32 conv
-    /// and of dcgan's final conv (the one-channel rows kernel), and dcgan-upsample's logit
-    /// layer (a matrix-vector product over 8192 features).
+    /// convs (the gathers for conv, the weight gradients for conv dw); dcgan's final 7x7 conv
+    /// to one channel and dcgan-avgpool's first D conv from one (at a small batch, for GL
+    /// adapters' sake), each with every pass; for the slices, dcgan-upsample's logit layer (a
+    /// matrix-vector product over 8192 features), dcgan's 256 -> 128 transposed conv (its
+    /// gathers split), its first D conv, dcgan-upsample's 64 -> 32 conv and dcgan's final
+    /// conv (the one-channel rows kernel), each with every pass.
     fn shapes(self) -> &'static [(Kernel, &'static str)] {
         match self {
             Family::Matmul => &[
@@ -102,6 +103,7 @@ impl Family {
             ],
             Family::Slices => &[
                 (Kernel::Matmul, "512,1,8192,bias"),
+                (Kernel::ConvTranspose, "16,7,7,256,128,5,1,same"),
                 (Kernel::Conv, "16,28,28,1,64,3,2,same,bias,leaky_relu"),
                 (Kernel::Conv, "16,28,28,64,32,5,1,same,bias"),
                 (Kernel::Conv, "16,28,28,128,1,7,1,same,bias,sigmoid"),
@@ -281,14 +283,12 @@ fn time_family(gpu: &Gpu, family: Family) -> Result<f64> {
     let mut total = 0.0;
     for &(kernel, shape) in family.shapes() {
         for case in bench::cases(gpu, kernel, shape, &mut rng)? {
-            // Slicing changes only the weight gradients (and matrix-vector products); the conv
-            // family only the other passes.
+            // The conv family changes only the gathers, the conv dw family the weight gradients.
             let weight_grad = case.shape.ends_with(" dw");
             let skip = match family {
-                Family::Slices => kernel != Kernel::Matmul && !weight_grad,
                 Family::ConvWeightGrad => !weight_grad,
                 Family::Conv => weight_grad,
-                Family::Matmul | Family::OneChannelConv => false,
+                Family::Matmul | Family::Slices | Family::OneChannelConv => false,
             };
             if skip {
                 continue;

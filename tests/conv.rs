@@ -55,6 +55,15 @@ impl Kernel {
         matches!(self, Conv2dBackwardData | ConvTranspose2dBackwardData)
     }
 
+    /// The channels a gather sums over (None for the weight gradients).
+    fn gathered(self, g: &Conv2dGeometry) -> Option<usize> {
+        match self {
+            Conv2d | ConvTranspose2dBackwardData => Some(g.in_c),
+            Conv2dBackwardData | ConvTranspose2d => Some(g.out_c),
+            _ => None,
+        }
+    }
+
     /// Whether it can add to its output's values (the weight gradients).
     fn accumulates(self) -> bool {
         matches!(self, Conv2dBackwardWeight | ConvTranspose2dBackwardWeight)
@@ -377,15 +386,13 @@ fn conv_matches_cpu_twin() {
         let one_channel = calls.iter().filter(|c| c.g.in_c == 1 || c.g.out_c == 1);
         failures
             .extend(one_channel.filter_map(|call| call.check(gpu).err()).map(|e| e + " (tiles)"));
-        // The weight gradients again, cut into many batch slices (tune.rs chooses few or many
-        // per adapter).
+        // Again with many slices (tune.rs chooses few or many per adapter): the weight
+        // gradients, cut into many batch slices, and the gathers that many slices split (32
+        // channels or more).
         gpu.set_variants(Variants { slices: Variant::ManySlices, ..rows });
-        let weight_grads = calls
-            .iter()
-            .filter(|c| matches!(c.kernel, Conv2dBackwardWeight | ConvTranspose2dBackwardWeight));
-        failures.extend(
-            weight_grads.filter_map(|call| call.check(gpu).err()).map(|e| e + " (many slices)"),
-        );
+        let sliced = calls.iter().filter(|c| c.kernel.gathered(&c.g).is_none_or(|n| n >= 32));
+        failures
+            .extend(sliced.filter_map(|call| call.check(gpu).err()).map(|e| e + " (many slices)"));
         // Every conv again on the workgroup-memory tiles (tune.rs's Tiled, for discrete GPUs;
         // passes of 16 output columns or fewer keep the other kernels). A CPU adapter compiles
         // those pipelines slowly (GL 9 s each), so there only the cases of TILED_ON_CPU.

@@ -6,7 +6,8 @@
 #                                     # into the git-ignored .dev/ (about 40 MB)
 #   device run, carry [".dev", ".gl"]: bash tools/gpu_session.sh run [STAGE...]
 #
-# STAGES: devices models compare matmul conv kernels tests (all, in this order, by default);
+# STAGES: devices models compare matmul conv kernels tests (all, in this order, by default),
+# or peer (PyTorch alone) instead of compare;
 # TESTS picks the test binaries, ROUNDS compare.py's rounds.
 #
 # .gl/ holds the Vulkan loader's .deb files (see the device tool's README). Results land in
@@ -76,6 +77,17 @@ stage_models() {
 stage_compare() {
     timeout 200 python3 benches/compare.py --device cuda --gan-gpu $B --data .dev/mnist \
         --iters 200 --rounds "${ROUNDS:-2}" > "$OUT/compare.txt" 2>&1
+}
+
+# PyTorch alone, in one process (one CUDA start-up), to set beside `models`' figures when
+# there is no time for compare's alternating rounds: its defaults, then without TF32.
+stage_peer() {
+    local models=mlp,mlp-relu,dcgan-avgpool,dcgan,dcgan-upsample
+    timeout 60 python3 benches/pytorch_gan.py --device cuda --data .dev/mnist --iters 200 \
+        --models $models > "$OUT/peer.txt" 2>&1
+    timeout 40 python3 benches/pytorch_gan.py --device cuda --data .dev/mnist --iters 200 \
+        --models dcgan-avgpool,dcgan,dcgan-upsample --fp32 | sed 's/^{/{"fp32": true, /' \
+        >> "$OUT/peer.txt" 2>&1
 }
 
 stage_matmul() {

@@ -305,6 +305,8 @@ struct Params {
     wg_cols: u32,
     row_groups: u32,
     slice_images: u32,
+    split_channels: u32,
+    split_stride: u32,
 }
 
 impl Params {
@@ -336,6 +338,8 @@ impl Params {
             wg_cols: u(wg_cols),
             row_groups: u(row_groups),
             slice_images: u(slice_images),
+            split_channels: u(if backward_data { g.out_c } else { g.in_c }),
+            split_stride: 0,
         }
     }
 }
@@ -474,8 +478,17 @@ fn launch(
         }
         _ => 1,
     };
-    // Each slice's partial dW is summed into c afterwards, which then accumulates.
-    let stores = FusedStores::new(gpu, bias, fused, (c_len, cols), accumulate && slices == 1, a);
+    let (splits, split_channels) = match pass {
+        Pass::BackwardWeight => (1, gathered),
+        _ if subgroup || gathered == 1 => (1, gathered),
+        _ => gather_splits(gathered, row_tiles * cols.div_ceil(4), c_len, slicing),
+    };
+    // Each slice's partial dW is summed into c afterwards, which then accumulates; each
+    // split's partial output gets the bias and the epilogue as the splits are summed.
+    let stores = match splits {
+        1 => FusedStores::new(gpu, bias, fused, (c_len, cols), accumulate && slices == 1, a),
+        _ => FusedStores::new(gpu, None, None, (c_len, cols), false, a),
+    };
     let mut constants = vec![
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
@@ -489,16 +502,21 @@ fn launch(
     let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
     let row_groups = row_tiles.div_ceil(tiles_per_group);
     let slice_images = g.batch.div_ceil(slices);
-    let partials = (slices > 1).then(|| gpu.zeros(slices * c_len));
+    let partials = (slices * splits > 1).then(|| gpu.zeros(slices * splits * c_len));
     let out = partials.as_ref().unwrap_or(c);
     let groups = if subgroup && pass != Pass::BackwardWeight {
         // One workgroup per tile, a flat count: conv_gather_subgroup orders them itself.
         gpu.grid(row_tiles * col_tiles, 1)
     } else {
-        grid(gpu, col_tiles, row_groups * slices)
+        grid(gpu, col_tiles, row_groups * slices * splits)
     };
     let backward_data = pass == Pass::BackwardData;
-    let params = Params::new(g, backward_data, bias.is_some(), wg_cols, (row_groups, slice_images));
+    let has_bias = bias.is_some() && splits == 1;
+    let mut params = Params::new(g, backward_data, has_bias, wg_cols, (row_groups, slice_images));
+    if splits > 1 {
+        params.split_channels = split_channels as u32;
+        params.split_stride = c_len as u32;
+    }
     let params = gpu.uniform(&params);
     let (a4, b4) = (gpu.quad_texture(a, mirror_a), gpu.quad_texture(b, mirror_b));
     let mut bindings = vec![
@@ -516,7 +534,70 @@ fn launch(
     }
     let reads = [&a4, &b4, &stores.e4];
     let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&reads);
+    if let (Some(partials), true) = (&partials, splits > 1) {
+        let sum = sum_splits(gpu, partials, c, (splits, c_len, cols), epilogue);
+        return vec![dispatch.into(), sum.into()];
+    }
     then_sum_slices(gpu, dispatch.into(), partials.as_ref(), c, (slices, c_len), accumulate)
+}
+
+/// The fewest gathered channels a split of a gather sums.
+const MIN_SPLIT_CHANNELS: usize = 16;
+
+/// The most floats a gather's split partial outputs may take together (64 MiB).
+const SPLIT_FLOATS: usize = 16 << 20;
+
+/// Splits of a portable gather's `gathered` channels and the channels each sums (whole quads),
+/// so that its `invocations` reach `slicing`'s target, each split summing at least
+/// MIN_SPLIT_CHANNELS and all taking SPLIT_FLOATS at most (outputs of `out_len` floats).
+fn gather_splits(
+    gathered: usize,
+    invocations: usize,
+    out_len: usize,
+    slicing: &Slicing,
+) -> (usize, usize) {
+    let wanted = (slicing.tile_vectors * 8).div_ceil(invocations);
+    let most = (gathered / MIN_SPLIT_CHANNELS).min(SPLIT_FLOATS / out_len);
+    let channels = gathered.div_ceil(wanted.min(most).max(1)).next_multiple_of(4);
+    (gathered.div_ceil(channels), channels)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SplitParams {
+    rows: u32,
+    cols: u32,
+    splits: u32,
+    has_bias: u32,
+}
+
+/// splits.wgsl: `c` = the sum of `splits` partial outputs of `len` floats in rows of `cols`
+/// (one after another in `partials`), through the gather's bias and fused epilogue.
+fn sum_splits(
+    gpu: &Gpu,
+    partials: &Tensor,
+    c: &Tensor,
+    (splits, len, cols): (usize, usize, usize),
+    Epilogue { bias, fused, .. }: Epilogue,
+) -> Dispatch {
+    let stores = FusedStores::new(gpu, bias, fused, (len, cols), false, partials);
+    let rows = len / cols;
+    let params = gpu.uniform(&SplitParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        splits: splits as u32,
+        has_bias: bias.is_some().into(),
+    });
+    let pipeline = gpu.pipeline(&shaders::SPLITS, "sum_splits", &stores.constants);
+    let bindings = [
+        params.as_entire_binding(),
+        partials.binding(),
+        c.binding(),
+        stores.epilogue.binding(),
+        stores.e4.binding(),
+    ];
+    let groups = gpu.grid(rows * cols.div_ceil(4), 64);
+    gpu.dispatch("sum_splits", &pipeline, &bindings, groups).reading(&[&stores.e4])
 }
 
 /// [`launch`] on conv.wgsl's tiled kernels (the Tiled variant, for outputs of more than 16
