@@ -26,7 +26,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
 use super::{Fused, MANY_SLICES, Slicing, flag, slicing, store_constants};
-use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
+use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Pipeline, Shader, Tensor, Variant};
 use crate::shaders;
 
 /// How a convolution pads its input.
@@ -517,23 +517,8 @@ fn launch(
         params.split_channels = split_channels as u32;
         params.split_stride = c_len as u32;
     }
-    let params = gpu.uniform(&params);
-    let (a4, b4) = (gpu.quad_texture(a, mirror_a), gpu.quad_texture(b, mirror_b));
-    let mut bindings = vec![
-        params.as_entire_binding(),
-        a.binding(),
-        a4.binding(),
-        b.binding(),
-        b4.binding(),
-        out.binding(),
-    ];
-    // Only the gather kernels have the epilogue bindings.
-    if pass != Pass::BackwardWeight {
-        bindings.push(stores.epilogue.binding());
-        bindings.push(stores.e4.binding());
-    }
-    let reads = [&a4, &b4, &stores.e4];
-    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&reads);
+    let operands = ([a, b, out], [mirror_a, mirror_b]);
+    let dispatch = conv_dispatch(gpu, pass, (label, &pipeline, groups), &params, operands, &stores);
     if let (Some(partials), true) = (&partials, splits > 1) {
         let sum = sum_splits(gpu, partials, c, (splits, c_len, cols), epilogue);
         return vec![dispatch.into(), sum.into()];
@@ -653,7 +638,23 @@ fn launch_tiled(
     let slice_images = g.batch.div_ceil(slices);
     let backward_data = pass == Pass::BackwardData;
     let params = Params::new(g, backward_data, bias.is_some(), 0, (row_tiles, slice_images));
-    let params = gpu.uniform(&params);
+    let operands = ([a, b, out], [mirror_a, mirror_b]);
+    let dispatch = conv_dispatch(gpu, pass, (label, &pipeline, groups), &params, operands, &stores);
+    then_sum_slices(gpu, dispatch.into(), partials.as_ref(), c, (slices, c_len), accumulate)
+}
+
+/// One dispatch of a conv.wgsl kernel for `pass`: its parameters, operands a and b with their
+/// texture mirrors (read where `mirrors` says), its output, and for the gathers the stores'
+/// epilogue bindings.
+fn conv_dispatch(
+    gpu: &Gpu,
+    pass: Pass,
+    (label, pipeline, groups): (&'static str, &Pipeline, [u32; 3]),
+    params: &Params,
+    ([a, b, out], [mirror_a, mirror_b]): ([&Tensor; 3], [bool; 2]),
+    stores: &FusedStores,
+) -> Dispatch {
+    let params = gpu.uniform(params);
     let (a4, b4) = (gpu.quad_texture(a, mirror_a), gpu.quad_texture(b, mirror_b));
     let mut bindings = vec![
         params.as_entire_binding(),
@@ -663,13 +664,12 @@ fn launch_tiled(
         b4.binding(),
         out.binding(),
     ];
+    // Only the gather kernels have the epilogue bindings.
     if pass != Pass::BackwardWeight {
         bindings.push(stores.epilogue.binding());
         bindings.push(stores.e4.binding());
     }
-    let reads = [&a4, &b4, &stores.e4];
-    let dispatch = gpu.dispatch(label, &pipeline, &bindings, groups).reading(&reads);
-    then_sum_slices(gpu, dispatch.into(), partials.as_ref(), c, (slices, c_len), accumulate)
+    gpu.dispatch(label, pipeline, &bindings, groups).reading(&[&a4, &b4, &stores.e4])
 }
 
 /// `dispatch`, then for a weight gradient cut into `slices` batch slices (`partials`, each
