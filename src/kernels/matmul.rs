@@ -6,8 +6,8 @@
 //! tiles in workgroup memory (for discrete GPUs). `Gpu::variants` says which runs;
 //! [`crate::tune`] measures each where more than one can. A product with one column (n = 1)
 //! and A stored [m,k] runs `matvec` on every device instead (`matvec_split` with the slices
-//! family's many slices). Transposes, bias and vec4 loads are WGSL
-//! override constants, so each combination is its own specialised pipeline.
+//! family's many slices). Transposes, bias and vec4 loads are WGSL override constants, so each
+//! combination is its own specialised pipeline.
 
 use bytemuck::{Pod, Zeroable};
 

@@ -28,13 +28,15 @@ fn store_constants(row_len: usize, accumulate: bool) -> [(&'static str, f64); 2]
     [("VEC_C", flag(row_len.is_multiple_of(4))), ("ACCUMULATE", flag(accumulate))]
 }
 
-/// How weight and bias gradients cut their long sums (over a batch's pixels, or a tall
-/// matrix's rows) into slices, summed in parallel into partial sums that a second dispatch
-/// adds up: a slice costs a pass of stores and a share of that sum, and buys parallelism where
-/// the output alone has too few invocations. One per [`Variant`] of the slices family.
+/// How long sums are cut into slices (weight and bias gradients over a batch's pixels or a
+/// tall matrix's rows, conv gathers over many channels, matrix-vector products), summed in
+/// parallel into partial sums that another dispatch adds up: a slice costs a pass of stores
+/// and a share of that sum, and buys parallelism where the output alone has too few
+/// invocations. One per [`Variant`] of the slices family.
 pub(crate) struct Slicing {
-    /// SIMD vectors of work (8 lanes) the GEMM-tile conv weight gradient is cut to reach, where
-    /// dW alone has fewer tiles (a subgroup tile is one vector, a portable tile one lane).
+    /// SIMD vectors of work (8 lanes) the GEMM-tile conv weight gradients and the portable
+    /// gathers are cut to reach, where their outputs alone have fewer tiles (a subgroup tile is
+    /// one vector, a portable tile one lane).
     pub tile_vectors: usize,
     /// Invocations the one-channel rows weight gradient is cut to reach (one per tap row and
     /// channel quad otherwise: D's 5x5 32 -> 1 conv has 40).
