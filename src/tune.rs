@@ -1,11 +1,11 @@
 //! Kernel variants chosen by measurement. Where an adapter can run more than one variant of a
-//! kernel family (subgroup and portable matmul and conv on an adapter with 8-lane subgroups;
-//! workgroup-memory tiles for matmul and few or many slices for weight gradients' sums off CPU
-//! adapters; rows or GEMM tiles for one-channel convs on every adapter), the first command
-//! that opens it times each variant on shapes the presets run, after checking it against the
-//! CPU twin, and keeps the fastest. The choice is cached per adapter, driver and kernel
-//! source, so later commands start at once and an edited shader or a new driver is measured
-//! again.
+//! kernel family (subgroup and portable matmul, conv gathers and conv weight gradients on an
+//! adapter with 8-lane subgroups; workgroup-memory tiles for each and few or many slices for
+//! long sums off CPU adapters; rows or GEMM tiles for one-channel convs on every adapter), the
+//! first command that opens it times each variant on shapes the presets run, after checking it
+//! against the CPU twin, and keeps the fastest. The choice is cached per adapter, driver and
+//! kernel source, so later commands start at once and an edited shader or a new driver is
+//! measured again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,8 @@ pub enum Family {
     /// The passes of one-channel convs that the rows kernels can take
     /// (Variants::one_channel_conv).
     OneChannelConv,
-    /// How weight and bias gradients slice their sums (Variants::slices).
+    /// How long sums are cut into slices: weight and bias gradients, matrix-vector products,
+    /// gathers over many channels (Variants::slices).
     Slices,
 }
 
@@ -61,8 +62,7 @@ impl Family {
     /// The variants of this family an adapter with these capabilities can run.
     pub fn candidates(self, caps: &KernelCaps) -> &'static [Variant] {
         match self {
-            Family::Matmul => Variant::candidates(caps),
-            Family::Conv | Family::ConvWeightGrad => Variant::candidates(caps),
+            Family::Matmul | Family::Conv | Family::ConvWeightGrad => Variant::candidates(caps),
             Family::OneChannelConv => Variant::ONE_CHANNEL,
             Family::Slices => Variant::slices_candidates(caps),
         }

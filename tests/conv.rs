@@ -396,8 +396,8 @@ fn conv_matches_cpu_twin() {
         // Every conv again on the workgroup-memory tiles (tune.rs's Tiled, for discrete GPUs;
         // passes of 16 output columns or fewer keep the other kernels). A CPU adapter compiles
         // those pipelines slowly (GL 9 s each), so there only the cases of TILED_ON_CPU.
-        let tiled = Variant::Tiled;
-        gpu.set_variants(Variants { conv: tiled, conv_weight_grad: tiled, ..rows });
+        let (conv, conv_weight_grad) = (Variant::Tiled, Variant::Tiled);
+        gpu.set_variants(Variants { conv, conv_weight_grad, ..rows });
         let tiled = calls
             .iter()
             .filter(|c| !gpu.caps.cpu || TILED_ON_CPU.iter().any(|name| c.name.ends_with(name)));

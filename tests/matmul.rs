@@ -127,10 +127,10 @@ fn preset_shapes(b: usize) -> Vec<((usize, usize, usize), bool, bool)> {
 static MATMUL_VARIANT: Mutex<()> = Mutex::new(());
 
 /// Runs `body` on every test GPU with each matmul variant it can run (tune.rs chooses among
-/// them per adapter), then with many slices, naming the variant in its failures. `body` gets the stride of the cases
-/// to check: every one, but every 13th (cycling through the transposes) for the
-/// workgroup-memory tiles on a CPU adapter, which never chooses them and takes 6 s (Vulkan) to
-/// 30 s (GL) to compile each of their pipelines.
+/// them per adapter), then with many slices, naming the variant in its failures. `body` gets
+/// the stride of the cases to check: every one, but every 13th (cycling through the
+/// transposes) for the workgroup-memory tiles on a CPU adapter, which never chooses them and
+/// takes 6 s (Vulkan) to 30 s (GL) to compile each of their pipelines.
 fn on_every_matmul_variant(test: &str, body: impl Fn(&Gpu, usize) -> Vec<String>) {
     let _variant = MATMUL_VARIANT.lock().unwrap_or_else(|e| e.into_inner());
     common::on_every_gpu(test, |gpu| {

@@ -25,7 +25,7 @@ use anyhow::{Context, Result, ensure};
 use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
-use super::{Fused, MANY_SLICES, Slicing, flag, slicing, store_constants};
+use super::{Fused, MANY_SLICES, Slicing, flag, slicing, store_constants, tiled_workgroup_side};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Pipeline, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -415,9 +415,15 @@ fn launch(
         Pass::Forward | Pass::BackwardWeight => (g.out_c, g.in_c),
         Pass::BackwardData => (g.in_c, g.out_c),
     };
+    assert!(!accumulate || pass == Pass::BackwardWeight, "only the weight gradient accumulates");
+    assert!(fused.is_none() || pass != Pass::BackwardWeight, "a weight gradient activated");
+    if let Some(bias) = bias {
+        assert!(pass != Pass::BackwardWeight, "the weight gradient has no bias");
+        assert!(bias.len >= cols, "{label}: bias of {} elements for {cols} channels", bias.len);
+    }
     let variant = pass.variant(gpu);
     if variant == Variant::Tiled && cols > 16 {
-        return launch_tiled(gpu, pass, [a, b, c], g, epilogue);
+        return launch_tiled(gpu, pass, [a, b, c], g, epilogue, (label, c_len, cols, gathered));
     }
     let subgroup = variant == Variant::Subgroup && cols > 16;
     // Rows of a tile (TILE_ROWS in conv.wgsl): images of one pixel in the gather, rows of dW in
@@ -434,12 +440,6 @@ fn launch(
         Pass::BackwardData => g.in_h * g.in_w * blocks,
         Pass::BackwardWeight => weight_rows.div_ceil(tile_rows),
     };
-    assert!(!accumulate || pass == Pass::BackwardWeight, "only the weight gradient accumulates");
-    assert!(fused.is_none() || pass != Pass::BackwardWeight, "a weight gradient activated");
-    if let Some(bias) = bias {
-        assert!(pass != Pass::BackwardWeight, "the weight gradient has no bias");
-        assert!(bias.len >= cols, "{label}: bias of {} elements for {cols} channels", bias.len);
-    }
     // The gather kernels' B is a tap's weight slice, op(W_tap) = [gathered, cols], stored
     // [in_c, out_c]: transposed for backward data. When one side is 1 the bytes read the same
     // either way, so take the layout whose rows run along the other side, for vec4 loads.
@@ -478,10 +478,11 @@ fn launch(
         }
         _ => 1,
     };
-    let (splits, split_channels) = match pass {
-        Pass::BackwardWeight => (1, gathered),
-        _ if subgroup || gathered == 1 => (1, gathered),
-        _ => gather_splits(gathered, row_tiles * cols.div_ceil(4), c_len, slicing),
+    // Only the portable gathers of more than one channel split.
+    let (splits, split_channels) = if pass == Pass::BackwardWeight || subgroup || gathered == 1 {
+        (1, gathered)
+    } else {
+        gather_splits(gathered, row_tiles * cols.div_ceil(4), c_len, slicing)
     };
     // Each slice's partial dW is summed into c afterwards, which then accumulates; each
     // split's partial output gets the bias and the epilogue as the splits are summed.
@@ -586,21 +587,19 @@ fn sum_splits(
 }
 
 /// [`launch`] on conv.wgsl's tiled kernels (the Tiled variant, for outputs of more than 16
-/// columns: narrower ones take the portable kernels, as they do the subgroup's): tiles of
-/// 128 x 128 outputs where the grid has at least 128 of them, else 64 x 64 (TILED_WG), as for
-/// matmul_tiled. Weight gradients always take many slices: these kernels are for discrete GPUs.
+/// columns: narrower ones take the portable kernels, as they do the subgroup's), with the
+/// dispatch's label, output length, output columns and gathered channels as `launch` found
+/// them: tiles of 128 x 128 outputs where the grid has enough of them, else 64 x 64
+/// (TILED_WG), as for matmul_tiled. Weight gradients always take many slices: these kernels
+/// are for discrete GPUs.
 fn launch_tiled(
     gpu: &Gpu,
     pass: Pass,
     [a, b, c]: [&Tensor; 3],
     g: &Conv2dGeometry,
     Epilogue { bias, fused, accumulate }: Epilogue,
+    (label, c_len, cols, gathered): (&'static str, usize, usize, usize),
 ) -> Vec<Op> {
-    let (label, c_len, cols, gathered) = match pass {
-        Pass::Forward => ("conv2d", g.output_len(), g.out_c, g.in_c),
-        Pass::BackwardData => ("conv2d_backward_data", g.input_len(), g.in_c, g.out_c),
-        Pass::BackwardWeight => ("conv2d_backward_weight", g.weight_len(), g.out_c, g.in_c),
-    };
     // Rows of the GEMM (of its largest phase, for backward data) and the phases.
     let (rows, phases) = match pass {
         Pass::Forward => (g.batch * g.out_h * g.out_w, 1),
@@ -610,7 +609,7 @@ fn launch_tiled(
         ),
         Pass::BackwardWeight => (g.kernel_h * g.kernel_w * g.in_c, 1),
     };
-    let tiled_wg = if rows.div_ceil(128) * cols.div_ceil(128) * phases >= 128 { 16 } else { 8 };
+    let tiled_wg = tiled_workgroup_side(rows.div_ceil(128) * cols.div_ceil(128) * phases) as usize;
     let side = 8 * tiled_wg;
     let (row_tiles, col_tiles) = (rows.div_ceil(side), cols.div_ceil(side));
     let slices = if pass == Pass::BackwardWeight {

@@ -12,7 +12,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
-use super::{Fused, flag, slicing};
+use super::{Fused, flag, slicing, tiled_workgroup_side};
 use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Shader, Tensor, Variant};
 use crate::shaders;
 
@@ -23,13 +23,6 @@ pub const SUBGROUP_SIZES: &[u32] = &[8];
 /// `matmul_subgroup`, 8 x 8 invocations of 8 x 4 in `matmul_portable`).
 const SUBGROUP_TILE: (usize, usize) = (32, 32);
 const PORTABLE_TILE: (usize, usize) = (64, 32);
-/// `matmul_tiled`'s TILED_WG for C of m x n: tiles of 128 (16 x 16 invocations of 8 x 8) where
-/// there are enough of them to give a large GPU's every multiprocessor one (H100: 132), else
-/// tiles of 64 (8 x 8 invocations), four times as many.
-fn tiled_workgroup_side(m: usize, n: usize) -> u32 {
-    if m.div_ceil(128) * n.div_ceil(128) >= 128 { 16 } else { 8 }
-}
-
 /// Invocations per workgroup of `matvec` (4 rows of C each; MATVEC_WG in matmul.wgsl).
 const MATVEC_WG: u32 = 64;
 
@@ -161,7 +154,7 @@ fn launch(
         assert!(groups[0] <= max && groups[1] <= max, "matmul {m}x{n}: too many workgroups");
         groups.map(|g| g as u32)
     };
-    let tiled_wg = tiled_workgroup_side(m, n);
+    let tiled_wg = tiled_workgroup_side(m.div_ceil(128) * n.div_ceil(128));
     let (entry, groups) = match gpu.variants().matmul {
         _ if runs_matvec(n, trans_a) && slicing(gpu).split_matvec => {
             ("matvec_split", gpu.grid(m.div_ceil(4), 1))

@@ -28,6 +28,14 @@ fn store_constants(row_len: usize, accumulate: bool) -> [(&'static str, f64); 2]
     [("VEC_C", flag(row_len.is_multiple_of(4))), ("ACCUMULATE", flag(accumulate))]
 }
 
+/// TILED_WG of the workgroup-memory kernels (matmul_tiled, conv.wgsl's tiled kernels) for an
+/// output of `tiles_of_128` tiles of 128 x 128: those tiles (16 x 16 invocations of 8 x 8)
+/// where there are enough of them to give a large GPU's every multiprocessor one (H100: 132),
+/// else tiles of 64 (8 x 8 invocations), four times as many.
+pub(crate) fn tiled_workgroup_side(tiles_of_128: usize) -> u32 {
+    if tiles_of_128 >= 128 { 16 } else { 8 }
+}
+
 /// How long sums are cut into slices (weight and bias gradients over a batch's pixels or a
 /// tall matrix's rows, conv gathers over many channels, matrix-vector products), summed in
 /// parallel into partial sums that another dispatch adds up: a slice costs a pass of stores
