@@ -56,9 +56,10 @@ struct Params {
     // host then sums them (bias.wgsl's column sums of the [slices, dW] matrix).
     row_groups: u32,
     slice_images: u32,
-    // conv_gather_portable: the same for the gathered channels, where the output has too few
-    // tiles: split s sums channels [s * split_channels, (s + 1) * split_channels) and writes
-    // its partial output at s * split_stride (splits.wgsl sums them). Unsplit, all channels and 0.
+    // conv_gather_portable and _tiled: the same for the gathered channels, where the output
+    // has too few tiles: split s sums channels [s * split_channels, (s + 1) * split_channels)
+    // and writes its partial output at s * split_stride (splits.wgsl sums them). Unsplit, all
+    // channels and 0.
     split_channels: u32,
     split_stride: u32,
 }
@@ -1194,7 +1195,9 @@ fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
 // batch of any size fills it; each staged quad checks its own tap. For backward data the
 // dst pixels are split by phase (h mod s_h, w mod s_w), a dispatch's row groups phase by
 // phase: all pixels of a phase take the same taps (d + pad ≡ t mod s), so a strided transposed
-// conv never visits a tap only to mask it. A weight-gradient tile is rows of dW by columns,
+// conv never visits a tap only to mask it. Where the output has too few tiles to fill the GPU
+// (dcgan's 7x7 maps), the gathered channels are split as in conv_gather_portable (split_k):
+// phase by phase, then split by split. A weight-gradient tile is rows of dW by columns,
 // summed over the output pixels of its batch slice (Params.row_groups, slice_images).
 override TILED_WG: u32 = 16u;
 const TILED_K: u32 = 8u;
@@ -1204,7 +1207,9 @@ var<workgroup> tiled_a: array<vec4<f32>, 256>;
 var<workgroup> tiled_b: array<vec4<f32>, 256>;
 
 // The dst pixels of one phase, first + step * (i, j) for i < pixels.x, j < pixels.y, and the
-// taps they take, tap_first + step * (a, b) for a < taps.x, b < taps.y (step 1 forward).
+// taps they take, tap_first + step * (a, b) for a < taps.x, b < taps.y (step 1 forward); and
+// the gathered channels of one split that its reduction steps take, first_channel +
+// (step % split_channels), from a tap's (step / split_channels).
 struct Phase {
     first: vec2<u32>,
     step: vec2<u32>,
@@ -1213,12 +1218,16 @@ struct Phase {
     taps: vec2<u32>,
     dst: vec3<u32>,
     src: vec3<u32>,
+    first_channel: u32,
+    out_base: u32,
 }
 
-fn phase(index: u32) -> Phase {
+fn phase(index: u32, split: u32) -> Phase {
     var f: Phase;
     f.dst = dst_dims();
     f.src = src_dims();
+    f.first_channel = split * p.split_channels;
+    f.out_base = split * p.split_stride;
     let k = vec2(p.k_h, p.k_w);
     if p.backward_data == 0u {
         f.step = vec2(1u);
@@ -1260,44 +1269,57 @@ fn tap_src_pixel(f: Phase, px: vec3<u32>, tap: vec2<u32>) -> i32 {
     return select(-1, i32((px.x * f.src.x + u32(src.x)) * f.src.y + u32(src.y)), inside);
 }
 
-// im2col(src) at row px, reduction steps k0..k0+3 (tap k / src_c, channel k % src_c), zero
-// past the reduction's `len` and where a tap lies outside the image.
+// The gathered channel of reduction step k (< the reduction's `len`) of the phase's split.
+fn step_channel(f: Phase, k: u32) -> u32 {
+    return f.first_channel + k % p.split_channels;
+}
+
+// Whether reduction step k is live: before `len`, and on a channel of the gathered image.
+fn step_live(f: Phase, k: u32, len: u32) -> bool {
+    return k < len && step_channel(f, k) < f.src.z;
+}
+
+// im2col(src) at row px, reduction steps k0..k0+3 (tap k / split_channels, channel
+// step_channel), zero where not live and where a tap lies outside the image.
 fn gather_quad(f: Phase, px: vec3<u32>, k0: u32, len: u32) -> vec4<f32> {
     let channels = f.src.z;
     if channels % 4u == 0u {
-        // One tap, 4 channels.
-        let pixel = tap_src_pixel(f, px, phase_tap(f, k0 / channels));
-        if pixel < 0 || k0 >= len {
+        // One tap, 4 channels (split_channels is a multiple of 4: a quad is live or dead).
+        let pixel = tap_src_pixel(f, px, phase_tap(f, k0 / p.split_channels));
+        if pixel < 0 || !step_live(f, k0, len) {
             return vec4(0.0);
         }
-        return a_quad(u32(pixel) * channels, k0 % channels, channels);
+        return a_quad(u32(pixel) * channels, step_channel(f, k0), channels);
     }
     var v = vec4(0.0);
     for (var e = 0u; e < 4u; e++) {
         let k = k0 + e;
-        let pixel = tap_src_pixel(f, px, phase_tap(f, k / channels));
-        if pixel >= 0 && k < len {
-            v[e] = a_at(u32(pixel) * channels + k % channels);
+        let pixel = tap_src_pixel(f, px, phase_tap(f, k / p.split_channels));
+        if pixel >= 0 && step_live(f, k, len) {
+            v[e] = a_at(u32(pixel) * channels + step_channel(f, k));
         }
     }
     return v;
 }
 
 // Backward data's B: W_tap as [y_c, x_c] (reduced along y_c), column ci at reduction steps
-// k0..k0+3 (tap k / y_c, channel k % y_c), zero past the reduction's `len`.
+// k0..k0+3 (as in gather_quad), zero where not live.
 fn adjoint_weight_quad(f: Phase, k0: u32, ci: u32, len: u32) -> vec4<f32> {
     let col = min(ci, p.x_c - 1u);
     if p.y_c % 4u == 0u {
-        let tap = phase_tap(f, min(k0, len - 1u) / p.y_c);
+        let k = min(k0, len - 1u);
+        let tap = phase_tap(f, k / p.split_channels);
         let row = w_slice(i32(tap.x), i32(tap.y)) + col * p.y_c;
-        return select(vec4(0.0), b_quad(row, k0 % p.y_c, p.y_c), k0 < len);
+        let quad = b_quad(row, step_channel(f, k), p.y_c);
+        return select(vec4(0.0), quad, step_live(f, k0, len));
     }
     var v = vec4(0.0);
     for (var e = 0u; e < 4u; e++) {
         let k = min(k0 + e, len - 1u);
-        let tap = phase_tap(f, k / p.y_c);
-        let value = b_at(w_slice(i32(tap.x), i32(tap.y)) + col * p.y_c + k % p.y_c);
-        v[e] = select(0.0, value, k0 + e < len);
+        let tap = phase_tap(f, k / p.split_channels);
+        let channel = min(step_channel(f, k), p.y_c - 1u);
+        let value = b_at(w_slice(i32(tap.x), i32(tap.y)) + col * p.y_c + channel);
+        v[e] = select(0.0, value, step_live(f, k0 + e, len));
     }
     return v;
 }
@@ -1320,10 +1342,12 @@ fn stage_gather(f: Phase, row0: u32, j0: u32, k0: u32, len: u32, local: u32) {
                 tiled_b[(kq + c) * quads + r / 4u][r % 4u] = b[c];
             }
         } else {
-            // Forward, step k is row k of W as stored [taps * x_c, y_c].
+            // Forward, step k is row (tap, channel) of W as stored [taps * x_c, y_c].
             let k = k0 + q / quads;
-            let b = b_quad(min(k, len - 1u) * p.y_c, j0 + 4u * (q % quads), p.y_c);
-            tiled_b[q] = select(vec4(0.0), b, k < len);
+            let kc = min(k, len - 1u);
+            let row = kc / p.split_channels * p.x_c + min(step_channel(f, kc), p.x_c - 1u);
+            let b = b_quad(row * p.y_c, j0 + 4u * (q % quads), p.y_c);
+            tiled_b[q] = select(vec4(0.0), b, step_live(f, k, len));
         }
     }
 }
@@ -1359,7 +1383,8 @@ fn phase_store_block(f: Phase, i: u32, j: u32, rows: u32, v: mat4x4<f32>) {
     for (var r = 0u; r < 4u; r++) {
         if i + r < rows {
             let px = phase_pixel(f, i + r);
-            quad_store(((px.x * f.dst.x + px.y) * f.dst.y + px.z) * f.dst.z, j, f.dst.z, v[r]);
+            let base = f.out_base + ((px.x * f.dst.x + px.y) * f.dst.y + px.z) * f.dst.z;
+            quad_store(base, j, f.dst.z, v[r]);
         }
     }
 }
@@ -1370,19 +1395,20 @@ fn conv_gather_tiled(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(local_invocation_id) lid: vec3<u32>,
                      @builtin(local_invocation_index) local: u32) {
     let group = row_group(wg, nwg);
-    let f = phase(group / p.row_groups);
+    let phases = select(1u, p.s_h * p.s_w, p.backward_data != 0u);
+    let split = group / p.row_groups / phases;
+    let f = phase(group / p.row_groups % phases, split);
     let rows = p.batch * f.pixels.x * f.pixels.y;
     let half = TILED_WG * 4u;
     let row0 = (group % p.row_groups) * 2u * half;
-    // Past this phase's rows, or past the last phase (the grid's fold can add some).
-    let phases = select(1u, p.s_h * p.s_w, p.backward_data != 0u);
-    if row0 >= rows || group / p.row_groups >= phases {
+    // Past this phase's rows, or past the last split (the grid's fold can add some).
+    if row0 >= rows || f.first_channel >= f.src.z {
         return;
     }
     let j0 = wg.x * 2u * half;
     let i = row0 + 4u * lid.y;
     let j = j0 + 4u * lid.x;
-    let len = f.taps.x * f.taps.y * f.src.z;
+    let len = f.taps.x * f.taps.y * p.split_channels;
     var s = TiledSums(gather_bias(j, f.dst.z), gather_bias(j + half, f.dst.z),
                       gather_bias(j, f.dst.z), gather_bias(j + half, f.dst.z));
     for (var k0 = 0u; k0 < len; k0 += TILED_K) {

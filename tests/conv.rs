@@ -331,7 +331,7 @@ fn conv_matches_cpu_twin() {
     case("k3 s1 same 19x21x1 -> 36, batch 7", c(7, (19, 21), 1, 36, (3, 3), (1, 1), Same), false);
     // Images larger than the weight gradient's cache block (one per block), whose rectangles
     // of output pixels end mid-step.
-    case("k3 s1 same 23x23x40 -> 24", c(3, (23, 23), 40, 24, (3, 3), (1, 1), Same), false);
+    case("k3 s1 same 23x23x40 -> 36", c(3, (23, 23), 40, 36, (3, 3), (1, 1), Same), false);
     let uneven = Explicit { top: 1, bottom: 0, left: 2, right: 1 };
     case("k3x2 s2x1 explicit 6x5x4 -> 6", c(2, (6, 5), 4, 6, (3, 2), (2, 1), uneven), false);
     case("k1 s2 valid 5x5x8 -> 9", c(2, (5, 5), 8, 9, (1, 1), (2, 2), Valid), false);
@@ -354,8 +354,8 @@ fn conv_matches_cpu_twin() {
     );
     case("T k3 s2 same 3x4x8 -> 4, +(1,1)", t_to((3, 4), (8, 4), 3, 2, Same, (1, 1), None), true);
     case("T k3 s3 valid 3x3x4 -> 20", t_to((3, 3), (4, 20), 3, 3, Valid, (0, 0), None), true);
-    let batch_20 = t(20, (2, 3), 8, 24, (4, 4), (2, 2), Same, (0, 0), None);
-    case("T k4 s2 same 2x3x8 -> 24, batch 20", batch_20, true);
+    let batch_20 = t(20, (2, 3), 34, 24, (4, 4), (2, 2), Same, (0, 0), None);
+    case("T k4 s2 same 2x3x34 -> 24, batch 20", batch_20, true);
     case("T k2 s2 same 1x1x8 -> 2x2x1", t_to((1, 1), (8, 1), 2, 2, Same, (0, 0), None), true);
     // From one channel at stride 1: the forward gathers one channel (rows from one channel),
     // the input gradient is a one-channel rows conv through an activation's derivative, read 4
@@ -410,12 +410,13 @@ fn conv_matches_cpu_twin() {
 /// The cases the tiled conv kernels are checked on where a CPU adapter runs them: channels
 /// off multiples of 4 (scalar gathers) through a bias and activation, with a batch and
 /// channels that end mid-tile and a weight gradient accumulating over batch slices; whole
-/// quads of channels (vector gathers), more than 16 in the input gradient; a transposed conv
-/// by the phases of stride 2, through a bias and activation.
+/// quads of channels (vector gathers), both gathers split in two (the input gradient's second
+/// split with a quad past its 36 channels); a transposed conv by the phases of stride 2,
+/// through a bias and activation, its forward a scalar gather of 34 channels in two splits.
 const TILED_ON_CPU: [&str; 3] = [
     " k3 s2 same 5x5x6 -> 40, batch 37",
-    " k3 s1 same 23x23x40 -> 24",
-    " T k4 s2 same 2x3x8 -> 24, batch 20",
+    " k3 s1 same 23x23x40 -> 36",
+    " T k4 s2 same 2x3x34 -> 24, batch 20",
 ];
 
 /// Held by the tests that switch one-channel convs between rows and tiles, or need the rows:

@@ -344,6 +344,17 @@ impl Params {
     }
 }
 
+impl Params {
+    /// Cuts a gather into `splits` of `channels` gathered channels each, writing partial
+    /// outputs of `out_len` floats one after another.
+    fn split(&mut self, splits: usize, channels: usize, out_len: usize) {
+        if splits > 1 {
+            self.split_channels = channels as u32;
+            self.split_stride = out_len as u32;
+        }
+    }
+}
+
 /// The most floats the weight gradient's slices may take together.
 const SLICE_FLOATS: usize = 4 << 20;
 
@@ -484,12 +495,7 @@ fn launch(
     } else {
         gather_splits(gathered, row_tiles * cols.div_ceil(4), c_len, slicing)
     };
-    // Each slice's partial dW is summed into c afterwards, which then accumulates; each
-    // split's partial output gets the bias and the epilogue as the splits are summed.
-    let stores = match splits {
-        1 => FusedStores::new(gpu, bias, fused, (c_len, cols), accumulate && slices == 1, a),
-        _ => FusedStores::new(gpu, None, None, (c_len, cols), false, a),
-    };
+    let stores = dispatch_stores(gpu, epilogue, (c_len, cols), (slices, splits), a);
     let mut constants = vec![
         ("VEC_A", flag(vec_a)),
         ("TRANS_B", flag(trans_b)),
@@ -514,17 +520,45 @@ fn launch(
     let backward_data = pass == Pass::BackwardData;
     let has_bias = bias.is_some() && splits == 1;
     let mut params = Params::new(g, backward_data, has_bias, wg_cols, (row_groups, slice_images));
-    if splits > 1 {
-        params.split_channels = split_channels as u32;
-        params.split_stride = c_len as u32;
-    }
+    params.split(splits, split_channels, c_len);
     let operands = ([a, b, out], [mirror_a, mirror_b]);
     let dispatch = conv_dispatch(gpu, pass, (label, &pipeline, groups), &params, operands, &stores);
-    if let (Some(partials), true) = (&partials, splits > 1) {
-        let sum = sum_splits(gpu, partials, c, (splits, c_len, cols), epilogue);
-        return vec![dispatch.into(), sum.into()];
+    sum_partials(gpu, dispatch, partials.as_ref(), c, (slices, splits, c_len, cols), epilogue)
+}
+
+/// The stores of a conv dispatch with `slices` batch slices (a weight gradient) or `splits`
+/// (a gather): each slice's partial dW is summed into c afterwards, which then accumulates;
+/// each split's partial output gets the bias and the epilogue as the splits are summed.
+fn dispatch_stores<'a>(
+    gpu: &Gpu,
+    Epilogue { bias, fused, accumulate }: Epilogue<'a>,
+    (c_len, cols): (usize, usize),
+    (slices, splits): (usize, usize),
+    a: &'a Tensor,
+) -> FusedStores<'a> {
+    match splits {
+        1 => FusedStores::new(gpu, bias, fused, (c_len, cols), accumulate && slices == 1, a),
+        _ => FusedStores::new(gpu, None, None, (c_len, cols), false, a),
     }
-    then_sum_slices(gpu, dispatch.into(), partials.as_ref(), c, (slices, c_len), accumulate)
+}
+
+/// `dispatch`, then where it wrote `partials` (`slices` batch slices of a weight gradient, or
+/// `splits` of a gather, each `len` floats) the dispatches that sum them into `c`.
+fn sum_partials(
+    gpu: &Gpu,
+    dispatch: Dispatch,
+    partials: Option<&Tensor>,
+    c: &Tensor,
+    (slices, splits, len, cols): (usize, usize, usize, usize),
+    epilogue: Epilogue,
+) -> Vec<Op> {
+    match partials {
+        Some(partials) if splits > 1 => {
+            let sum = sum_splits(gpu, partials, c, (splits, len, cols), epilogue);
+            vec![dispatch.into(), sum.into()]
+        }
+        _ => then_sum_slices(gpu, dispatch.into(), partials, c, (slices, len), epilogue.accumulate),
+    }
 }
 
 /// The fewest gathered channels a split of a gather sums.
@@ -543,9 +577,14 @@ fn gather_splits(
     slicing: &Slicing,
 ) -> (usize, usize) {
     let wanted = (slicing.tile_vectors * 8).div_ceil(invocations);
-    let most = (gathered / MIN_SPLIT_CHANNELS).min(SPLIT_FLOATS / out_len);
-    let channels = gathered.div_ceil(wanted.min(most).max(1)).next_multiple_of(4);
+    let channels =
+        gathered.div_ceil(wanted.min(most_splits(gathered, out_len))).next_multiple_of(4);
     (gathered.div_ceil(channels), channels)
+}
+
+/// The most splits a gather of `gathered` channels into `out_len` floats may take.
+fn most_splits(gathered: usize, out_len: usize) -> usize {
+    (gathered / MIN_SPLIT_CHANNELS).min(SPLIT_FLOATS / out_len).max(1)
 }
 
 #[repr(C)]
@@ -589,15 +628,15 @@ fn sum_splits(
 /// [`launch`] on conv.wgsl's tiled kernels (the Tiled variant, for outputs of more than 16
 /// columns: narrower ones take the portable kernels, as they do the subgroup's), with the
 /// dispatch's label, output length, output columns and gathered channels as `launch` found
-/// them: tiles of 128 x 128 outputs where the grid has enough of them, else 64 x 64
-/// (TILED_WG), as for matmul_tiled. Weight gradients always take many slices: these kernels
-/// are for discrete GPUs.
+/// them: tiles of 128 x 128 outputs where the grid (counting the gathers' splits) has enough of
+/// them, else 64 x 64 (TILED_WG), as for matmul_tiled. Weight gradients always take many
+/// slices and the gathers split as under many slices: these kernels are for discrete GPUs.
 fn launch_tiled(
     gpu: &Gpu,
     pass: Pass,
     [a, b, c]: [&Tensor; 3],
     g: &Conv2dGeometry,
-    Epilogue { bias, fused, accumulate }: Epilogue,
+    epilogue: Epilogue,
     (label, c_len, cols, gathered): (&'static str, usize, usize, usize),
 ) -> Vec<Op> {
     // Rows of the GEMM (of its largest phase, for backward data) and the phases.
@@ -609,16 +648,20 @@ fn launch_tiled(
         ),
         Pass::BackwardWeight => (g.kernel_h * g.kernel_w * g.in_c, 1),
     };
-    let tiled_wg = tiled_workgroup_side(rows.div_ceil(128) * cols.div_ceil(128) * phases) as usize;
+    let gather = pass != Pass::BackwardWeight;
+    let split_room = if gather { most_splits(gathered, c_len) } else { 1 };
+    let tiles_of_128 = rows.div_ceil(128) * cols.div_ceil(128) * phases * split_room;
+    let tiled_wg = tiled_workgroup_side(tiles_of_128) as usize;
     let side = 8 * tiled_wg;
     let (row_tiles, col_tiles) = (rows.div_ceil(side), cols.div_ceil(side));
-    let slices = if pass == Pass::BackwardWeight {
-        let invocations = row_tiles * col_tiles * tiled_wg * tiled_wg;
-        batch_slices(g, (MANY_SLICES.tile_vectors * 8).div_ceil(invocations), &MANY_SLICES)
+    let invocations = row_tiles * col_tiles * phases * tiled_wg * tiled_wg;
+    let (slices, (splits, split_channels)) = if gather {
+        (1, gather_splits(gathered, invocations, c_len, &MANY_SLICES))
     } else {
-        1
+        let wanted = (MANY_SLICES.tile_vectors * 8).div_ceil(invocations);
+        (batch_slices(g, wanted, &MANY_SLICES), (1, gathered))
     };
-    let stores = FusedStores::new(gpu, bias, fused, (c_len, cols), accumulate && slices == 1, a);
+    let stores = dispatch_stores(gpu, epilogue, (c_len, cols), (slices, splits), a);
     let (mirror_a, mirror_b) = (gpu.quad_texture_fits(a), gpu.quad_texture_fits(b));
     // b's rows (W's, or dy's for the weight gradient) run along y_c.
     let mut constants = vec![
@@ -629,17 +672,19 @@ fn launch_tiled(
         ("TILED_WG", tiled_wg as f64),
     ];
     constants.extend(stores.constants);
-    let kind = if pass == Pass::BackwardWeight { "conv_weight_grad" } else { "conv_gather" };
+    let kind = if gather { "conv_gather" } else { "conv_weight_grad" };
     let pipeline = gpu.pipeline(&module(&gpu.caps), &format!("{kind}_tiled"), &constants);
-    let partials = (slices > 1).then(|| gpu.zeros(slices * c_len));
+    let partials = (slices * splits > 1).then(|| gpu.zeros(slices * splits * c_len));
     let out = partials.as_ref().unwrap_or(c);
-    let groups = grid(gpu, col_tiles, row_tiles * phases * slices);
+    let groups = grid(gpu, col_tiles, row_tiles * phases * slices * splits);
     let slice_images = g.batch.div_ceil(slices);
-    let backward_data = pass == Pass::BackwardData;
-    let params = Params::new(g, backward_data, bias.is_some(), 0, (row_tiles, slice_images));
+    let has_bias = epilogue.bias.is_some() && splits == 1;
+    let mut params =
+        Params::new(g, pass == Pass::BackwardData, has_bias, 0, (row_tiles, slice_images));
+    params.split(splits, split_channels, c_len);
     let operands = ([a, b, out], [mirror_a, mirror_b]);
     let dispatch = conv_dispatch(gpu, pass, (label, &pipeline, groups), &params, operands, &stores);
-    then_sum_slices(gpu, dispatch.into(), partials.as_ref(), c, (slices, c_len), accumulate)
+    sum_partials(gpu, dispatch, partials.as_ref(), c, (slices, splits, c_len, cols), epilogue)
 }
 
 /// One dispatch of a conv.wgsl kernel for `pass`: its parameters, operands a and b with their
