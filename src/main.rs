@@ -239,7 +239,10 @@ impl GpuArgs {
                         gpu.describe()
                     );
                 }
-                gpu.set_variants(Variants::all(Variant::Subgroup));
+                gpu.set_variants(Variants {
+                    reads: gpu.variants().reads,
+                    ..Variants::all(Variant::Subgroup)
+                });
             }
             "tiled" => gpu.set_variants(Variants {
                 matmul: Variant::Tiled,

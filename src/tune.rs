@@ -1,14 +1,17 @@
 //! Kernel variants chosen by measurement. Where an adapter can run more than one variant of a
 //! kernel family (subgroup and portable matmul, conv gathers and conv weight gradients on an
-//! adapter with 8-lane subgroups; workgroup-memory tiles for each and few or many slices for
-//! long sums off CPU adapters; rows or GEMM tiles for one-channel convs on every adapter), the
-//! first command that opens it times each variant on shapes the presets run, after checking it
-//! against the CPU twin, and keeps the fastest. The choice is cached per adapter, driver and
-//! kernel source, so later commands start at once and an edited shader or a new driver is
-//! measured again.
+//! adapter with 8-lane subgroups; workgroup-memory tiles for each, few or many slices for long
+//! sums and texture or buffer reads off CPU adapters; rows or GEMM tiles for one-channel convs
+//! on every adapter), the first command that opens it times each variant on shapes the presets
+//! run, after checking it against the CPU twin, and keeps the fastest. The reads change what
+//! every kernel wants and cost copies that only whole steps show, so each read variant gets its
+//! own kernel choices, and the two are compared on training steps. The choice is cached per
+//! adapter, driver and kernel source, so later commands start at once and an edited shader or
+//! a new driver is measured again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rand::SeedableRng;
@@ -17,8 +20,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::bench::{self, Kernel};
+use crate::data::Dataset;
 use crate::gpu::{Gpu, KernelCaps, Variant, Variants};
+use crate::nn::gan;
 use crate::shaders;
+use crate::train::{self, Trainer};
 
 /// A kernel family whose variant is chosen here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,13 +41,17 @@ pub enum Family {
     /// How long sums are cut into slices: weight and bias gradients, matrix-vector products,
     /// gathers over many channels (Variants::slices).
     Slices,
+    /// Whether kernels read operands through texture mirrors (Variants::reads).
+    Reads,
 }
 
 impl Family {
     /// In the order they are measured: each on the choices of those before it, so slices
     /// before the convs whose weight gradients they cut (few slices slowed an H200's dcgan
-    /// step 2.7x, and would weigh on whichever conv variant they were timed with).
-    pub const ALL: [Family; 5] = [
+    /// step 2.7x, and would weigh on whichever conv variant they were timed with), and the
+    /// reads first, each with the kernel families measured under it.
+    pub const ALL: [Family; 6] = [
+        Family::Reads,
         Family::Matmul,
         Family::Slices,
         Family::Conv,
@@ -56,6 +66,7 @@ impl Family {
             Family::ConvWeightGrad => "conv dw",
             Family::OneChannelConv => "one-channel conv",
             Family::Slices => "slices",
+            Family::Reads => "reads",
         }
     }
 
@@ -65,6 +76,7 @@ impl Family {
             Family::Matmul | Family::Conv | Family::ConvWeightGrad => Variant::candidates(caps),
             Family::OneChannelConv => Variant::ONE_CHANNEL,
             Family::Slices => Variant::slices_candidates(caps),
+            Family::Reads => Variant::reads_candidates(caps),
         }
     }
 
@@ -75,6 +87,7 @@ impl Family {
             Family::ConvWeightGrad => Variants { conv_weight_grad: variant, ..variants },
             Family::OneChannelConv => Variants { one_channel_conv: variant, ..variants },
             Family::Slices => Variants { slices: variant, ..variants },
+            Family::Reads => Variants { reads: variant, ..variants },
         }
     }
 
@@ -85,9 +98,11 @@ impl Family {
     /// adapters' sake), each with every pass; for the slices, dcgan-upsample's logit layer (a
     /// matrix-vector product over 8192 features), dcgan's 256 -> 128 transposed conv (its
     /// gathers split), its first D conv, dcgan-upsample's 64 -> 32 conv and dcgan's final
-    /// conv (the one-channel rows kernel), each with every pass.
+    /// conv (the one-channel rows kernel), each with every pass. The reads are timed on
+    /// training steps instead ([`READS_MODELS`]).
     fn shapes(self) -> &'static [(Kernel, &'static str)] {
         match self {
+            Family::Reads => &[],
             Family::Matmul => &[
                 (Kernel::Matmul, "128,784,128,bias,tanh"),
                 (Kernel::Matmul, "128,128,784,tb"),
@@ -221,7 +236,7 @@ pub fn fastest(family: Family, timings: &[Timing]) -> Option<Variant> {
 /// else (or when `remeasure`) a measured one, which is then cached. `on_measure` is called before measuring (for a progress line). A
 /// cache that cannot be read or written costs a measurement, not an error.
 pub fn choose(
-    gpu: &Gpu,
+    gpu: &Arc<Gpu>,
     cache_dir: Option<&Path>,
     remeasure: bool,
     on_measure: impl FnOnce(),
@@ -249,12 +264,45 @@ pub fn choose(
 /// Times every candidate variant of every family with more than one on `gpu`, in
 /// [`Family::ALL`]'s order and on the choices made before it (each checked against the CPU
 /// twin first; one that disagrees, or fails to run, is excluded) and returns the fastest of
-/// each with all the timings. Leaves `gpu` on the variants it had.
-pub fn measure(gpu: &Gpu) -> Result<(Variants, Vec<Timing>)> {
+/// each with all the timings: for each read variant the kernel families chosen under it, then
+/// the read variant whose choices train fastest, with its own kernel timings. Leaves `gpu` on
+/// the variants it had.
+pub fn measure(gpu: &Arc<Gpu>) -> Result<(Variants, Vec<Timing>)> {
     let before = gpu.variants();
-    let mut chosen = before;
+    let result = measure_reads(gpu, before);
+    gpu.set_variants(before);
+    result
+}
+
+fn measure_reads(gpu: &Arc<Gpu>, before: Variants) -> Result<(Variants, Vec<Timing>)> {
+    let reads = Family::Reads.candidates(&gpu.caps);
+    if let [only] = reads {
+        return measure_kernels(gpu, Family::Reads.with(before, *only));
+    }
+    let mut read_timings = Vec::new();
+    let mut choices = Vec::new();
+    for &variant in reads {
+        let (variants, timings) = measure_kernels(gpu, Family::Reads.with(before, variant))?;
+        gpu.set_variants(variants);
+        let (ms, error) = match time_steps(gpu) {
+            Ok(ms) => (Some(ms), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        read_timings.push(Timing { family: Family::Reads, variant, ms, error });
+        choices.push((variant, variants, timings));
+    }
+    let best = fastest(Family::Reads, &read_timings)
+        .with_context(|| format!("no read variant could train on {}", gpu.describe()))?;
+    let (_, variants, kernel_timings) = choices.into_iter().find(|c| c.0 == best).unwrap();
+    read_timings.extend(kernel_timings);
+    Ok((variants, read_timings))
+}
+
+/// The kernel families of [`measure`] on `start`'s reads.
+fn measure_kernels(gpu: &Gpu, start: Variants) -> Result<(Variants, Vec<Timing>)> {
+    let mut chosen = start;
     let mut timings = Vec::new();
-    for family in Family::ALL {
+    for family in Family::ALL.into_iter().filter(|&f| f != Family::Reads) {
         let candidates = family.candidates(&gpu.caps);
         if let [only] = candidates {
             chosen = family.with(chosen, *only);
@@ -273,8 +321,22 @@ pub fn measure(gpu: &Gpu) -> Result<(Variants, Vec<Timing>)> {
         })?;
         chosen = family.with(chosen, best);
     }
-    gpu.set_variants(before);
     Ok((chosen, timings))
+}
+
+/// The presets whose training steps the reads are timed on, at their recipes' batches: one of
+/// dense layers, one of convs.
+pub const READS_MODELS: [&str; 2] = ["mlp", "dcgan"];
+
+/// Milliseconds per training step of [`READS_MODELS`] on `gpu`'s current variants, summed.
+pub fn time_steps(gpu: &Arc<Gpu>) -> Result<f64> {
+    let dataset = Dataset::pattern(1024, "a fixed pattern (timing the reads)");
+    let mut total = 0.0;
+    for name in READS_MODELS {
+        let mut trainer = Trainer::new(gpu.clone(), gan::preset(name)?, &dataset, 0, None)?;
+        total += train::time_iterations(&mut trainer, 2, 20);
+    }
+    Ok(total)
 }
 
 /// Milliseconds per call of `family`'s shapes, summed, on `gpu`'s current variants.
@@ -288,7 +350,7 @@ fn time_family(gpu: &Gpu, family: Family) -> Result<f64> {
             let skip = match family {
                 Family::ConvWeightGrad => !weight_grad,
                 Family::Conv => weight_grad,
-                Family::Matmul | Family::Slices | Family::OneChannelConv => false,
+                Family::Matmul | Family::Slices | Family::OneChannelConv | Family::Reads => false,
             };
             if skip {
                 continue;

@@ -673,20 +673,6 @@ fn default_cases() -> Vec<Case> {
     cases
 }
 
-/// 28 x 28 images of a fixed pattern: the shaders do not depend on the pixels.
-fn synthetic_dataset() -> Dataset {
-    let count = 256;
-    let images: Vec<u8> = (0..count * 28 * 28).map(|i| (i * 37 % 256) as u8).collect();
-    Dataset {
-        images,
-        labels: (0..count).map(|i| (i % 10) as u8).collect(),
-        count,
-        rows: 28,
-        cols: 28,
-        source: "synthetic digits (shader_backends test)".into(),
-    }
-}
-
 /// The devices to read pipelines from: the first adapter (Vulkan where there is one) with the
 /// fast kernels where it has them, and the same adapter forced onto the portable kernels.
 fn devices() -> Vec<Arc<Gpu>> {
@@ -704,7 +690,7 @@ fn devices() -> Vec<Arc<Gpu>> {
 /// Every (module, entry point, overrides) that a training iteration of every preset (at its
 /// own batch size and at two others) and `generate` build, on each device.
 fn used_cases() -> Vec<Case> {
-    let dataset = synthetic_dataset();
+    let dataset = Dataset::pattern(256, "synthetic digits (shader_backends test)");
     let gpus = devices();
     let mut cases = Vec::new();
     for gpu in &gpus {

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use gan_gpu::gpu::{KernelCaps, Variant};
+use gan_gpu::gpu::{KernelCaps, Variant, Variants};
 use gan_gpu::tune::{self, Family, Source, Timing};
 
 fn timing(family: Family, variant: Variant, ms: Option<f64>) -> Timing {
@@ -55,6 +55,7 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
                 Family::ConvWeightGrad => first.variants.conv_weight_grad,
                 Family::OneChannelConv => first.variants.one_channel_conv,
                 Family::Slices => first.variants.slices,
+                Family::Reads => first.variants.reads,
             };
             if let [only] = candidates {
                 assert_eq!((timed(family), chosen), (0, *only), "{}", common::describe(gpu));
@@ -101,6 +102,14 @@ fn variants_are_measured_once_per_adapter_then_read_from_the_cache() {
         let fresh = tune::choose(gpu, Some(dir.path()), false, || remeasured = true).unwrap();
         assert!(remeasured && fresh.source == Source::Measured);
         assert!(tune::cached(&gpu.info, &gpu.caps, dir.path()).is_some());
+
+        // The reads variant decides whether kernels read through texture mirrors: never on
+        // Buffers, on Textures where mirrors are not switched off.
+        let tensor = gpu.upload(&[1.0; 16]);
+        gpu.set_variants(Variants { reads: Variant::Textures, ..before });
+        assert_eq!(gpu.quad_texture_fits(&tensor), gpu.caps.texture_mirrors);
+        gpu.set_variants(Variants { reads: Variant::Buffers, ..before });
+        assert!(!gpu.quad_texture_fits(&tensor));
         gpu.set_variants(before);
     }
 }
@@ -125,7 +134,7 @@ fn devices_tune_caches_what_devices_then_reports() {
     let tuned: serde_json::Value =
         serde_json::from_str(run(&["devices", "--tune", "--json"]).trim()).unwrap();
     let chosen = &tuned["variants"];
-    let families = ["matmul", "conv", "conv_weight_grad", "one_channel_conv", "slices"];
+    let families = ["matmul", "conv", "conv_weight_grad", "one_channel_conv", "slices", "reads"];
     assert!(families.iter().all(|f| chosen[f].is_string()), "{tuned}");
     // `devices` lists the tuned adapter first (the default pick) with the cached choice.
     let listed = run(&["devices", "--json"]);

@@ -40,6 +40,21 @@ pub struct Dataset {
     pub source: String,
 }
 
+impl Dataset {
+    /// `count` 28 x 28 images of a fixed pattern, for what does not depend on the pixels
+    /// (timing training steps, compiling their shaders).
+    pub fn pattern(count: usize, source: &str) -> Dataset {
+        Dataset {
+            images: (0..count * 28 * 28).map(|i| (i * 37 % 256) as u8).collect(),
+            labels: (0..count).map(|i| (i % 10) as u8).collect(),
+            count,
+            rows: 28,
+            cols: 28,
+            source: source.into(),
+        }
+    }
+}
+
 /// The datasets gan-gpu knows (`--dataset mnist|fashion-mnist`); both are 28 x 28 grey images
 /// in 10 classes, 60,000 for training and 10,000 for testing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
