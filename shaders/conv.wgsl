@@ -110,17 +110,27 @@ override TILE_ROWS: u32 = 8u;
 // r. The accumulators are separately named blocks rather than an array indexed in a loop,
 // which llvmpipe kept in memory at half the speed.
 
+// Quad q of a and of b from their mirrors; with quad views (src/gpu.rs's
+// Shader::with_quad_views), from the buffers themselves as vec4s. The only reads of a4 and b4.
+fn a4_quad(q: u32) -> vec4<f32> {
+    return textureLoad(a4, texel(q));
+}
+
+fn b4_quad(q: u32) -> vec4<f32> {
+    return textureLoad(b4, texel(q));
+}
+
 // Element i of a and of b, from their mirrors where MIRROR_A / MIRROR_B.
 fn a_at(i: u32) -> f32 {
     if MIRROR_A {
-        return textureLoad(a4, element_texel(i))[i % 4u];
+        return a4_quad(i / 4u)[i % 4u];
     }
     return a[i];
 }
 
 fn b_at(i: u32) -> f32 {
     if MIRROR_B {
-        return textureLoad(b4, element_texel(i))[i % 4u];
+        return b4_quad(i / 4u)[i % 4u];
     }
     return b[i];
 }
@@ -128,7 +138,7 @@ fn b_at(i: u32) -> f32 {
 // Channels c0..c0+3 of the gathered image's pixel at `base`, zero past its `len` channels.
 fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     if VEC_A {
-        return textureLoad(a4, texel((base + c0) / 4u));
+        return a4_quad((base + c0) / 4u);
     }
     var v = vec4(0.0);
     for (var q = 0u; q < 4u; q++) {
@@ -143,7 +153,7 @@ fn a_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
 // row (clamped lanes are never stored), the scalar ones give zero past its end.
 fn b_quad(base: u32, c0: u32, len: u32) -> vec4<f32> {
     if VEC_B {
-        return textureLoad(b4, texel((base + min(c0, len - 4u)) / 4u));
+        return b4_quad((base + min(c0, len - 4u)) / 4u);
     }
     var v = vec4(0.0);
     for (var q = 0u; q < 4u; q++) {
@@ -515,7 +525,7 @@ fn x_quad(m: vec3<u32>, rq: RowQuad) -> vec4<f32> {
     if VEC_A {
         // One tap for all four: ci.x is a multiple of 4.
         let last = p.batch * p.x_h * p.x_w * p.x_c / 4u - 1u;
-        return select(vec4(0.0), textureLoad(a4, texel(min(off.x / 4u, last))), ok.x);
+        return select(vec4(0.0), a4_quad(min(off.x / 4u, last)), ok.x);
     }
     let last = p.batch * p.x_h * p.x_w * p.x_c - 1u;
     let safe = min(off, vec4(last));

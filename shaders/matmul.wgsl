@@ -50,6 +50,16 @@ override VEC_B: bool = false;
 // only where the device allows it: the other entry points do not use it.
 @group(0) @binding(8) var<storage, read_write> column_sums: array<f32>;
 
+// Quad q of a and of b from their mirrors; with quad views (src/gpu.rs's
+// Shader::with_quad_views), from the buffers themselves as vec4s. The only reads of a4 and b4.
+fn a4_quad(q: u32) -> vec4<f32> {
+    return textureLoad(a4, texel(q));
+}
+
+fn b4_quad(q: u32) -> vec4<f32> {
+    return textureLoad(b4, texel(q));
+}
+
 // Elements [r, c0..c0+3] of A as stored, with the indices clamped into the matrix.
 fn a_quad(r: u32, c0: u32) -> vec4<f32> {
     let rows = select(p.m, p.k, TRANS_A);
@@ -57,7 +67,7 @@ fn a_quad(r: u32, c0: u32) -> vec4<f32> {
     let base = min(r, rows - 1u) * cols;
     if VEC_A {
         // cols % 4 == 0 and c0 % 4 == 0: the quad never straddles two rows.
-        return textureLoad(a4, texel((base + min(c0, cols - 4u)) / 4u));
+        return a4_quad((base + min(c0, cols - 4u)) / 4u);
     }
     let last = cols - 1u;
     return vec4(a[base + min(c0, last)], a[base + min(c0 + 1u, last)],
@@ -70,7 +80,7 @@ fn b_quad(r: u32, c0: u32) -> vec4<f32> {
     let cols = select(p.n, p.k, TRANS_B);
     let base = min(r, rows - 1u) * cols;
     if VEC_B {
-        return textureLoad(b4, texel((base + min(c0, cols - 4u)) / 4u));
+        return b4_quad((base + min(c0, cols - 4u)) / 4u);
     }
     let last = cols - 1u;
     return vec4(b[base + min(c0, last)], b[base + min(c0 + 1u, last)],

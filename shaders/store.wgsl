@@ -44,6 +44,12 @@ fn store_quad(base: u32, k0: u32, len: u32, v: vec4<f32>) {
     }
 }
 
+// Quad q of the activation output from its mirror, or with quad views (src/gpu.rs's
+// Shader::with_quad_views) from its buffer as vec4s: the only read of e4.
+fn e4_quad(q: u32) -> vec4<f32> {
+    return textureLoad(e4, texel(q));
+}
+
 // act(v), or with GRADIENT v times act' at the activation output's elements e..e+3 (e a
 // multiple of 4 where VEC_EPILOGUE).
 fn fused_quad(e: u32, v: vec4<f32>) -> vec4<f32> {
@@ -51,7 +57,7 @@ fn fused_quad(e: u32, v: vec4<f32>) -> vec4<f32> {
         return activate_quad(v);
     }
     if VEC_EPILOGUE {
-        return v * derivative_quad(textureLoad(e4, texel(e / 4u)));
+        return v * derivative_quad(e4_quad(e / 4u));
     }
     let o = vec4(epilogue[e], epilogue[e + 1u], epilogue[e + 2u], epilogue[e + 3u]);
     return v * derivative_quad(o);

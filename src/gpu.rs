@@ -6,7 +6,7 @@
 //! the adapter has them, and the kernels that use them have portable fallbacks: [`KernelCaps`]
 //! says which variants an adapter can run, [`Variants`] which ones run (see [`crate::tune`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
@@ -611,6 +611,37 @@ impl Gpu {
         texels.min(QUAD_TEXTURE_WIDTH) <= largest && texels.div_ceil(QUAD_TEXTURE_WIDTH) <= largest
     }
 
+    /// Whether the kernels of matmul.wgsl, conv.wgsl and splits.wgsl read 4 floats at a time
+    /// from views of the operands' own buffers as array<vec4<f32>> (their modules rewritten by
+    /// [`Shader::with_quad_views`]) rather than from texture mirrors: on the Buffers reads,
+    /// where a kernel may bind the 7 storage buffers that takes (WebGPU's default limit is 8;
+    /// downlevel adapters have 4, and there those kernels read floats one at a time).
+    pub fn quad_views(&self) -> bool {
+        self.variants().reads == Variant::Buffers
+            && self.limits.max_storage_buffers_per_shader_stage >= 8
+    }
+
+    /// Whether a kernel of matmul.wgsl, conv.wgsl or splits.wgsl can read `tensor` 4 floats at
+    /// a time: through a quad view, or a texture mirror where one fits.
+    pub fn gemm_quads_fit(&self, tensor: &Tensor) -> bool {
+        self.quad_views() || self.quad_texture_fits(tensor)
+    }
+
+    /// What such a kernel binds to read `tensor` 4 floats at a time (when `read`): its quad
+    /// view, or [`Gpu::quad_texture`].
+    pub fn gemm_quads(&self, tensor: &Tensor, read: bool) -> QuadTexture {
+        if self.quad_views() {
+            return QuadTexture { source: tensor.buffer.clone(), texture: None, texels: 0 };
+        }
+        self.quad_texture(tensor, read)
+    }
+
+    /// `shader` (matmul.wgsl, conv.wgsl or splits.wgsl) as this device's kernels read it: with
+    /// quad views where [`Gpu::quad_views`].
+    pub fn gemm_module(&self, shader: Shader) -> Shader {
+        if self.quad_views() { shader.with_quad_views() } else { shader }
+    }
+
     /// The texture mirroring `tensor` (see [`QuadTexture`]; a partial last quad is padded with
     /// the buffer's spare floats), one per tensor however many kernels read it; or when `read`
     /// is false a 1-texel stand-in for a binding the kernel will not read. Dispatches that bind
@@ -640,7 +671,7 @@ impl Gpu {
             view_formats: &[],
         });
         let view = texture.create_view(&Default::default());
-        QuadTexture { source: tensor.buffer.clone(), texture, view, texels }
+        QuadTexture { source: tensor.buffer.clone(), texture: Some((texture, view)), texels }
     }
 
     /// A dispatch of `pipeline` with `bindings` at binding 0, 1, 2, ... of group 0.
@@ -748,24 +779,30 @@ pub const QUAD_TEXTURE_WIDTH: usize = 2048;
 /// a dispatch that reads it when the tensor was written since (see [`record`]). lavapipe
 /// scalarises every storage-buffer load (a loop over the 8 SIMD lanes with a bounds check each)
 /// but fetches texels vectorised, so kernels that read their operands through textures run
-/// several times faster there; the copy is a memcpy.
+/// several times faster there; the copy is a memcpy. Or, for the kernels of
+/// [`Gpu::quad_views`], the tensor's own buffer, which they read as array<vec4<f32>>: no copy.
 #[derive(Clone, Debug)]
 pub struct QuadTexture {
     source: wgpu::Buffer,
-    texture: wgpu::Texture,
-    view: wgpu::TextureView,
+    /// None for a quad view of `source`.
+    texture: Option<(wgpu::Texture, wgpu::TextureView)>,
+    /// Texels to refresh (0 for a stand-in or a view).
     texels: usize,
 }
 
 impl QuadTexture {
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::TextureView(&self.view)
+        match &self.texture {
+            Some((_, view)) => wgpu::BindingResource::TextureView(view),
+            None => self.source.as_entire_binding(),
+        }
     }
 
     /// Records the copy of the tensor's current contents into the texture.
     fn record_refresh(&self, encoder: &mut wgpu::CommandEncoder) {
         let width = QUAD_TEXTURE_WIDTH;
         let (rows, tail) = (self.texels / width, self.texels % width);
+        let (texture, _) = self.texture.as_ref().expect("a texture mirror");
         let copy =
             |first_row: usize, width: usize, height: usize, encoder: &mut wgpu::CommandEncoder| {
                 encoder.copy_buffer_to_texture(
@@ -778,7 +815,7 @@ impl QuadTexture {
                         },
                     },
                     wgpu::TexelCopyTextureInfo {
-                        texture: &self.texture,
+                        texture,
                         mip_level: 0,
                         origin: wgpu::Origin3d { x: 0, y: first_row as u32, z: 0 },
                         aspect: wgpu::TextureAspect::All,
@@ -825,6 +862,7 @@ fn written_bindings(shader: &Shader, entry: &str) -> Vec<u32> {
 }
 
 /// A WGSL module compiled into the binary.
+#[derive(Clone, Copy)]
 pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
@@ -839,6 +877,44 @@ impl Shader {
             panic!("{} has no subgroup section", self.name);
         });
         Shader { name, source: &self.source[..end] }
+    }
+
+    /// This module with each rgba32float texture it reads declared as a storage buffer of
+    /// vec4s instead, so that it binds the tensor's buffer itself (see [`Gpu::quad_views`]):
+    /// every read of such a texture `t` must be the `textureLoad(t, texel(q))` of a helper
+    /// function, which becomes `t[q]`. Rewritten once per module and kept.
+    pub fn with_quad_views(&self) -> Shader {
+        static REWRITTEN: Mutex<BTreeMap<&'static str, Shader>> = Mutex::new(BTreeMap::new());
+        let mut rewritten = REWRITTEN.lock().unwrap();
+        let key = self.name;
+        *rewritten.entry(key).or_insert_with(|| {
+            let mut source = String::with_capacity(self.source.len());
+            let mut names = Vec::new();
+            for line in self.source.lines() {
+                match line.split_once(": texture_storage_2d<rgba32float, read>;") {
+                    Some((head, "")) => {
+                        let (binding, name) = head.rsplit_once(" var ").expect("var NAME: texture");
+                        source.push_str(&format!(
+                            "{binding} var<storage, read> {name}: array<vec4<f32>>;"
+                        ));
+                        names.push(name.to_string());
+                    }
+                    _ => source.push_str(line),
+                }
+                source.push('\n');
+            }
+            for name in &names {
+                source = source
+                    .replace(&format!("textureLoad({name}, texel(q))"), &format!("{name}[q]"));
+            }
+            assert!(
+                !source.contains("textureLoad("),
+                "{}: a texture read outside a helper",
+                self.name
+            );
+            let name = Box::leak(format!("{} (quad views)", self.name).into_boxed_str());
+            Shader { name, source: Box::leak(source.into_boxed_str()) }
+        })
     }
 }
 
@@ -870,7 +946,9 @@ struct FreshMirrors(Vec<QuadTexture>);
 
 impl FreshMirrors {
     fn is_fresh(&self, texture: &QuadTexture) -> bool {
-        self.0.iter().any(|t| t.texture == texture.texture)
+        self.0
+            .iter()
+            .any(|t| t.texture.as_ref().map(|m| &m.0) == texture.texture.as_ref().map(|m| &m.0))
     }
 
     fn any_stale(&self, d: &Dispatch) -> bool {

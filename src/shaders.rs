@@ -32,6 +32,9 @@ pub const POOL: Shader = shader!("pool.wgsl", "texel.wgsl");
 pub const BATCHNORM: Shader = shader!("batchnorm.wgsl", "texel.wgsl");
 pub const SPLITS: Shader = shader!("splits.wgsl", "activate.wgsl", "texel.wgsl", "store.wgsl");
 
+/// The modules whose kernels can read through quad views (see `Gpu::quad_views`).
+pub const QUAD_VIEW_MODULES: &[&Shader] = &[&MATMUL, &CONV, &SPLITS];
+
 /// Every module, for the validation tests.
 pub const ALL: &[&Shader] = &[
     &MATMUL,

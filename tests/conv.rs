@@ -402,6 +402,19 @@ fn conv_matches_cpu_twin() {
             .iter()
             .filter(|c| !gpu.caps.cpu || TILED_ON_CPU.iter().any(|name| c.name.ends_with(name)));
         failures.extend(tiled.filter_map(|call| call.check(gpu).err()).map(|e| e + " (tiled)"));
+        // Again reading operands through quad views of their buffers rather than texture
+        // mirrors (tune.rs's Buffers reads, off CPU adapters), on the chosen kernels: on CPU
+        // adapters only the cases of TILED_ON_CPU on Vulkan, for the time their pipelines take
+        // to compile (shader_backends.rs checks the rewritten modules' GLSL).
+        gpu.set_variants(Variants { reads: Variant::Buffers, ..rows });
+        let views = calls
+            .iter()
+            .filter(|c| !gpu.caps.cpu || TILED_ON_CPU.iter().any(|name| c.name.ends_with(name)));
+        if gpu.quad_views() && (!gpu.caps.cpu || gpu.info.backend == wgpu::Backend::Vulkan) {
+            failures.extend(
+                views.filter_map(|call| call.check(gpu).err()).map(|e| e + " (quad views)"),
+            );
+        }
         gpu.set_variants(rows);
         assert!(failures.is_empty(), "on {}:\n{}", gpu.describe(), failures.join("\n"));
     });

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use gan_gpu::data::Dataset;
-use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions};
+use gan_gpu::gpu::{BackendChoice, Gpu, GpuOptions, Shader};
 use gan_gpu::shaders;
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
@@ -643,11 +643,14 @@ fn assert_no_failures(failures: Vec<String>) {
     );
 }
 
-/// Every entry point of every module in `shaders::ALL` with its default overrides, where every
-/// override it reaches has a default (the others are said, and left to the used sets).
+/// Every entry point of every module in `shaders::ALL`, and of those rewritten for quad views,
+/// with its default overrides, where every override it reaches has a default (the others are
+/// said, and left to the used sets).
 fn default_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for shader in shaders::ALL {
+    let quad_views: Vec<Shader> =
+        shaders::QUAD_VIEW_MODULES.iter().map(|s| s.with_quad_views()).collect();
+    for shader in shaders::ALL.iter().copied().chain(&quad_views) {
         let (module, info) =
             front_end(shader.source).unwrap_or_else(|e| panic!("shader {}: {e}", shader.name));
         for ep in module.entry_points.iter().filter(|ep| ep.stage == ShaderStage::Compute) {

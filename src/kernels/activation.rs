@@ -61,7 +61,7 @@ impl<'a> FusedStores<'a> {
             assert!(y.len >= out_len, "activation output of {} for {out_len} values", y.len);
             assert!(bias.is_none(), "a gradient with a bias");
         }
-        let vec = act_out.is_some_and(|y| row_len.is_multiple_of(4) && gpu.quad_texture_fits(y));
+        let vec = act_out.is_some_and(|y| row_len.is_multiple_of(4) && gpu.gemm_quads_fit(y));
         let [vec_c, accumulates] = store_constants(row_len, accumulate);
         FusedStores {
             constants: [
@@ -73,7 +73,7 @@ impl<'a> FusedStores<'a> {
                 accumulates,
             ],
             epilogue: bias.or(act_out).unwrap_or(unused),
-            e4: gpu.quad_texture(act_out.unwrap_or(unused), vec),
+            e4: gpu.gemm_quads(act_out.unwrap_or(unused), vec),
         }
     }
 }

@@ -26,7 +26,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::activation::FusedStores;
 use super::{Fused, MANY_SLICES, Slicing, flag, slicing, store_constants, tiled_workgroup_side};
-use crate::gpu::{Dispatch, Gpu, KernelCaps, Op, Pipeline, Shader, Tensor, Variant};
+use crate::gpu::{Dispatch, Gpu, Op, Pipeline, Shader, Tensor, Variant};
 use crate::shaders;
 
 /// How a convolution pads its input.
@@ -275,13 +275,13 @@ fn check_sizes(
     Ok(())
 }
 
-/// The WGSL module for a device with these capabilities: the whole file where subgroups are
-/// available, else its portable part.
-fn module(caps: &KernelCaps) -> Shader {
-    if caps.subgroup_size.is_some() {
-        return shaders::CONV;
+/// The WGSL module for `gpu`: the whole file where subgroups are available, else its portable
+/// part; with quad views where the device reads through them.
+fn module(gpu: &Gpu) -> Shader {
+    if gpu.caps.subgroup_size.is_some() {
+        return gpu.gemm_module(shaders::CONV);
     }
-    shaders::CONV.portable_part("conv.wgsl (portable part)")
+    gpu.gemm_module(shaders::CONV.portable_part("conv.wgsl (portable part)"))
 }
 
 #[repr(C)]
@@ -464,7 +464,7 @@ fn launch(
     let entry = format!("{kind}_{}", if subgroup { "subgroup" } else { "portable" });
     // Operands that fit a texture are read through their mirrors; 4 floats at once where
     // their rows are whole quads.
-    let (mirror_a, mirror_b) = (gpu.quad_texture_fits(a), gpu.quad_texture_fits(b));
+    let (mirror_a, mirror_b) = (gpu.gemm_quads_fit(a), gpu.gemm_quads_fit(b));
     let vec_a = gathered % 4 == 0 && mirror_a;
     let vec_b = b_row % 4 == 0 && mirror_b;
     // Tile: 8 lanes x 4 columns in one subgroup (one per workgroup for the gather, 8 for the
@@ -506,7 +506,7 @@ fn launch(
         ("TILE_ROWS", tile_rows as f64),
     ];
     constants.extend(stores.constants);
-    let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
+    let pipeline = gpu.pipeline(&module(gpu), &entry, &constants);
     let row_groups = row_tiles.div_ceil(tiles_per_group);
     let slice_images = g.batch.div_ceil(slices);
     let partials = (slices * splits > 1).then(|| gpu.zeros(slices * splits * c_len));
@@ -613,7 +613,7 @@ fn sum_splits(
         splits: splits as u32,
         has_bias: bias.is_some().into(),
     });
-    let pipeline = gpu.pipeline(&shaders::SPLITS, "sum_splits", &stores.constants);
+    let pipeline = gpu.pipeline(&gpu.gemm_module(shaders::SPLITS), "sum_splits", &stores.constants);
     let bindings = [
         params.as_entire_binding(),
         partials.binding(),
@@ -662,7 +662,7 @@ fn launch_tiled(
         (batch_slices(g, wanted, &MANY_SLICES), (1, gathered))
     };
     let stores = dispatch_stores(gpu, epilogue, (c_len, cols), (slices, splits), a);
-    let (mirror_a, mirror_b) = (gpu.quad_texture_fits(a), gpu.quad_texture_fits(b));
+    let (mirror_a, mirror_b) = (gpu.gemm_quads_fit(a), gpu.gemm_quads_fit(b));
     // b's rows (W's, or dy's for the weight gradient) run along y_c.
     let mut constants = vec![
         ("VEC_A", flag(gathered % 4 == 0 && mirror_a)),
@@ -673,7 +673,7 @@ fn launch_tiled(
     ];
     constants.extend(stores.constants);
     let kind = if gather { "conv_gather" } else { "conv_weight_grad" };
-    let pipeline = gpu.pipeline(&module(&gpu.caps), &format!("{kind}_tiled"), &constants);
+    let pipeline = gpu.pipeline(&module(gpu), &format!("{kind}_tiled"), &constants);
     let partials = (slices * splits > 1).then(|| gpu.zeros(slices * splits * c_len));
     let out = partials.as_ref().unwrap_or(c);
     let groups = grid(gpu, col_tiles, row_tiles * phases * slices * splits);
@@ -699,7 +699,7 @@ fn conv_dispatch(
     stores: &FusedStores,
 ) -> Dispatch {
     let params = gpu.uniform(params);
-    let (a4, b4) = (gpu.quad_texture(a, mirror_a), gpu.quad_texture(b, mirror_b));
+    let (a4, b4) = (gpu.gemm_quads(a, mirror_a), gpu.gemm_quads(b, mirror_b));
     let mut bindings = vec![
         params.as_entire_binding(),
         a.binding(),
@@ -839,7 +839,7 @@ impl RowsGather {
         params: Params,
         invocations: usize,
     ) -> Op {
-        let (mirror_src, mirror_w) = (gpu.quad_texture_fits(src), gpu.quad_texture_fits(w));
+        let (mirror_src, mirror_w) = (gpu.gemm_quads_fit(src), gpu.gemm_quads_fit(w));
         let mut constants = vec![
             ("FILTER_W", f64::from(params.k_w)),
             ("ROW_BLOCKS", self.blocks as f64),
@@ -849,9 +849,9 @@ impl RowsGather {
             ("MIRROR_B", flag(mirror_w)),
         ];
         constants.extend(stores.constants);
-        let pipeline = gpu.pipeline(&module(&gpu.caps), self.entry, &constants);
+        let pipeline = gpu.pipeline(&module(gpu), self.entry, &constants);
         let params = gpu.uniform(&params);
-        let (src4, w4) = (gpu.quad_texture(src, mirror_src), gpu.quad_texture(w, mirror_w));
+        let (src4, w4) = (gpu.gemm_quads(src, mirror_src), gpu.gemm_quads(w, mirror_w));
         let bindings = [
             params.as_entire_binding(),
             src.binding(),
@@ -881,7 +881,7 @@ fn launch_rows_weight_grad(
 ) -> Vec<Op> {
     let label = "conv2d_backward_weight";
     check_operands(g, label, [x, dy, dw], [g.input_len(), g.output_len(), g.weight_len()]);
-    let (mirror_x, mirror_dy) = (gpu.quad_texture_fits(x), gpu.quad_texture_fits(dy));
+    let (mirror_x, mirror_dy) = (gpu.gemm_quads_fit(x), gpu.gemm_quads_fit(dy));
     let tiles = g.kernel_h * g.in_c.div_ceil(4);
     let slicing = slicing(gpu);
     let slices = batch_slices(g, slicing.rows_invocations.div_ceil(tiles), slicing);
@@ -899,13 +899,13 @@ fn launch_rows_weight_grad(
         accumulates,
     ];
     let entry = "conv_weight_grad_rows_one_channel";
-    let pipeline = gpu.pipeline(&module(&gpu.caps), entry, &constants);
+    let pipeline = gpu.pipeline(&module(gpu), entry, &constants);
     let slice_images = g.batch.div_ceil(slices);
     let params = Params::new(g, false, false, 1, (1, slice_images));
     let params = gpu.uniform(&params);
     let partials = (slices > 1).then(|| gpu.zeros(slices * g.weight_len()));
     let out = partials.as_ref().unwrap_or(dw);
-    let (x4, dy4) = (gpu.quad_texture(x, mirror_x), gpu.quad_texture(dy, mirror_dy));
+    let (x4, dy4) = (gpu.gemm_quads(x, mirror_x), gpu.gemm_quads(dy, mirror_dy));
     let bindings = [
         params.as_entire_binding(),
         x.binding(),
@@ -1011,7 +1011,7 @@ fn quad_filter_dispatch(
         s_w: u(g.stride_w),
         accumulate: accumulate.into(),
     });
-    let pipeline = gpu.pipeline(&module(&gpu.caps), entry, &[]);
+    let pipeline = gpu.pipeline(&module(gpu), entry, &[]);
     gpu.dispatch(
         entry,
         &pipeline,

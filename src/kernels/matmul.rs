@@ -143,9 +143,9 @@ fn launch(
     }
     let (trans_a, trans_b) = layout((m, n, k), transposes);
     // Row length of each operand as stored: vec4 loads need it to be a multiple of 4, and the
-    // operand must fit a texture.
-    let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.quad_texture_fits(a);
-    let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.quad_texture_fits(b);
+    // operand must fit a texture (or be read through a quad view).
+    let vec_a = if trans_a { m } else { k } % 4 == 0 && gpu.gemm_quads_fit(a);
+    let vec_b = if trans_b { k } else { n } % 4 == 0 && gpu.gemm_quads_fit(b);
     let stores = FusedStores::new(gpu, bias, fused, (m * n, n), accumulate, a);
     // Workgroups covering C in tiles of (rows, columns).
     let tiles = |(tile_m, tile_n): (usize, usize)| {
@@ -185,9 +185,9 @@ fn launch(
         constants.push(("TILED_WG", tiled_wg as f64));
     }
     constants.extend(stores.constants);
-    let pipeline = gpu.pipeline(&module(&gpu.caps), &entry, &constants);
+    let pipeline = gpu.pipeline(&gpu.gemm_module(module(&gpu.caps)), &entry, &constants);
     let params = gpu.uniform(&Params { m: m as u32, n: n as u32, k: k as u32 });
-    let (a4, b4) = (gpu.quad_texture(a, vec_a), gpu.quad_texture(b, vec_b));
+    let (a4, b4) = (gpu.gemm_quads(a, vec_a), gpu.gemm_quads(b, vec_b));
     let mut bindings = vec![
         params.as_entire_binding(),
         a.binding(),
