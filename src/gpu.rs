@@ -97,8 +97,10 @@ pub enum Variant {
     /// Kernels read operands that fit a texture through its mirror (4 floats a load, and
     /// lavapipe's fast path), refreshed by a copy after each write.
     Textures,
-    /// Kernels read every operand from its storage buffer: no copies, which on an H200 cost
-    /// more than the mirrors saved (dcgan's step 23.7 against 17.8 ms, mlp's 1.44 against 0.86).
+    /// Kernels read every operand from its storage buffer, the matmul and conv kernels 4 floats
+    /// at a time through quad views (see [`Gpu::quad_views`]): no copies, which on an H200 cost
+    /// more than the mirrors saved (the tuner's mlp and dcgan steps: 25.2 ms with mirrors,
+    /// 14.0 through quad views).
     Buffers,
 }
 
@@ -614,7 +616,7 @@ impl Gpu {
     /// Whether the kernels of matmul.wgsl, conv.wgsl and splits.wgsl read 4 floats at a time
     /// from views of the operands' own buffers as array<vec4<f32>> (their modules rewritten by
     /// [`Shader::with_quad_views`]) rather than from texture mirrors: on the Buffers reads,
-    /// where a kernel may bind the 7 storage buffers that takes (WebGPU's default limit is 8;
+    /// where a kernel may bind the up to 8 storage buffers that takes (WebGPU's default limit;
     /// downlevel adapters have 4, and there those kernels read floats one at a time).
     pub fn quad_views(&self) -> bool {
         self.variants().reads == Variant::Buffers
@@ -886,8 +888,7 @@ impl Shader {
     pub fn with_quad_views(&self) -> Shader {
         static REWRITTEN: Mutex<BTreeMap<&'static str, Shader>> = Mutex::new(BTreeMap::new());
         let mut rewritten = REWRITTEN.lock().unwrap();
-        let key = self.name;
-        *rewritten.entry(key).or_insert_with(|| {
+        *rewritten.entry(self.name).or_insert_with(|| {
             let mut source = String::with_capacity(self.source.len());
             let mut names = Vec::new();
             for line in self.source.lines() {
