@@ -102,8 +102,11 @@ stage_matmul() {
 }
 
 stage_conv() {
+    # dcgan's convs at its batch, then dcgan-upsample's (at half its batch, for the CPU twin's
+    # sake): its G's 14x14 256 -> 128 and 28x28 64 -> 32, and its D's 4x4 256 -> 512.
     for s in "conv 128,14,14,64,128,5,2,same,bias,leaky_relu" "conv-transpose 128,7,7,256,128,5,1,same" \
-        "conv-transpose 128,7,7,128,64,5,2,same"; do
+        "conv-transpose 128,7,7,128,64,5,2,same" "conv 64,14,14,256,128,5,1,same,bias" \
+        "conv 64,28,28,64,32,5,1,same,bias" "conv 128,4,4,256,512,5,1,same,bias,leaky_relu"; do
         for k in tiled portable; do
             set -- $s
             timeout 30 $B bench --kernel "$1" --kernels $k --shape "$2" --seconds 0.3 2>&1 \
@@ -119,7 +122,8 @@ stage_kernels() {
 stage_tests() {
     for t in $TESTS; do
         echo "## $t" >> "$OUT/tests.txt"
-        GAN_GPU_TEST_BACKENDS=vulkan timeout 60 ".dev/bin/test-$t" --test-threads 16 \
+        # conv reruns every case on 4 variant sets off CPU adapters: 45 s was too few.
+        GAN_GPU_TEST_BACKENDS=vulkan timeout 120 ".dev/bin/test-$t" --test-threads 16 \
             >> "$OUT/tests.txt" 2>&1
         echo "rc=$?" >> "$OUT/tests.txt"
     done
