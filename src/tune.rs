@@ -282,14 +282,21 @@ fn measure_reads(gpu: &Arc<Gpu>, before: Variants) -> Result<(Variants, Vec<Timi
     let mut read_timings = Vec::new();
     let mut choices = Vec::new();
     for &variant in reads {
-        let (variants, timings) = measure_kernels(gpu, Family::Reads.with(before, variant))?;
-        gpu.set_variants(variants);
-        let (ms, error) = match time_steps(gpu) {
-            Ok(ms) => (Some(ms), None),
+        // A read variant none of whose kernels pass, or that cannot train, is excluded.
+        let measured = measure_kernels(gpu, Family::Reads.with(before, variant)).and_then(
+            |(variants, timings)| {
+                gpu.set_variants(variants);
+                Ok((time_steps(gpu)?, variants, timings))
+            },
+        );
+        let (ms, error) = match &measured {
+            Ok((ms, ..)) => (Some(*ms), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
         read_timings.push(Timing { family: Family::Reads, variant, ms, error });
-        choices.push((variant, variants, timings));
+        if let Ok((_, variants, timings)) = measured {
+            choices.push((variant, variants, timings));
+        }
     }
     let best = fastest(Family::Reads, &read_timings)
         .with_context(|| format!("no read variant could train on {}", gpu.describe()))?;
@@ -326,10 +333,10 @@ fn measure_kernels(gpu: &Gpu, start: Variants) -> Result<(Variants, Vec<Timing>)
 
 /// The presets whose training steps the reads are timed on, at their recipes' batches: one of
 /// dense layers, one of convs.
-pub const READS_MODELS: [&str; 2] = ["mlp", "dcgan"];
+const READS_MODELS: [&str; 2] = ["mlp", "dcgan"];
 
 /// Milliseconds per training step of [`READS_MODELS`] on `gpu`'s current variants, summed.
-pub fn time_steps(gpu: &Arc<Gpu>) -> Result<f64> {
+fn time_steps(gpu: &Arc<Gpu>) -> Result<f64> {
     let dataset = Dataset::pattern(1024, "a fixed pattern (timing the reads)");
     let mut total = 0.0;
     for name in READS_MODELS {
