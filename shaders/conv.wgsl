@@ -1206,7 +1206,7 @@ fn fold_pixel_quad_filter_grad(@builtin(global_invocation_id) gid: vec3<u32>,
 // dst pixels are split by phase (h mod s_h, w mod s_w), a dispatch's row groups phase by
 // phase: all pixels of a phase take the same taps (d + pad ≡ t mod s), so a strided transposed
 // conv never visits a tap only to mask it. Where the output has too few tiles to fill the GPU
-// (dcgan's 7x7 maps), the gathered channels are split as in conv_gather_portable (split_k):
+// (dcgan's 7x7 maps), the gathered channels are split as in conv_gather_portable (split-k):
 // phase by phase, then split by split. A weight-gradient tile is rows of dW by columns,
 // summed over the output pixels of its batch slice (Params.row_groups, slice_images).
 override TILED_WG: u32 = 16u;
@@ -1219,7 +1219,8 @@ var<workgroup> tiled_b: array<vec4<f32>, 256>;
 // The dst pixels of one phase, first + step * (i, j) for i < pixels.x, j < pixels.y, and the
 // taps they take, tap_first + step * (a, b) for a < taps.x, b < taps.y (step 1 forward); and
 // the gathered channels of one split that its reduction steps take, first_channel +
-// (step % split_channels), from a tap's (step / split_channels).
+// (step % split_channels), from a tap's (step / split_channels), and where the split's partial
+// output starts (out_base).
 struct Phase {
     first: vec2<u32>,
     step: vec2<u32>,
