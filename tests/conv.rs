@@ -396,20 +396,18 @@ fn conv_matches_cpu_twin() {
         // Every conv again on the workgroup-memory tiles (tune.rs's Tiled, for discrete GPUs;
         // passes of 16 output columns or fewer keep the other kernels). A CPU adapter compiles
         // those pipelines slowly (GL 9 s each), so there only the cases of TILED_ON_CPU.
+        let few_on_cpu =
+            |c: &&Call| !gpu.caps.cpu || TILED_ON_CPU.iter().any(|name| c.name.ends_with(name));
         let (conv, conv_weight_grad) = (Variant::Tiled, Variant::Tiled);
         gpu.set_variants(Variants { conv, conv_weight_grad, ..rows });
-        let tiled = calls
-            .iter()
-            .filter(|c| !gpu.caps.cpu || TILED_ON_CPU.iter().any(|name| c.name.ends_with(name)));
+        let tiled = calls.iter().filter(few_on_cpu);
         failures.extend(tiled.filter_map(|call| call.check(gpu).err()).map(|e| e + " (tiled)"));
         // Again reading operands through quad views of their buffers rather than texture
         // mirrors (tune.rs's Buffers reads, off CPU adapters), on the chosen kernels: on CPU
         // adapters only the cases of TILED_ON_CPU on Vulkan, for the time their pipelines take
         // to compile (shader_backends.rs checks the rewritten modules' GLSL).
         gpu.set_variants(Variants { reads: Variant::Buffers, ..rows });
-        let views = calls
-            .iter()
-            .filter(|c| !gpu.caps.cpu || TILED_ON_CPU.iter().any(|name| c.name.ends_with(name)));
+        let views = calls.iter().filter(few_on_cpu);
         if gpu.quad_views() && (!gpu.caps.cpu || gpu.info.backend == wgpu::Backend::Vulkan) {
             failures.extend(
                 views.filter_map(|call| call.check(gpu).err()).map(|e| e + " (quad views)"),

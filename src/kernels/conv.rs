@@ -278,10 +278,10 @@ fn check_sizes(
 /// The WGSL module for `gpu`: the whole file where subgroups are available, else its portable
 /// part; with quad views where the device reads through them.
 fn module(gpu: &Gpu) -> Shader {
-    if gpu.caps.subgroup_size.is_some() {
-        return gpu.gemm_module(shaders::CONV);
-    }
-    gpu.gemm_module(shaders::CONV.portable_part("conv.wgsl (portable part)"))
+    gpu.gemm_module(match gpu.caps.subgroup_size {
+        Some(_) => shaders::CONV,
+        None => shaders::CONV.portable_part("conv.wgsl (portable part)"),
+    })
 }
 
 #[repr(C)]
@@ -342,9 +342,7 @@ impl Params {
             split_stride: 0,
         }
     }
-}
 
-impl Params {
     /// Cuts a gather into `splits` of `channels` gathered channels each, writing partial
     /// outputs of `out_len` floats one after another.
     fn split(&mut self, splits: usize, channels: usize, out_len: usize) {
